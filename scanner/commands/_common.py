@@ -1,0 +1,47 @@
+"""Helpers shared by the CLI commands: error reporting and list-valued options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+
+from scanner.errors import InputError
+
+F = TypeVar("F", bound=Callable[..., object])
+
+#: Exit code for bad input (same as a usage error).
+EXIT_INPUT = 2
+
+
+def reports_input_errors(fn: F) -> F:
+    """Turn :class:`InputError` (and missing files) into a one-line message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=EXIT_INPUT) from None
+        except FileNotFoundError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=EXIT_INPUT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Flatten repeated and comma-separated option values: ``["a,b", "c"] -> ["a", "b", "c"]``."""
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def echo_err(message: str) -> None:
+    """Print to stderr (progress and diagnostics; stdout is kept for results)."""
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,118 @@
+"""Connecting to Ray or starting it in-process, and the GPU/CPU decision.
+
+Nothing here runs at import time; ``ray`` is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RayResources:
+    """What the connected cluster offers, read on the driver."""
+
+    cpus: float
+    gpus: float
+
+    @property
+    def use_gpu(self) -> bool:
+        """True when at least one GPU (physical or logical) is in the cluster."""
+        return self.gpus >= 1
+
+
+def _quiet_env() -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@contextmanager
+def ray_session(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_memory: int | None = None,
+) -> Iterator[RayResources]:
+    """Use the Ray cluster at ``address``, or start a local one in-process when ``address`` is None.
+
+    If Ray is already initialised in this process (a test fixture, or a submitted job's driver), it is
+    used as is and left running.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``ray://host:10001``, ``host:6379`` or ``"auto"``. None (default) starts a private local
+        instance (``address="local"``, no dashboard, authentication off for loopback use) and
+        shuts it down on exit. The environment variable ``RAY_ADDRESS`` is not consulted unless
+        ``address="auto"``.
+    num_cpus, num_gpus : int, optional
+        Resources to declare for a local instance. Default: what the machine has. ``num_gpus=1`` on a
+        machine with no GPU declares a logical GPU (used by tests of the GPU scheduling path).
+    object_store_memory : int, optional
+        Bytes for the local object store. Default: Ray's choice.
+
+    Yields
+    ------
+    RayResources
+        CPUs and GPUs of the cluster.
+    """
+    import ray
+
+    _quiet_env()
+    started = False
+    if not ray.is_initialized():
+        if address is None:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            kwargs: dict = {
+                "address": "local",
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
+            if num_cpus is not None:
+                kwargs["num_cpus"] = num_cpus
+            if num_gpus is not None:
+                kwargs["num_gpus"] = num_gpus
+            if object_store_memory is not None:
+                kwargs["object_store_memory"] = object_store_memory
+            ray.init(**kwargs)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    try:
+        res = ray.cluster_resources()
+        yield RayResources(cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def cluster_resources() -> RayResources:
+    """Resources of the Ray cluster this process is connected to."""
+    import ray
+
+    res = ray.cluster_resources()
+    return RayResources(cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)))
+
+
+def torch_device(prefer_gpu: bool = True) -> str:
+    """``"cuda"`` when a CUDA device is visible to this process and wanted, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if prefer_gpu and torch.cuda.is_available() else "cpu"
+
+
+def set_torch_threads(num_cpus: float | None) -> None:
+    """Set torch's intra-op threads from a task's CPU share (at least 1).
+
+    Ray reuses worker processes, which keep the thread count torch had at first import, so each
+    actor or task calls this at start.
+    """
+    import torch
+
+    n = max(1, int(num_cpus or 1))
+    torch.set_num_threads(n)
