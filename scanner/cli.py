@@ -24,6 +24,13 @@ app = typer.Typer(
 # Each module defines ``register(app)``; order is the order shown by ``--help``.
 _COMMAND_MODULES: tuple[str, ...] = (
     # "scan", "export" (issue 2) ... each helper adds its own module name here
+    "simulate",
+    "label",
+    "train",
+    "evaluate",
+    "predict",
+    "demo",
+    "interpret",
 )
 
 for _name in _COMMAND_MODULES:

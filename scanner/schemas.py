@@ -130,5 +130,42 @@ METRICS = pa.schema(
 )
 
 # ---- attributions (issue 5) ---------------------------------------------------------------------
+#: ``OUT/attributions/method=<m>/tf=<tf>/chrom=<chrom>/part-*.parquet``: long format, one row per
+#: (instance, model, method, genome position) of the explained window (positions off the chromosome
+#: are not written). Values are in logit units; see ``scanner.interpret.methods`` for each method's
+#: per-base values and per-position ``score``. Top positions around a site:
+#: ``pl.scan_parquet("OUT/attributions/**/*.parquet").filter(pl.col("method") == "ism",
+#: pl.col("chrom") == "chr1", pl.col("start") == 1234).sort(pl.col("score").abs(), descending=True)``.
+ATTRIBUTIONS = pa.schema(
+    [
+        *(INSTANCES.field(name) for name in ("chrom", "start", "end", "strand", "motif_id", "tf")),
+        pa.field("regime", pa.string(), nullable=False, metadata={"doc": "training regime of the model"}),
+        pa.field("model_tf", pa.string(), nullable=False, metadata={"doc": "TF whose model is explained"}),
+        pa.field(
+            "method",
+            pa.string(),
+            nullable=False,
+            metadata={
+                "doc": "ism, ism-naive, deeplift, saliency, grad-x-input, gradcam or guided-gradcam"
+            },
+        ),
+        pa.field("pos", pa.int64(), nullable=False, metadata={"doc": "0-based genome position (+ strand)"}),
+        pa.field(
+            "offset", pa.int32(), nullable=False, metadata={"doc": "pos - start (0 .. end-start-1 in the site)"}
+        ),
+        pa.field("base", pa.string(), nullable=False, metadata={"doc": "genome base at pos (A/C/G/T/N)"}),
+        pa.field("score", pa.float32(), nullable=False, metadata={"doc": "per-position score, logit units"}),
+        pa.field("a", pa.float32(), metadata={"doc": "per-base value for A (null: gradcam)"}),
+        pa.field("c", pa.float32(), metadata={"doc": "per-base value for C"}),
+        pa.field("g", pa.float32(), metadata={"doc": "per-base value for G"}),
+        pa.field("t", pa.float32(), metadata={"doc": "per-base value for T"}),
+        pa.field(
+            "delta",
+            pa.float32(),
+            metadata={"doc": "DeepLIFT convergence delta of the instance (null for other methods)"},
+        ),
+    ]
+)
+ATTRIBUTION_PARTITIONS = ("method", "tf", "chrom")
 
 # ---- variants (issue 6) -------------------------------------------------------------------------

@@ -6,13 +6,20 @@ logit per sequence ``(N, 1)`` (log-odds of "bound"). Build them from a :class:`M
 """
 
 from scanner.models.checkpoint import load_checkpoint, save_checkpoint
+from scanner.models.ema import WeightEMA
+from scanner.models.fuse import fuse_for_inference
+from scanner.models.rc import predict_logits, reverse_complement_one_hot
 from scanner.models.spec import ARCHITECTURES, ModelSpec, build_model, count_parameters
 
 __all__ = [
     "ARCHITECTURES",
     "ModelSpec",
+    "WeightEMA",
     "build_model",
     "count_parameters",
+    "fuse_for_inference",
     "load_checkpoint",
+    "predict_logits",
+    "reverse_complement_one_hot",
     "save_checkpoint",
 ]

@@ -1,0 +1,214 @@
+"""Throughput of ``scanner predict`` through Ray against a bare torch loop over the same rows and model.
+
+Everything is synthetic and seeded: a random genome, N motif instances spread over its chromosomes
+(``tf=/chrom=`` partitions as ``scanner scan`` writes them), one small model (random weights, 1 kb
+input). Each contender reads the instances, cuts the 1 kb windows from the FASTA, one-hot encodes,
+runs the model and writes Parquet:
+
+* ``bare torch loop (T threads)``: a plain script: pyarrow read, one pyfaidx fetch per chromosome,
+  numpy gather of windows, ``model(x)`` in batches, ``pq.write_table``. No scanner code in the loop.
+  The ``BN folded`` variant runs the model through :func:`scanner.models.fuse_for_inference` first,
+  as ``scanner predict`` does; it is the reference for the Ray overhead.
+* ``scanner predict, in-process``: :func:`scanner.predict.predict` with ``use_ray=False``.
+* ``scanner predict, Ray``: the same through Ray Data actors (local Ray already started; its start-up
+  time is reported separately, as a cluster would already be up).
+
+Overhead = Ray wall time / best bare-loop (BN folded) wall time - 1; each contender runs ``--repeats``
+times in rotating order and its best time is kept (the shared machine's load drifts).
+Run: ``python benchmarks/predict.py [--n 100000]``.
+Writes ``benchmarks/results/predict.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_inputs(work: Path, n: int, seed: int, seq_len: int) -> tuple[Path, Path, Path]:
+    """Genome, instances and one model under ``work`` (reused when already there)."""
+    import torch
+
+    from scanner.models import ModelSpec, build_model, save_checkpoint
+    from scanner.toydata import write_toy_genome, write_toy_instances
+
+    genome = work / "genome.fa"
+    instances = work / "instances"
+    models = work / "models"
+    if not (instances / "_scan.json").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        sizes = {f"chr{i}": 2_000_000 for i in range(1, 6)}
+        write_toy_genome(genome, sizes, seed=seed)
+        write_toy_instances(instances, genome, tfs=("TOY",), n_per_chrom=n // len(sizes), seed=seed)
+        torch.manual_seed(seed)
+        spec = ModelSpec(arch="small", seq_len=seq_len)
+        save_checkpoint(build_model(spec).eval(), spec, models / "tf=TOY" / "regime=pvalue", {"tf": "TOY"})
+    return genome, instances, models
+
+
+def bare_loop(
+    genome: Path, instances: Path, models: Path, out: Path, threads: int, batch: int, fused: bool = False
+) -> int:
+    """The reference: a plain loop over the same rows and model (``fused``: BatchNorm folded, as
+    scanner predict does)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pyfaidx
+    import torch
+
+    torch.set_num_threads(threads)
+    shutil.rmtree(out, ignore_errors=True)
+    meta = json.loads((models / "tf=TOY" / "regime=pvalue" / "model.json").read_text())
+    from scanner.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec.from_dict(meta["spec"]))
+    model.load_state_dict(torch.load(models / "tf=TOY" / "regime=pvalue" / "model.pt", weights_only=True))
+    model.eval()
+    if fused:
+        from scanner.models import fuse_for_inference
+
+        model = fuse_for_inference(model)
+    w = int(meta["spec"]["seq_len"])
+    lut = np.full(256, 4, np.uint8)
+    for i, b in enumerate(b"ACGT"):
+        lut[b] = i
+        lut[b + 32] = i
+    table = np.zeros((5, 4), np.float32)
+    table[np.arange(4), np.arange(4)] = 1
+    table[4] = 0.25
+    fa = pyfaidx.Fasta(str(genome), as_raw=True)
+    rows = 0
+    for f in sorted(instances.rglob("*.parquet")):
+        t = pq.read_table(f)
+        chrom = t.column("chrom")[0].as_py()
+        seq = lut[np.frombuffer(str(fa[chrom][:]).encode(), np.uint8)]
+        padded = np.concatenate([np.full(w, 4, np.uint8), seq, np.full(w, 4, np.uint8)])
+        s, e = t.column("start").to_numpy(), t.column("end").to_numpy()
+        ws = (s + e) // 2 - w // 2 + w
+        logits = np.empty(len(s), np.float32)
+        with torch.inference_mode():
+            for lo in range(0, len(s), batch):
+                codes = padded[ws[lo : lo + batch, None] + np.arange(w)]
+                x = torch.from_numpy(np.ascontiguousarray(table[codes].transpose(0, 2, 1)))
+                logits[lo : lo + len(codes)] = model(x).reshape(-1).numpy()
+        prob = 1 / (1 + np.exp(-logits))
+        res = t.append_column("logit", pa.array(logits)).append_column("prob_bound", pa.array(prob))
+        o = out / f.parent.parent.name / f.parent.name / f.name
+        o.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(res, o)
+        rows += t.num_rows
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000, help="instances (default 1e5)")
+    ap.add_argument("--seq-len", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--chunk-rows", type=int, default=8192)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=HERE / "_work" / "predict")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds; the best time of each is kept")
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+    from scanner.predict import PredictConfig, predict
+    from scanner.runtime import ray_session
+
+    t = time.perf_counter()
+    genome, instances, models = make_inputs(args.work, args.n, args.seed, args.seq_len)
+    print(f"inputs ready in {time.perf_counter() - t:.1f} s ({args.work})")
+    results: dict[str, list[float]] = {}
+    rows = {}
+
+    import torch
+
+    cfg = PredictConfig(batch_size=args.batch_size, chunk_rows=args.chunk_rows)
+
+    def bare(threads: int, fused: bool):
+        out = args.work / "out_bare"
+        return lambda: bare_loop(genome, instances, models, out, threads, args.batch_size, fused)
+
+    def scanner_predict(use_ray: bool):
+        def run() -> int:
+            torch.set_num_threads(1)
+            out = args.work / ("out_ray" if use_ray else "out_local")
+            return predict(instances, models, out, cfg, use_ray=use_ray).rows
+
+        return run
+
+    contenders = {
+        "bare torch loop (1 thread)": bare(1, False),
+        "bare torch loop, BN folded (1 thread)": bare(1, True),
+        "bare torch loop, BN folded (2 threads)": bare(2, True),
+        "scanner predict, in-process (1 thread)": scanner_predict(False),
+        "scanner predict, Ray": scanner_predict(True),
+    }
+    t0 = time.perf_counter()
+    with ray_session(num_cpus=os.cpu_count()):  # the cluster is up before timing, as on a real one
+        ray_start = time.perf_counter() - t0
+        print(f"  Ray start-up: {ray_start:.1f} s (not counted)")
+        names = list(contenders)
+        for r in range(args.repeats):  # rotate the order: the machine's load drifts between runs
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                t1 = time.perf_counter()
+                rows[name] = contenders[name]()
+                results.setdefault(name, []).append(time.perf_counter() - t1)
+                print(f"  {name}: {results[name][-1]:.1f} s", flush=True)
+    best = {k: min(v) for k, v in results.items()}
+    ref_name = min((k for k in best if k.startswith("bare torch loop, BN")), key=best.get)
+    ref = best[ref_name]
+    table = []
+    for name, sec in best.items():
+        table.append(
+            {
+                "method": name,
+                "seconds": round(sec, 2),
+                "instances_per_s": round(rows[name] / sec, 1),
+                "vs_best_bare": round(sec / ref, 3),
+            }
+        )
+    ray_overhead = best["scanner predict, Ray"] / ref - 1
+    ray_vs_local = best["scanner predict, Ray"] / best["scanner predict, in-process (1 thread)"] - 1
+    print(f"\n{args.n} instances, small model, {args.seq_len} bp, CPU x{os.cpu_count()}")
+    print(f"{'method':48s} {'seconds':>8s} {'inst/s':>9s} {'x best bare':>11s}")
+    for r in table:
+        print(f"{r['method']:48s} {r['seconds']:8.1f} {r['instances_per_s']:9.0f} {r['vs_best_bare']:11.3f}")
+    print(f"Ray overhead vs {ref_name}: {100 * ray_overhead:+.1f}% (target < 10%)")
+    print(f"Ray vs scanner predict in-process: {100 * ray_vs_local:+.1f}%")
+    out = HERE / "results" / "predict.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "n": args.n,
+                "seq_len": args.seq_len,
+                "batch_size": args.batch_size,
+                "chunk_rows": args.chunk_rows,
+                "cpus": os.cpu_count(),
+                "ray_startup_s": round(ray_start, 2),
+                "results": table,
+                "reference": ref_name,
+                "ray_overhead": round(ray_overhead, 4),
+                "ray_vs_in_process": round(ray_vs_local, 4),
+                "machine": platform.platform(),
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""``scanner demo``: the whole chain on the simulated default, in minutes on a laptop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scanner.commands._common import echo_err, reports_input_errors, split_list
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``demo`` command to ``app``."""
+
+    @app.command("demo")
+    @reports_input_errors
+    def demo(
+        out: Annotated[Path, typer.Option(help="Run directory.")] = Path("scanner-demo"),
+        size_mb: Annotated[float, typer.Option(help="Simulated genome size in Mb.")] = 10.0,
+        tf: Annotated[Optional[list[str]], typer.Option(help="Simulated TFs. Default: ALPHA,BETA.")] = None,
+        regime: Annotated[Optional[list[str]], typer.Option(help="Regimes. Default: pvalue,open.")] = None,
+        epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 15,
+        seed: Annotated[int, typer.Option(help="Seed of the simulation and training.")] = 0,
+        address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
+        ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: every stage in this process).")] = True,
+    ) -> None:
+        """Simulate a genome, scan it, label, train per TF and regime, evaluate, predict genome-wide."""
+        from scanner.demo import DemoConfig, format_demo, run_demo
+
+        config = DemoConfig(
+            out=out,
+            size_mb=size_mb,
+            tfs=tuple(split_list(tf)) or DemoConfig.tfs,
+            regimes=tuple(split_list(regime)) or DemoConfig.regimes,
+            epochs=epochs,
+            seed=seed,
+            use_ray=ray,
+            address=address,
+        )
+        result = run_demo(config, log=echo_err)
+        typer.echo(format_demo(result))

@@ -1,0 +1,100 @@
+"""``scanner label``: label motif instances from ChIP-seq peaks and build the balanced training sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.errors import InputError
+
+
+def _parse_peaks(values: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for v in values:
+        tf, sep, path = v.partition("=")
+        if not sep or not tf or not path:
+            raise InputError(f"expected TF=path, got {v!r}", field="--peaks")
+        if tf in out:
+            raise InputError(f"TF {tf!r} is given twice", field="--peaks")
+        out[tf] = Path(path)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``label`` command to ``app``."""
+
+    @app.command("label")
+    @reports_input_errors
+    def label(
+        instances: Annotated[
+            Path, typer.Option(help="Instances dataset (OUT/instances from `scanner scan`).")
+        ],
+        peaks: Annotated[
+            list[str],
+            typer.Option(help="TF=peaks.narrowPeak[.gz] or TF=peaks.bed[.gz]; repeat for each TF."),
+        ],
+        out: Annotated[Path, typer.Option(help="Run directory: writes OUT/labelled and OUT/datasets.")],
+        open_chromatin: Annotated[
+            Optional[Path], typer.Option("--open", help="Open-chromatin peaks (BED3+/narrowPeak).")
+        ] = None,
+        blacklist: Annotated[
+            Optional[Path], typer.Option(help="BED of regions whose instances are dropped.")
+        ] = None,
+        summit_distance: Annotated[
+            Optional[int], typer.Option(help="Bound = within this many bp of a summit (not: inside a peak).")
+        ] = None,
+        val_chroms: Annotated[
+            Optional[list[str]], typer.Option(help="Validation chromosomes. Default: chr8 (see docs).")
+        ] = None,
+        test_chroms: Annotated[
+            Optional[list[str]], typer.Option(help="Test chromosomes. Default: chr9 (see docs).")
+        ] = None,
+        window: Annotated[int, typer.Option(help="Window width in bp, centred on each instance.")] = 1000,
+        regimes: Annotated[
+            Optional[list[str]],
+            typer.Option(help="pvalue, gc, open, random. Default: all (open only with --open)."),
+        ] = None,
+        mask_core: Annotated[bool, typer.Option(help="Replace the motif site in each window by N.")] = False,
+        gc_tolerance: Annotated[float, typer.Option(help="GC bin width of the gc regime.")] = 0.02,
+        seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
+        genome: Annotated[
+            Optional[Path], typer.Option(help="FASTA. Default: the genome recorded in INSTANCES/_scan.json.")
+        ] = None,
+        address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
+        ray: Annotated[bool, typer.Option(help="Fetch windows on Ray (--no-ray: in this process).")] = True,
+    ) -> None:
+        """Mark instances bound/unbound, in_open, split and GC; write balanced sets with 1 kb windows."""
+        from scanner.datasets import format_sizes
+        from scanner.labels import LabelConfig
+        from scanner.labels import label as run
+
+        config = LabelConfig(
+            window=window,
+            summit_distance=summit_distance,
+            val_chroms=tuple(split_list(val_chroms)) or None,
+            test_chroms=tuple(split_list(test_chroms)) or None,
+            regimes=tuple(split_list(regimes)) or None,
+            mask_core=mask_core,
+            seed=seed,
+            gc_tolerance=gc_tolerance,
+        )
+        kwargs = dict(open_chromatin=open_chromatin, blacklist=blacklist, genome=genome)
+        if ray:
+            from scanner.runtime import ray_session
+
+            with ray_session(address):
+                res = run(instances, _parse_peaks(peaks), out, config, use_ray=True, **kwargs)
+        else:
+            res = run(instances, _parse_peaks(peaks), out, config, use_ray=False, **kwargs)
+        for r in res.counts.iter_rows(named=True):
+            echo_err(
+                f"{r['tf']}: {r['labelled']} instances labelled ({r['bound']} bound, {r['in_open']} in open "
+                f"chromatin, {r['blacklisted']} dropped by the blacklist)"
+            )
+        typer.echo(format_sizes(res.sizes))
+        echo_err(
+            f"labelled: {res.labelled}\ndatasets: {res.datasets} (sizes in {res.datasets / '_sizes.json'})"
+        )

@@ -1,0 +1,76 @@
+"""``scanner predict``: bound probabilities for every motif instance, through Ray Data actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scanner.commands._common import echo_err, reports_input_errors, split_list
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``predict`` command to ``app``."""
+
+    @app.command("predict")
+    @reports_input_errors
+    def predict(
+        instances: Annotated[Path, typer.Option(help="Instances directory (OUT/instances: tf=/chrom=).")],
+        models: Annotated[Path, typer.Option(help="Models directory (OUT/models).")],
+        out: Annotated[Path, typer.Option(help="Predictions directory (OUT/predictions).")],
+        tf: Annotated[
+            Optional[list[str]], typer.Option(help="Instance TF(s) to score. Default: all with a model.")
+        ] = None,
+        regime: Annotated[Optional[list[str]], typer.Option(help="Model regime(s). Default: all.")] = None,
+        cross_tf: Annotated[
+            bool, typer.Option(help="Score every TF's instances with every TF's model.")
+        ] = False,
+        batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
+        rc_average: Annotated[
+            bool, typer.Option(help="Average logits with the reverse complement's.")
+        ] = False,
+        genome: Annotated[
+            Optional[Path],
+            typer.Option(help="FASTA. Default: the genome recorded in OUT/instances/_scan.json."),
+        ] = None,
+        chunk_rows: Annotated[
+            int, typer.Option(help="Instances per work item (unit of scheduling/retry).")
+        ] = 16384,
+        actors: Annotated[
+            Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")
+        ] = None,
+        address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
+        ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
+    ) -> None:
+        """Write OUT/predictions (one row per instance and model: logit, prob_bound)."""
+        from scanner.predict import PredictConfig
+        from scanner.predict import predict as run_predict
+
+        config = PredictConfig(
+            batch_size=batch_size,
+            rc_average=rc_average,
+            cross_tf=cross_tf,
+            chunk_rows=chunk_rows,
+            actors=actors,
+        ).validate()
+        s = run_predict(
+            instances,
+            models,
+            out,
+            config,
+            genome=genome,
+            tfs=split_list(tf) or None,
+            regimes=split_list(regime) or None,
+            use_ray=ray,
+            address=address,
+            log=echo_err,
+        )
+        typer.echo(
+            f"{s.rows} prediction rows ({s.instances} instances x applicable models, "
+            f"{len(s.models)} model(s)) in {s.files} file(s) under {s.out} ({s.seconds:.1f} s)"
+        )
+        typer.echo(
+            f"query: polars.scan_parquet('{s.out}/**/*.parquet', hive_partitioning=True)"
+            ".filter(pl.col('prob_bound') > 0.9).collect()"
+        )

@@ -1,0 +1,561 @@
+"""Evaluation of bound/unbound classifiers: auROC, auPRC (average precision), loss, curves and plots.
+
+Ties are handled exactly: tied scores count one half in the auROC (the Mann-Whitney statistic with
+mid-ranks) and are a single threshold in the precision-recall curve (average precision as in
+scikit-learn: ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds, highest first). The ``*_naive``
+functions are the plain O(n^2) / O(n * thresholds) definitions the fast ones are tested against.
+
+Metrics rows follow :data:`scanner.schemas.METRICS`: one per (data TF, model TF, regime, split).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from scanner.data_loading import iter_batches, partition_files, window_width
+from scanner.errors import InputError
+from scanner.io import write_bytes_atomic, write_parquet_atomic
+from scanner.schemas import METRICS
+
+if TYPE_CHECKING:
+    import torch
+
+METRIC_KEY = ("tf", "model_tf", "regime", "split")
+
+
+def _check(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y).astype(bool).reshape(-1)
+    s = np.asarray(s, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.shape[0]} vs {s.shape[0]}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    return y, s
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve, ties counted one half (mid-ranks). O(n log n).
+
+    Parameters
+    ----------
+    labels : array of {0, 1} or bool, shape (n,)
+    scores : array of float, shape (n,)
+        Higher means more likely positive.
+
+    Returns
+    -------
+    float or None
+        P(score_pos > score_neg) + 0.5 P(score_pos == score_neg); None when a class is absent.
+    """
+    y, s = _check(labels, scores)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    # mid-rank (1-based) of each distinct value
+    upper = np.cumsum(counts)
+    midrank = upper - (counts - 1) / 2.0
+    rank_sum = midrank[inverse][y].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_auc_naive(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Reference auROC by comparing every positive with every negative (O(n_pos * n_neg))."""
+    y, s = _check(labels, scores)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        return None
+    total = 0.0
+    for p in pos:
+        total += float(np.sum(p > neg)) + 0.5 * float(np.sum(p == neg))
+    return total / (pos.size * neg.size)
+
+
+def _threshold_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative true and false positives at each distinct threshold, highest first."""
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), y.size - 1]
+    tps = np.cumsum(y_sorted)[last]
+    fps = (last + 1) - tps
+    return tps.astype(np.float64), fps.astype(np.float64), s_sorted[last]
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the precision-recall curve as average precision (step-wise, ties as one threshold).
+
+    Returns
+    -------
+    float or None
+        ``sum_k (R_k - R_{k-1}) P_k`` over distinct score thresholds; None when there is no positive.
+    """
+    y, s = _check(labels, scores)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return None
+    tps, fps, _ = _threshold_counts(y, s)
+    precision = tps / (tps + fps)
+    recall = tps / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def average_precision_naive(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Reference average precision: for each distinct threshold t, precision and recall of ``s >= t``."""
+    y, s = _check(labels, scores)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return None
+    total, prev_recall = 0.0, 0.0
+    for t in sorted(set(s.tolist()), reverse=True):
+        called = s >= t
+        tp = float(np.sum(called & y))
+        precision = tp / float(np.sum(called))
+        recall = tp / n_pos
+        total += (recall - prev_recall) * precision
+        prev_recall = recall
+    return total
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC curve ``(fpr, tpr)`` at every distinct threshold, starting at (0, 0). Requires both classes."""
+    y, s = _check(labels, scores)
+    tps, fps, _ = _threshold_counts(y, s)
+    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos]
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision-recall curve ``(recall, precision)`` at every distinct threshold, highest first."""
+    y, s = _check(labels, scores)
+    tps, fps, _ = _threshold_counts(y, s)
+    n_pos = max(int(y.sum()), 1)
+    return tps / n_pos, tps / (tps + fps)
+
+
+def bce_with_logits(labels: np.ndarray, logits: np.ndarray) -> float | None:
+    """Mean binary cross-entropy of logits (numerically stable); None for no rows."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if y.size == 0:
+        return None
+    return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+
+
+def metric_row(
+    tf: str,
+    model_tf: str,
+    regime: str,
+    split: str,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    scores: np.ndarray,
+) -> dict[str, Any]:
+    """One METRICS row from labels, model logits and motif scores of one partition."""
+    y = np.asarray(labels).astype(bool)
+    return {
+        "tf": tf,
+        "model_tf": model_tf,
+        "regime": regime,
+        "split": split,
+        "n": int(y.size),
+        "n_pos": int(y.sum()),
+        "n_neg": int(y.size - y.sum()),
+        "auroc": roc_auc(y, logits) if y.size else None,
+        "auprc": average_precision(y, logits) if y.size else None,
+        "score_auroc": roc_auc(y, scores) if y.size else None,
+        "loss": bce_with_logits(y, logits),
+    }
+
+
+def predict_files(
+    model: torch.nn.Module,
+    files: Sequence[Path],
+    *,
+    width: int,
+    batch_size: int = 256,
+    rc_average: bool = False,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stream a partition through ``model`` (eval mode, no grad; the model's mode is restored).
+
+    Returns
+    -------
+    (labels, logits, scores)
+        int8, float32 and float32 arrays of shape (n,), in file order.
+    """
+    import torch
+
+    from scanner.models import predict_logits
+
+    was_training = model.training
+    model.eval()
+    ys, zs, ss = [], [], []
+    try:
+        with torch.no_grad():
+            for b in iter_batches(files, batch_size, width=width):
+                x = torch.from_numpy(b.x).to(device)
+                zs.append(predict_logits(model, x, rc_average=rc_average).float().cpu().numpy())
+                ys.append(b.y.astype(np.int8))
+                ss.append(b.score)
+    finally:
+        model.train(was_training)
+    if not ys:
+        return np.zeros(0, np.int8), np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(ys), np.concatenate(zs), np.concatenate(ss)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    data_root: str | Path,
+    *,
+    model_tf: str,
+    regime: str,
+    data_tfs: Sequence[str],
+    splits: Sequence[str] = ("val", "test"),
+    batch_size: int = 256,
+    rc_average: bool = False,
+    device: str = "cpu",
+    seq_len: int | None = None,
+    plot_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate one model on the given TFs' partitions of its regime.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network (input ``(N, 4, W)``).
+    data_root : path
+        ``OUT/datasets``.
+    model_tf, regime : str
+        Whose model it is.
+    data_tfs : sequence of str
+        TFs whose partitions to score (``[model_tf]`` normally; every TF for the cross-TF matrix).
+    splits : sequence of str, optional
+        Default ``("val", "test")``.
+    batch_size : int, optional
+        Rows per forward pass. Default 256.
+    rc_average : bool, optional
+        Average the logits of each window and its reverse complement. Default False.
+    device : str, optional
+        Torch device of the model. Default ``"cpu"``.
+    seq_len : int, optional
+        The model's input length; windows of another length raise. Default: not checked.
+    plot_dir : path, optional
+        When given, ROC and PR curves of the model's own TF go to ``plot_dir/roc.png`` and ``pr.png``.
+
+    Returns
+    -------
+    list of dict
+        METRICS rows.
+
+    Raises
+    ------
+    InputError
+        For a missing partition or a window length different from the model's input length.
+    """
+    rows, curves = [], {}
+    for tf in data_tfs:
+        for split in splits:
+            files = partition_files(data_root, regime, tf, split)
+            width = window_width(files)
+            if seq_len is not None and width != seq_len:
+                raise InputError(
+                    f"windows are {width} bp but the model of {model_tf}/{regime} takes {seq_len} bp",
+                    source=files[0],
+                    field="window",
+                )
+            y, z, s = predict_files(
+                model, files, width=width, batch_size=batch_size, rc_average=rc_average, device=device
+            )
+            rows.append(metric_row(tf, model_tf, regime, split, y, z, s))
+            if tf == model_tf:
+                curves[split] = (y, z, s)
+    if plot_dir is not None and curves:
+        plot_curves(curves, Path(plot_dir), title=f"{model_tf} / {regime}")
+    return rows
+
+
+def plot_curves(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: Path, *, title: str = ""
+) -> tuple[Path, Path]:
+    """Write ``roc.png`` and ``pr.png`` (matplotlib Agg) for each split, with the motif-score baseline.
+
+    Parameters
+    ----------
+    curves : dict
+        ``{split: (labels, logits, scores)}``.
+    out_dir : Path
+        Directory for the two PNGs (written atomically).
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    paths = []
+    for kind in ("roc", "pr"):
+        fig = Figure(figsize=(4.2, 4.0), dpi=110)
+        ax = fig.add_subplot()
+        for split, (y, z, s) in curves.items():
+            yb = np.asarray(y).astype(bool)
+            if not yb.any() or yb.all():
+                continue
+            for name, values, style in (("model", z, "-"), ("motif score", s, ":")):
+                if kind == "roc":
+                    fx, fy = roc_curve(yb, values)
+                    metric = roc_auc(yb, values)
+                else:
+                    fx, fy = pr_curve(yb, values)
+                    metric = average_precision(yb, values)
+                ax.plot(fx, fy, style, label=f"{split} {name} ({metric:.3f})", drawstyle="steps-post")
+        if kind == "roc":
+            ax.plot([0, 1], [0, 1], color="0.8", lw=0.8)
+            ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC {title}")
+        else:
+            ax.set(xlabel="recall", ylabel="precision", title=f"PR {title}", ylim=(0, 1.02))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        paths.append(write_bytes_atomic(buf.getvalue(), out_dir / f"{kind}.png"))
+    return paths[0], paths[1]
+
+
+def metrics_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """METRICS table from rows (NaN metrics become null), sorted by regime, tf, model_tf, split."""
+    clean = []
+    for r in rows:
+        r = dict(r)
+        for k in ("auroc", "auprc", "score_auroc", "loss"):
+            v = r.get(k)
+            r[k] = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        clean.append(r)
+    clean.sort(key=lambda r: (r["regime"], r["tf"], r["model_tf"], r["split"]))
+    return pa.Table.from_pylist(clean, schema=METRICS)
+
+
+def write_metrics(rows: Sequence[dict[str, Any]], path: str | Path) -> pa.Table:
+    """Merge rows into the metrics file at ``path`` (rows with the same key are replaced) atomically.
+
+    Returns
+    -------
+    pyarrow.Table
+        The whole merged table as written.
+
+    Raises
+    ------
+    InputError
+        If an existing file at ``path`` is not a METRICS table.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    new = metrics_table(rows)
+    if path.exists():
+        try:
+            old = pq.read_table(path).select(METRICS.names).cast(METRICS)
+        except Exception as exc:
+            raise InputError(f"existing metrics file cannot be merged: {exc}", source=path) from exc
+        keys = {tuple(r[k] for k in METRIC_KEY) for r in new.to_pylist()}
+        kept = [r for r in old.to_pylist() if tuple(r[k] for k in METRIC_KEY) not in keys]
+        new = metrics_table(kept + new.to_pylist())
+    write_parquet_atomic(new, path)
+    return new
+
+
+def format_metrics(table: pa.Table) -> str:
+    """Plain-text table of METRICS rows for the terminal."""
+    cols = ["tf", "model_tf", "regime", "split", "n", "n_pos", "auroc", "auprc", "score_auroc", "loss"]
+    rows = table.select(cols).to_pylist()
+
+    def fmt(v: object) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [cols] + [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(
+    model_dir: str | Path,
+    data_root: str | Path,
+    *,
+    data_tfs: Sequence[str] | None = None,
+    splits: Sequence[str] = ("val", "test"),
+    batch_size: int = 256,
+    rc_average: bool = False,
+    plots: bool = True,
+    threads: float | None = None,
+) -> list[dict[str, Any]]:
+    """Load a checkpoint and evaluate it (on its own TF by default); body of one Ray evaluation task.
+
+    Parameters
+    ----------
+    model_dir : path
+        ``OUT/models/tf=<tf>/regime=<regime>``.
+    data_tfs : sequence of str, optional
+        TFs whose partitions (of the model's regime) to score. Default: the model's own TF.
+    plots : bool, optional
+        Redraw ``roc.png`` / ``pr.png`` in ``model_dir`` (own TF only). Default True.
+    threads : float, optional
+        Torch threads to use (Ray tasks). Default: unchanged.
+
+    Raises
+    ------
+    InputError
+        Checkpoint or data problems (see :func:`evaluate_model`).
+    """
+    from scanner.models import load_checkpoint
+    from scanner.runtime import set_torch_threads, torch_device
+
+    if threads is not None:
+        set_torch_threads(threads)
+    device = torch_device()
+    model, meta = load_checkpoint(model_dir, map_location=device)
+    tf, regime = meta.get("tf"), meta.get("regime")
+    if not tf or not regime:
+        raise InputError("model.json lacks 'tf' or 'regime'", source=Path(model_dir) / "model.json")
+    return evaluate_model(
+        model,
+        data_root,
+        model_tf=tf,
+        regime=regime,
+        data_tfs=list(data_tfs or [tf]),
+        splits=splits,
+        batch_size=batch_size,
+        rc_average=rc_average,
+        device=device,
+        seq_len=meta["spec"].seq_len,
+        plot_dir=model_dir if plots else None,
+    )
+
+
+def evaluate_models(
+    data_root: str | Path,
+    models_root: str | Path,
+    metrics_path: str | Path,
+    *,
+    tfs: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    cross_tf: bool = False,
+    splits: Sequence[str] = ("val", "test"),
+    batch_size: int = 256,
+    rc_average: bool = False,
+    use_ray: bool = True,
+    address: str | None = None,
+    log: Any = None,
+) -> pa.Table:
+    """Evaluate trained models, one Ray task per model, and merge the rows into ``metrics_path``.
+
+    With ``cross_tf`` every model is applied to every TF's partitions of its regime (the reference's
+    TF x TF matrix: rows with ``model_tf != tf``) and a heatmap of test auROC per regime is drawn
+    beside the models (``models_root/cross_tf_<regime>.png``).
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows of this evaluation (the file also keeps earlier rows with other keys).
+
+    Raises
+    ------
+    InputError
+        No models, a requested TF or regime without a model or data, missing partitions.
+    """
+    from scanner.data_loading import available_partitions
+    from scanner.predict import discover_models
+
+    models = discover_models(models_root, tfs, regimes)
+    have = available_partitions(data_root)
+    jobs = []
+    for m in models:
+        data_tfs = sorted({t for (r, t) in have if r == m.regime}) if cross_tf else [m.tf]
+        if tfs and cross_tf:
+            data_tfs = [t for t in data_tfs if t in tfs]
+        for t in data_tfs:
+            for s in splits:
+                partition_files(data_root, m.regime, t, s)
+        jobs.append((m.path, data_tfs))
+    say = log or (lambda _m: None)
+    kwargs = dict(splits=tuple(splits), batch_size=batch_size, rc_average=rc_average)
+    if use_ray:
+        rows = _evaluate_on_ray(jobs, str(data_root), kwargs, address, say)
+    else:
+        rows = [r for path, d in jobs for r in evaluate_checkpoint(path, data_root, data_tfs=d, **kwargs)]
+    table = metrics_table(rows)
+    write_metrics(rows, metrics_path)
+    if cross_tf:
+        for regime in sorted({m.regime for m in models}):
+            plot_cross_tf(table, regime, Path(models_root) / f"cross_tf_{regime}.png")
+    return table
+
+
+def _evaluate_on_ray(jobs: list, data_root: str, kwargs: dict, address: str | None, say: Any) -> list:
+    from contextlib import nullcontext
+
+    import ray
+
+    from scanner.runtime import cluster_resources, ray_session
+
+    with nullcontext() if ray.is_initialized() else ray_session(address):
+        res = cluster_resources()
+        opts = {"num_gpus": 1, "num_cpus": 1} if res.use_gpu else {"num_cpus": 1}
+        task = ray.remote(max_retries=1, **opts)(evaluate_checkpoint)
+        say(f"evaluating {len(jobs)} model(s) as Ray tasks ({opts})")
+        refs = [task.remote(path, data_root, data_tfs=d, threads=1, **kwargs) for path, d in jobs]
+        try:
+            return [r for rows in ray.get(refs) for r in rows]
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, InputError):
+                raise cause from None
+            raise
+
+
+def plot_cross_tf(table: pa.Table, regime: str, path: Path, split: str = "test") -> Path | None:
+    """Heatmap of auROC, model TF (rows) x data TF (columns), for one regime and split."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rows = [r for r in table.to_pylist() if r["regime"] == regime and r["split"] == split]
+    if not rows:
+        return None
+    model_tfs = sorted({r["model_tf"] for r in rows})
+    data_tfs = sorted({r["tf"] for r in rows})
+    m = np.full((len(model_tfs), len(data_tfs)), np.nan)
+    for r in rows:
+        if r["auroc"] is not None:
+            m[model_tfs.index(r["model_tf"]), data_tfs.index(r["tf"])] = r["auroc"]
+    size = 2.5 + 0.3 * max(len(model_tfs), len(data_tfs))
+    fig = Figure(figsize=(size, size), dpi=110)
+    ax = fig.add_subplot()
+    im = ax.imshow(m, vmin=0.5, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(data_tfs)), data_tfs, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(model_tfs)), model_tfs, fontsize=7)
+    ax.set(xlabel="instances of TF", ylabel="model of TF", title=f"{split} auROC, regime {regime}")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return write_bytes_atomic(buf.getvalue(), path)

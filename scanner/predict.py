@@ -1,0 +1,680 @@
+"""Genome-wide prediction: every motif instance gets ``prob_bound`` from each applicable model.
+
+Input: ``OUT/instances/tf=<tf>/chrom=<chrom>/*.parquet`` (INSTANCES) and ``OUT/models/tf=/regime=/``
+checkpoints. Output: ``OUT/predictions/tf=<tf>/chrom=<chrom>/<stem>-c<k>.parquet`` (PREDICTIONS), one
+row per (instance, model), the partitioning of the instances kept, plus ``OUT/predictions/_predict.json``
+recording the instances directory, the genome and the models used.
+
+Work is cut into *items*: a row range ``[lo, hi)`` of one instance file (at most ``chunk_rows`` rows).
+:func:`predict_item` is the pure kernel: it reads the rows, fetches each instance's W-bp window
+centred on the site (``window_start = (start + end) // 2 - W // 2``, N-padded off the chromosome ends,
+W = the model's ``seq_len``) from the FASTA, runs every applicable model in ``batch_size`` batches and
+returns the PREDICTIONS rows: for each model in order, the item's instances in file order. Its output
+file name depends only on the input file and the item index, and is written atomically, so a retried
+item replaces its file. :func:`predict` runs the items through Ray Data ``map_batches`` with a
+callable class (:class:`Predictor`) that loads each model once per actor (GPU actors when the cluster
+has GPUs), or in this process (``use_ray=False``) with the same kernel.
+
+Without ``cross_tf`` an instance of TF X is scored by the models of X (one row per regime); with it,
+by every model (the cross-TF matrix of the reference).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scanner.errors import InputError
+from scanner.genome import Genome, one_hot, open_genome
+from scanner.io import parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.schemas import INSTANCES, PREDICTIONS
+
+#: Output file names: ``<input stem>-c<item index>.parquet``.
+_OUT_NAME = re.compile(r"-c\d{4,}\.parquet$")
+#: Largest genome span fetched at once when gathering windows (bp).
+MAX_SPAN = 1 << 22
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One trained model on disk."""
+
+    tf: str
+    regime: str
+    path: str
+    seq_len: int
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Settings of ``scanner predict``; each field is a flag.
+
+    Parameters
+    ----------
+    batch_size : int
+        Windows per forward pass. Default 256.
+    rc_average : bool
+        Average each window's logit with its reverse complement's. Default False.
+    cross_tf : bool
+        Score every TF's instances with every TF's model. Default False.
+    chunk_rows : int
+        Rows per work item (the unit Ray schedules and retries). Default 16384.
+    actors : int, optional
+        Actor-pool size. Default: GPUs in the cluster when it has any, else its CPUs.
+    cpus_per_actor : float
+        CPUs reserved per CPU actor (fractional keeps Ray Data's own tasks schedulable); the actor
+        runs ``max(1, round(cpus / actors))`` torch threads. Default 0.5.
+    """
+
+    batch_size: int = 256
+    rc_average: bool = False
+    cross_tf: bool = False
+    chunk_rows: int = 16384
+    actors: int | None = None
+    cpus_per_actor: float = 0.5
+
+    def validate(self) -> PredictConfig:
+        """Return self, or raise :class:`InputError` naming the bad flag."""
+        for name in ("batch_size", "chunk_rows"):
+            if getattr(self, name) < 1:
+                raise InputError(
+                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
+                )
+        if self.actors is not None and self.actors < 1:
+            raise InputError(f"must be >= 1, got {self.actors}", field="--actors")
+        if not self.cpus_per_actor > 0:
+            raise InputError(f"must be > 0, got {self.cpus_per_actor}", field="--cpus-per-actor")
+        return self
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """Rows ``[lo, hi)`` of one instance file and the models to apply to them."""
+
+    file: str
+    out_file: str
+    tf: str
+    chrom: str
+    lo: int
+    hi: int
+    models: tuple[ModelRef, ...]
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    """What :func:`predict` wrote."""
+
+    out: str
+    genome: str
+    files: int
+    rows: int
+    instances: int
+    models: tuple[ModelRef, ...]
+    seconds: float
+
+
+# ---- discovery -------------------------------------------------------------------------------------
+
+
+def _hive(directory: Path, key: str) -> list[tuple[str, Path]]:
+    if not directory.is_dir():
+        return []
+    return [
+        (unquote(c.name[len(key) + 1 :]), c)
+        for c in sorted(directory.iterdir())
+        if c.is_dir() and c.name.startswith(key + "=")
+    ]
+
+
+def discover_models(
+    models_root: str | Path, tfs: Sequence[str] | None = None, regimes: Sequence[str] | None = None
+) -> list[ModelRef]:
+    """Models under ``models_root/tf=<tf>/regime=<regime>/model.json``, optionally filtered.
+
+    Raises
+    ------
+    InputError
+        If the directory is missing, holds no model, a ``model.json`` is unreadable, or a requested
+        TF or regime has no model (the message lists those present).
+    """
+    root = Path(models_root)
+    if not root.is_dir():
+        raise InputError(
+            "models directory not found (expected tf=<tf>/regime=<regime>/model.json)", source=root
+        )
+    found = []
+    for tf, tdir in _hive(root, "tf"):
+        for regime, rdir in _hive(tdir, "regime"):
+            js = rdir / "model.json"
+            if not js.is_file():
+                continue
+            try:
+                seq_len = int(json.loads(js.read_text())["spec"]["seq_len"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"malformed model.json: {exc}", source=js) from exc
+            found.append(ModelRef(tf, regime, str(rdir.resolve()), seq_len))
+    if not found:
+        raise InputError("no models found (expected tf=<tf>/regime=<regime>/model.json)", source=root)
+    for wanted, attr in ((tfs, "tf"), (regimes, "regime")):
+        have = sorted({getattr(m, attr) for m in found})
+        for w in wanted or ():
+            if w not in have:
+                raise InputError(
+                    f"no model for {attr} '{w}'; models exist for: {', '.join(have)}", source=root
+                )
+    return [m for m in found if (not tfs or m.tf in tfs) and (not regimes or m.regime in regimes)]
+
+
+def resolve_genome(instances_root: str | Path, genome: str | Path | None) -> Path:
+    """The FASTA to fetch windows from: ``genome`` if given, else ``instances_root/_scan.json``'s.
+
+    Raises
+    ------
+    InputError
+        If neither names an existing file.
+    """
+    if genome is not None:
+        return Path(genome)
+    js = Path(instances_root) / "_scan.json"
+    if not js.is_file():
+        raise InputError(
+            "no genome given and no _scan.json beside the instances to read it from; pass --genome", source=js
+        )
+    try:
+        path = Path(json.loads(js.read_text())["genome"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read the genome path: {exc}", source=js, field="genome") from exc
+    if not path.is_absolute() and not path.exists():
+        path = js.parent / path
+    return path
+
+
+def plan_items(
+    instances_root: str | Path,
+    models: Sequence[ModelRef],
+    out_root: str | Path,
+    config: PredictConfig,
+    *,
+    tfs: Sequence[str] | None = None,
+) -> list[WorkItem]:
+    """Cut the instance files into work items and attach the models each one needs.
+
+    Instance TFs with no applicable model are skipped (only without ``cross_tf``).
+
+    Raises
+    ------
+    InputError
+        If there are no instance files, or a requested TF has none.
+    """
+    root = Path(instances_root)
+    if not root.is_dir():
+        raise InputError(
+            "instances directory not found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root
+        )
+    items: list[WorkItem] = []
+    present = _hive(root, "tf")
+    if not present:
+        raise InputError(
+            "no instance partitions found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root
+        )
+    for want in tfs or ():
+        if want not in {t for t, _ in present}:
+            raise InputError(
+                f"no instances of TF '{want}'; TFs present: {', '.join(t for t, _ in present)}", source=root
+            )
+    for tf, tdir in present:
+        if tfs and tf not in tfs:
+            continue
+        applicable = tuple(models) if config.cross_tf else tuple(m for m in models if m.tf == tf)
+        if not applicable:
+            continue
+        for chrom, cdir in _hive(tdir, "chrom"):
+            out_dir = partition_dir(out_root, [("tf", tf), ("chrom", chrom)])
+            for f in parquet_files(cdir):
+                pf = pq.ParquetFile(f)
+                _check_instance_columns(pf.schema_arrow.names, f)
+                n = pf.metadata.num_rows
+                for k, lo in enumerate(range(0, max(n, 1), config.chunk_rows)):
+                    hi = min(n, lo + config.chunk_rows)
+                    out_file = out_dir / f"{f.stem}-c{k:04d}.parquet"
+                    items.append(WorkItem(str(f), str(out_file), tf, chrom, lo, hi, applicable))
+    if not items:
+        raise InputError(
+            "no instances to score: no instance TF has a model (use --cross-tf to apply other TFs' models)",
+            source=root,
+        )
+    return items
+
+
+# ---- kernel ----------------------------------------------------------------------------------------
+
+
+def _check_instance_columns(names: Sequence[str], path: str | Path) -> None:
+    for c in INSTANCES.names:
+        if c not in names:
+            raise InputError(f"column '{c}' is missing (expected the INSTANCES schema)", source=path, field=c)
+
+
+def read_rows(path: str | Path, lo: int, hi: int) -> pa.Table:
+    """Rows ``[lo, hi)`` of an instance file, as the INSTANCES schema.
+
+    Raises
+    ------
+    InputError
+        If a column is missing or cannot be cast.
+    """
+    pf = pq.ParquetFile(path)
+    _check_instance_columns(pf.schema_arrow.names, path)
+    groups, offset, first = [], 0, None
+    for rg in range(pf.num_row_groups):
+        n = pf.metadata.row_group(rg).num_rows
+        if offset + n > lo and offset < hi:
+            groups.append(rg)
+            first = offset if first is None else first
+        offset += n
+    if not groups:
+        return INSTANCES.empty_table()
+    table = pf.read_row_groups(groups, columns=list(INSTANCES.names)).slice(lo - first, hi - lo)
+    try:
+        return table.cast(INSTANCES)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise InputError(f"columns do not fit the INSTANCES schema: {exc}", source=path) from exc
+
+
+def fetch_windows(
+    genome: Genome, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int
+) -> np.ndarray:
+    """Codes of the ``width``-bp windows centred on each site, N-padded off the chromosome ends.
+
+    ``window_start = (start + end) // 2 - width // 2``. Nearby windows are cut from one fetched span
+    (at most :data:`MAX_SPAN` bp), so the cost is one FASTA read per cluster of sites, not per site.
+
+    Parameters
+    ----------
+    genome : Genome
+    chroms : array of str, shape (n,)
+    starts, ends : array of int64, shape (n,)
+        0-based half-open site coordinates.
+    width : int
+        W.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (n, W)
+
+    Raises
+    ------
+    InputError
+        If a chromosome is not in the genome.
+    """
+    n = len(starts)
+    out = np.empty((n, width), dtype=np.uint8)
+    wstart = (np.asarray(starts, np.int64) + np.asarray(ends, np.int64)) // 2 - width // 2
+    chroms = np.asarray(chroms, dtype=object)
+    for chrom in dict.fromkeys(chroms.tolist()):
+        genome.check_chrom(chrom)
+        idx = np.flatnonzero(chroms == chrom)
+        idx = idx[np.argsort(wstart[idx], kind="stable")]
+        ws = wstart[idx]
+        i = 0
+        while i < len(idx):
+            j = int(np.searchsorted(ws, ws[i] + MAX_SPAN - width, side="right"))
+            j = max(j, i + 1)
+            lo, hi = int(ws[i]), int(ws[j - 1]) + width
+            span = genome.codes(chrom, lo, hi)
+            rel = (ws[i:j] - lo)[:, None] + np.arange(width)[None, :]
+            out[idx[i:j]] = span[rel]
+            i = j
+    return out
+
+
+def predict_codes(
+    model: Any, codes: np.ndarray, *, batch_size: int = 256, rc_average: bool = False, device: str = "cpu"
+) -> np.ndarray:
+    """Logits of ``model`` for window codes ``(n, W)``, in ``batch_size`` batches (eval, no grad).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n,)
+    """
+    import torch
+
+    from scanner.models import predict_logits
+
+    out = np.empty(len(codes), dtype=np.float32)
+    with torch.inference_mode():
+        for lo in range(0, len(codes), batch_size):
+            x = torch.from_numpy(one_hot(codes[lo : lo + batch_size])).to(device)
+            out[lo : lo + len(x)] = predict_logits(model, x, rc_average=rc_average).float().cpu().numpy()
+    return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * z.astype(np.float64)))).astype(np.float32)
+
+
+def predict_item(
+    item: WorkItem,
+    genome: Genome,
+    load: Callable[[ModelRef], Any],
+    config: PredictConfig,
+    device: str = "cpu",
+) -> pa.Table:
+    """PREDICTIONS rows of one work item: for each model in ``item.models``, the rows in file order.
+
+    Parameters
+    ----------
+    item : WorkItem
+    genome : Genome
+    load : callable
+        ``ModelRef -> torch model`` (eval mode, on ``device``); callers cache.
+    config : PredictConfig
+    device : str, optional
+
+    Raises
+    ------
+    InputError
+        For a malformed instance file or a chromosome not in the genome.
+    """
+    rows = read_rows(item.file, item.lo, item.hi)
+    chroms = rows.column("chrom").to_numpy(zero_copy_only=False)
+    starts = rows.column("start").to_numpy()
+    ends = rows.column("end").to_numpy()
+    if rows.num_rows and (ends < starts).any():
+        bad = int(np.flatnonzero(ends < starts)[0])
+        raise InputError(
+            f"row {item.lo + bad}: end {ends[bad]} < start {starts[bad]}", source=item.file, field="end"
+        )
+    windows: dict[int, np.ndarray] = {}
+    parts = []
+    for ref in item.models:
+        if ref.seq_len not in windows:
+            windows[ref.seq_len] = fetch_windows(genome, chroms, starts, ends, ref.seq_len)
+        z = predict_codes(
+            load(ref),
+            windows[ref.seq_len],
+            batch_size=config.batch_size,
+            rc_average=config.rc_average,
+            device=device,
+        )
+        n = rows.num_rows
+        extra = {
+            "regime": pa.array([ref.regime] * n, pa.string()),
+            "model_tf": pa.array([ref.tf] * n, pa.string()),
+            "logit": pa.array(z, pa.float32()),
+            "prob_bound": pa.array(_sigmoid(z), pa.float32()),
+        }
+        parts.append(pa.table([*rows.columns, *extra.values()], schema=PREDICTIONS))
+    return pa.concat_tables(parts) if parts else PREDICTIONS.empty_table()
+
+
+class _ModelCache:
+    """Loads each checkpoint once (per process / actor), checks its input length, and folds its batch
+    normalisation for inference (:func:`scanner.models.fuse_for_inference`)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._models: OrderedDict[str, Any] = OrderedDict()
+
+    def __call__(self, ref: ModelRef) -> Any:
+        from scanner.models import fuse_for_inference, load_checkpoint
+
+        if ref.path not in self._models:
+            model, meta = load_checkpoint(ref.path, map_location=self.device)
+            if int(meta["spec"].seq_len) != ref.seq_len:
+                raise InputError(
+                    f"model.json changed while predicting (seq_len {meta['spec'].seq_len})", source=ref.path
+                )
+            self._models[ref.path] = fuse_for_inference(model).to(self.device)
+        return self._models[ref.path]
+
+
+def _item_to_row(item: WorkItem) -> dict[str, Any]:
+    d = asdict(item)
+    d["models"] = json.dumps([asdict(m) for m in item.models])
+    return d
+
+
+def _row_to_item(row: dict[str, Any]) -> WorkItem:
+    models = tuple(ModelRef(**m) for m in json.loads(str(row["models"])))
+    return WorkItem(
+        str(row["file"]),
+        str(row["out_file"]),
+        str(row["tf"]),
+        str(row["chrom"]),
+        int(row["lo"]),
+        int(row["hi"]),
+        models,
+    )
+
+
+class Predictor:
+    """Callable class for Ray Data ``map_batches``: each input row is a :class:`WorkItem`.
+
+    Loads models lazily, once per actor, and opens the genome once; writes each item's output file
+    atomically and returns ``{"out_file", "rows", "error"}`` per item. ``error`` is ``""`` or the JSON
+    of an :class:`InputError` (Ray Data keeps only the text of exceptions, so input errors travel as
+    data and the driver re-raises them).
+
+    Parameters
+    ----------
+    genome_path : str
+    config : dict
+        :class:`PredictConfig` as a dict.
+    threads : float
+        Torch threads for this actor.
+    """
+
+    def __init__(self, genome_path: str, config: dict[str, Any], threads: float = 1) -> None:
+        from scanner.runtime import set_torch_threads, torch_device
+
+        set_torch_threads(threads)
+        self.device = torch_device()
+        self.genome = open_genome(genome_path)
+        self.config = PredictConfig(**config)
+        self.load = _ModelCache(self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs, counts, errors = [], [], []
+        keys = list(batch)
+        for i in range(len(batch[keys[0]])):
+            item = _row_to_item({k: batch[k][i] for k in keys})
+            try:
+                table = predict_item(item, self.genome, self.load, self.config, self.device)
+            except InputError as exc:
+                outs.append(item.out_file)
+                counts.append(0)
+                errors.append(json.dumps([exc.message, exc.source, exc.line, exc.field]))
+                continue
+            write_parquet_atomic(table, item.out_file)
+            outs.append(item.out_file)
+            counts.append(table.num_rows)
+            errors.append("")
+        return {
+            "out_file": np.array(outs, dtype=object),
+            "rows": np.array(counts, dtype=np.int64),
+            "error": np.array(errors, dtype=object),
+        }
+
+
+# ---- driver ----------------------------------------------------------------------------------------
+
+
+def _check_out(out_root: Path, instances_root: Path, models_root: Path) -> None:
+    out, inst, mods = out_root.resolve(), instances_root.resolve(), models_root.resolve()
+    for other, name in ((inst, "instances"), (mods, "models")):
+        if out == other or other in out.parents or out in other.parents:
+            raise InputError(f"the output directory overlaps the {name} directory {other}", source=out_root)
+
+
+def predict(
+    instances_root: str | Path,
+    models_root: str | Path,
+    out_root: str | Path,
+    config: PredictConfig = PredictConfig(),
+    *,
+    genome: str | Path | None = None,
+    tfs: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    use_ray: bool = True,
+    address: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PredictSummary:
+    """Score every motif instance with the applicable models and write the predictions dataset.
+
+    Parameters
+    ----------
+    instances_root : path
+        ``OUT/instances`` (INSTANCES, ``tf=/chrom=`` partitions).
+    models_root : path
+        ``OUT/models``.
+    out_root : path
+        ``OUT/predictions``; must not overlap the inputs.
+    config : PredictConfig, optional
+    genome : path, optional
+        FASTA. Default: ``genome`` of ``instances_root/_scan.json``.
+    tfs, regimes : sequence of str, optional
+        Restrict to these instance TFs / model regimes (with ``cross_tf``, ``tfs`` restricts the
+        instances; every TF's model is applied).
+    use_ray : bool, optional
+        Run through Ray Data (connecting to ``address`` or starting local Ray if not initialised).
+        False runs the same kernel in this process. Default True.
+    log : callable, optional
+        Receives progress lines.
+
+    Returns
+    -------
+    PredictSummary
+
+    Raises
+    ------
+    InputError
+        Missing or malformed instances, models, genome, or a chromosome the genome lacks. Checked
+        before any work starts where the directory layout allows; files already written by an
+        earlier run are replaced only item by item and stale ones removed only after success.
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _m: None)
+    config.validate()
+    instances_root, models_root, out_root = Path(instances_root), Path(models_root), Path(out_root)
+    _check_out(out_root, instances_root, models_root)
+    models = discover_models(models_root, None if config.cross_tf else tfs, regimes)
+    genome_path = resolve_genome(instances_root, genome)
+    g = open_genome(genome_path)
+    items = plan_items(instances_root, models, out_root, config, tfs=tfs)
+    for chrom in sorted({it.chrom for it in items}):
+        g.check_chrom(chrom, source=str(instances_root))
+    g.close()
+    used = tuple(dict.fromkeys(m for it in items for m in it.models))
+    for ref in used:  # fail early on a checkpoint that does not load (wrong shape, missing file)
+        from scanner.models import load_checkpoint
+
+        load_checkpoint(ref.path)
+    say(f"{len(items)} work item(s), {len(used)} model(s), genome {genome_path}")
+
+    if use_ray:
+        written = _run_on_ray(items, str(genome_path), config, address, say)
+    else:
+        g = open_genome(genome_path)
+        from scanner.runtime import torch_device
+
+        load = _ModelCache(torch_device())
+        written = {}
+        for item in items:
+            table = predict_item(item, g, load, config, load.device)
+            write_parquet_atomic(table, item.out_file)
+            written[item.out_file] = table.num_rows
+        g.close()
+    missing = [it.out_file for it in items if it.out_file not in written]
+    if missing:
+        raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
+    _remove_stale(out_root, {it.out_file for it in items})
+    n_inst = sum(it.hi - it.lo for it in items)
+    summary = PredictSummary(
+        out=str(out_root),
+        genome=str(genome_path),
+        files=len(items),
+        rows=sum(written.values()),
+        instances=n_inst,
+        models=used,
+        seconds=time.perf_counter() - t0,
+    )
+    record = {
+        "instances": str(instances_root.resolve()),
+        "genome": str(Path(genome_path).resolve()),
+        "models": [asdict(m) for m in used],
+        "models_root": str(models_root.resolve()),
+        "config": asdict(config),
+        "tfs": sorted({it.tf for it in items}),
+        "files": len(items),
+        "rows": summary.rows,
+        "instances_scored": n_inst,
+    }
+    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / "_predict.json")
+    return summary
+
+
+def _remove_stale(out_root: Path, keep: set[str]) -> None:
+    """Delete prediction files a previous run left that this run did not produce (after success)."""
+    keep_resolved = {str(Path(k).resolve()) for k in keep}
+    for f in parquet_files(out_root):
+        if _OUT_NAME.search(f.name) and str(f.resolve()) not in keep_resolved:
+            f.unlink()
+
+
+def _run_on_ray(
+    items: list[WorkItem],
+    genome_path: str,
+    config: PredictConfig,
+    address: str | None,
+    say: Callable[[str], None],
+) -> dict[str, int]:
+    import ray
+    import ray.data
+
+    from scanner.runtime import cluster_resources, ray_session
+
+    ctx = nullcontext() if ray.is_initialized() else ray_session(address)
+    with ctx:
+        res = cluster_resources()
+        if res.use_gpu:
+            n = min(config.actors or int(res.gpus), len(items))
+            opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0}
+            threads = max(1.0, res.cpus / max(n, 1))
+        else:
+            n = min(config.actors or max(1, int(res.cpus)), len(items))
+            opts = {"num_cpus": config.cpus_per_actor}
+            threads = max(1.0, round(res.cpus / max(n, 1)))
+        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each")
+        ctx_data = ray.data.DataContext.get_current()
+        ctx_data.enable_progress_bars = False
+        ds = ray.data.from_items([_item_to_row(it) for it in items], override_num_blocks=len(items))
+        out = ds.map_batches(
+            Predictor,
+            fn_constructor_kwargs={"genome_path": genome_path, "config": asdict(config), "threads": threads},
+            batch_size=1,
+            # one item at a time per actor: items take seconds, and a queue on a busy actor would
+            # leave another idle at the end
+            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
+            **opts,
+        )
+        written: dict[str, int] = {}
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            for f, r, e in zip(batch["out_file"], batch["rows"], batch["error"], strict=True):
+                if e:
+                    message, source, line, fld = json.loads(str(e))
+                    raise InputError(message, source=source, line=line, field=fld)
+                written[str(f)] = int(r)
+        return written

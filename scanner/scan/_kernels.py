@@ -1,0 +1,171 @@
+"""numba kernels of the CPU scan (compiled once, cached on disk).
+
+A stretch of sequence is first keyed by the 8-mer starting at each position (and the positions are
+counting-sorted by key). Each motif matrix is then scanned one of two ways:
+
+* ``bucket`` (selective matrices): only positions whose 8-mer, over the matrix's most informative 8
+  contiguous columns, can still reach the cut (its score there plus the best the other columns could
+  add) are visited, through the sorted positions;
+* ``sweep`` (matrices whose 8 best columns prune little, e.g. long, weak motifs): every position,
+  with 4-column lookup tables (float32) visited most informative first, dropping a window as soon as
+  its partial score plus the best possible rest falls below the cut.
+
+Either way a surviving window is scored exactly in float64, in the motif's own column order.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+#: Columns covered by the 8-mer filter.
+K = 8
+N_KMERS = 1 << (2 * K)
+METHOD_BUCKET = 0
+METHOD_SWEEP = 1
+
+
+@numba.njit(cache=True)
+def kmer_keys(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """8-mer key at every position (non-ACGT and past-the-end bases read as A), and the positions
+    sorted by key: ``order[starts[k]:starts[k + 1]]`` start with 8-mer k (positions whose first base is
+    not A/C/G/T are left out of ``order``)."""
+    n = codes.shape[0]
+    keys = np.empty(n, dtype=np.int32)
+    counts = np.zeros(N_KMERS + 1, dtype=np.int64)
+    acc = 0
+    for i in range(n + K - 1):
+        c = 0
+        if i < n:
+            c = codes[i]
+            if c > 3:
+                c = 0
+        acc = ((acc << 2) | c) & (N_KMERS - 1)
+        j = i - (K - 1)
+        if j >= 0:
+            keys[j] = acc
+            if codes[j] <= 3:
+                counts[acc + 1] += 1
+    for k in range(N_KMERS):
+        counts[k + 1] += counts[k]
+    starts = counts.copy()
+    fill = counts[:-1].copy()
+    order = np.empty(starts[N_KMERS], dtype=np.int32)
+    for j in range(n):
+        if codes[j] <= 3:
+            k = keys[j]
+            order[fill[k]] = j
+            fill[k] += 1
+    return keys, order, starts
+
+
+@numba.njit(cache=True, inline="always")
+def _exact(codes, p, length, rev, w_all, ws):  # pragma: no cover - numba
+    s = 0.0
+    if rev:
+        for j in range(length - 1, -1, -1):
+            c = codes[p + j]
+            if c > 3:
+                return -np.inf
+            s += w_all[ws + j, c]
+    else:
+        for j in range(length):
+            c = codes[p + j]
+            if c > 3:
+                return -np.inf
+            s += w_all[ws + j, c]
+    return s
+
+
+@numba.njit(cache=True)
+def scan_matrices(
+    codes: np.ndarray,
+    keys: np.ndarray,
+    order: np.ndarray,
+    starts: np.ndarray,
+    method: np.ndarray,
+    lengths: np.ndarray,
+    reverse: np.ndarray,
+    w_all: np.ndarray,
+    w_start: np.ndarray,
+    cuts: np.ndarray,
+    cuts32: np.ndarray,
+    win_offset: np.ndarray,
+    pass_kmers: np.ndarray,
+    pass_start: np.ndarray,
+    tables: np.ndarray,
+    group_offset: np.ndarray,
+    group_rest: np.ndarray,
+    group_start: np.ndarray,
+    core_end: int,
+    out_pos: np.ndarray,
+    out_mat: np.ndarray,
+    out_score: np.ndarray,
+) -> int:  # pragma: no cover - numba
+    """Windows (start, matrix, float64 score) with score >= ``cuts[m]``; -1 when the buffers are full."""
+    n = codes.shape[0]
+    cap = out_pos.shape[0]
+    n_out = 0
+    for m in range(cuts.shape[0]):
+        length = lengths[m]
+        ws = w_start[m]
+        cut = cuts[m]
+        rev = reverse[m]
+        last = min(n - length + 1, core_end)
+        if method[m] == 0:
+            off = win_offset[m]
+            for t in range(pass_start[m], pass_start[m + 1]):
+                k = pass_kmers[t]
+                for q in range(starts[k], starts[k + 1]):
+                    p = order[q] - off
+                    if p < 0 or p >= last:
+                        continue
+                    s = _exact(codes, p, length, rev, w_all, ws)
+                    if s >= cut:
+                        if n_out >= cap:
+                            return -1
+                        out_pos[n_out] = p
+                        out_mat[n_out] = m
+                        out_score[n_out] = s
+                        n_out += 1
+        else:
+            g0 = group_start[m]
+            g1 = group_start[m + 1]
+            cut32 = cuts32[m]
+            t0 = tables[g0]
+            o0 = group_offset[g0]
+            r0 = group_rest[g0]
+            for p in range(last):
+                s32 = t0[keys[p + o0] >> 8]
+                if s32 + r0 < cut32:
+                    continue
+                ok = True
+                for g in range(g0 + 1, g1):
+                    s32 += tables[g, keys[p + group_offset[g]] >> 8]
+                    if s32 + group_rest[g] < cut32:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                s = _exact(codes, p, length, rev, w_all, ws)
+                if s >= cut:
+                    if n_out >= cap:
+                        return -1
+                    out_pos[n_out] = p
+                    out_mat[n_out] = m
+                    out_score[n_out] = s
+                    n_out += 1
+    return n_out
+
+
+@numba.njit(cache=True)
+def sequential_scores(words: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """float64 scores of words (n, L) under w (L, 4), summed column 0 first (the canonical order)."""
+    n, length = words.shape
+    out = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(length):
+            s += w[j, words[i, j]]
+        out[i] = s
+    return out

@@ -1,0 +1,420 @@
+"""The genome-wide scan stage: shards over Ray (or in-process), Parquet out, resumable.
+
+Output: ``OUT/instances/tf=<tf>/chrom=<chrom>/part-<chrom_index>-<shard>.parquet`` in the
+:data:`~scanner.schemas.INSTANCES` schema, ``OUT/instances/_scan.json`` (settings, genome, motifs,
+background, completion) and one ``OUT/instances/_shards/<key>.json`` marker per finished shard; a
+restarted scan with the same settings skips the shards that have a marker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scanner.errors import InputError
+from scanner.genome import Genome, chrom_mismatch_message, encode, open_genome
+from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.motifs import Background, Motif, load_motifs, read_background
+from scanner.motifs.background import background_from_counts
+from scanner.scan.chunk import scan_chunk
+from scanner.scan.prepare import PreparedMotif, build_lookup_plan, prepare_motifs
+from scanner.scan.shards import Shard, plan_shards
+
+SCAN_META = "_scan.json"
+SHARD_DIR = "_shards"
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Settings of a scan; each field is a ``scanner scan`` flag.
+
+    Parameters
+    ----------
+    pvalue : float
+        Report windows with p-value strictly below this. Default 1e-4 (FIMO's default).
+    background : str
+        ``"genome"`` (strand-symmetric base composition of the scanned chromosomes; default),
+        ``"uniform"``, or a MEME background file path.
+    pvalue_mode : {"exact", "fimo"}
+        Exact p-values (default) or FIMO's integer-rounded ones.
+    pseudocount : float
+        FIMO's motif pseudocount. Default 0.1.
+    max_strand : bool
+        Keep only the better strand where both strands of a position are hits. Default False.
+    skip_masked : bool
+        Skip windows touching soft-masked (lower-case) bases. Default False (scanned as upper case).
+    shard_size : int
+        Site starts per shard. Default 4,000,000.
+    kernel : {"auto", "numba", "torch"}
+        Candidate filter: ``auto`` = torch conv1d on GPU actors when the cluster has GPUs, numba on CPU.
+    chroms : tuple of str, optional
+        Chromosomes to scan (default all, in FASTA order).
+    jaspar_release : str, optional
+        Release used to resolve JASPAR IDs (default pyjaspar's latest).
+    """
+
+    pvalue: float = 1e-4
+    background: str = "genome"
+    pvalue_mode: str = "exact"
+    pseudocount: float = 0.1
+    max_strand: bool = False
+    skip_masked: bool = False
+    shard_size: int = 4_000_000
+    kernel: str = "auto"
+    chroms: tuple[str, ...] | None = None
+    jaspar_release: str | None = None
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did."""
+
+    out_dir: Path
+    shards: int
+    reused: int
+    hits: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    background: list[float] = field(default_factory=list)
+    inexact_motifs: list[str] = field(default_factory=list)
+
+
+# ---- one shard: a pure function used by the Ray worker and the in-process loop ------------------
+
+
+def run_shard(
+    genome: Genome,
+    shard: Shard,
+    prepared: list[PreparedMotif],
+    plan,
+    out_dir: Path,
+    config: ScanConfig,
+    kernel: str = "numba",
+    device: str = "cpu",
+) -> dict:
+    """Scan one shard, write its Parquet parts and its done-marker; return its summary."""
+    t0 = time.perf_counter()
+    seq = genome.fetch(shard.chrom, shard.start, shard.read_end)
+    codes, lower = encode(seq, return_lower=True)
+    table = scan_chunk(
+        codes,
+        lower,
+        prepared,
+        plan,
+        chrom=shard.chrom,
+        offset=shard.start,
+        core_end=shard.end - shard.start,
+        skip_masked=config.skip_masked,
+        max_strand=config.max_strand,
+        kernel=kernel,
+        device=device,
+    )
+    hits: dict[str, int] = {}
+    if table.num_rows:
+        tfs = table.column("tf").to_numpy(zero_copy_only=False)
+        for tf in sorted(set(tfs.tolist())):
+            part = table.filter(np.asarray(tfs == tf))
+            path = partition_dir(out_dir, [("tf", tf), ("chrom", shard.chrom)]) / f"part-{shard.key}.parquet"
+            write_parquet_atomic(part, path)
+            hits[tf] = part.num_rows
+    summary = {"key": shard.key, "hits": hits, "seconds": time.perf_counter() - t0, "bases": shard.end - shard.start}
+    write_text_atomic(json.dumps(summary), out_dir / SHARD_DIR / f"{shard.key}.json")
+    return summary
+
+
+class ScanShardWorker:
+    """Ray Data callable class: one per actor; opens the genome and loads the motifs once."""
+
+    def __init__(self, genome_path: str, prepared_ref: list, out_dir: str, config: dict, use_gpu: bool) -> None:
+        import ray
+
+        from scanner.runtime import torch_device
+
+        self.genome = Genome(genome_path)
+        self.prepared = ray.get(prepared_ref[0])
+        self.plan = build_lookup_plan(self.prepared)
+        self.out_dir = Path(out_dir)
+        self.config = ScanConfig(**config)
+        self.device = torch_device() if use_gpu else "cpu"
+        kernel = self.config.kernel
+        if kernel == "auto":
+            kernel = "torch" if self.device == "cuda" else "numba"
+        self.kernel = kernel
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keys, seconds, nhits = [], [], []
+        for row in batch["shard"]:
+            shard = Shard(**json.loads(row))
+            s = run_shard(self.genome, shard, self.prepared, self.plan, self.out_dir, self.config, self.kernel, self.device)
+            keys.append(s["key"])
+            seconds.append(s["seconds"])
+            nhits.append(json.dumps(s["hits"]))
+        return {"key": np.array(keys), "seconds": np.array(seconds), "hits": np.array(nhits)}
+
+
+def _count_bases(genome_path: str, shard: dict) -> list[int]:
+    genome = Genome(genome_path)
+    codes = encode(genome.fetch(shard["chrom"], shard["start"], shard["end"]))
+    return np.bincount(codes, minlength=5)[:4].tolist()
+
+
+# ---- the stage -------------------------------------------------------------------------------------
+
+
+def _fingerprint(genome_path: Path, motifs: list[Motif], config: ScanConfig, chroms: list[str]) -> dict:
+    st = genome_path.stat()
+    h = hashlib.sha256()
+    for m in motifs:
+        h.update(m.motif_id.encode() + b"\0" + m.name.encode() + b"\0" + str(m.nsites).encode())
+        h.update(np.round(m.probs, 10).tobytes())
+    cfg = asdict(config)
+    cfg.pop("kernel")  # the kernel does not change the output
+    return {
+        "genome": str(genome_path.resolve()),
+        "genome_size": st.st_size,
+        "genome_mtime": int(st.st_mtime),
+        "motifs_sha256": h.hexdigest(),
+        "config": cfg,
+        "chroms": chroms,
+    }
+
+
+def _resolve_background(config: ScanConfig, genome_path: Path, shards: list[Shard], executor, cached: dict | None) -> Background:
+    spec = config.background
+    if spec == "uniform":
+        return Background.uniform()
+    if spec != "genome":
+        return read_background(spec)
+    if cached is not None:
+        return Background(np.array(cached["freqs"]), "genome")
+    counts = np.array(executor.count_bases(str(genome_path), [s.to_dict() for s in shards])).sum(axis=0)
+    return background_from_counts(counts, f"genome {genome_path.name}")
+
+
+class _LocalExecutor:
+    def count_bases(self, genome_path: str, shards: list[dict]) -> list[list[int]]:
+        return [_count_bases(genome_path, s) for s in shards]
+
+
+class _RayExecutor:
+    def __init__(self) -> None:
+        import ray
+
+        self._remote = ray.remote(num_cpus=1, max_retries=3)(_count_bases)
+
+    def count_bases(self, genome_path: str, shards: list[dict]) -> list[list[int]]:
+        import ray
+
+        return ray.get([self._remote.remote(genome_path, s) for s in shards])
+
+
+def scan_genome(
+    genome_path: str | Path,
+    motif_specs: list[str] | list[Motif],
+    out_dir: str | Path,
+    config: ScanConfig = ScanConfig(),
+    *,
+    executor: str = "ray",
+    address: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> ScanSummary:
+    """Scan a genome for every motif; write ``out_dir/instances``.
+
+    Parameters
+    ----------
+    genome_path : str or Path
+        FASTA (its ``.fai`` is built or rebuilt when missing or stale).
+    motif_specs : list of str or list of Motif
+        Motif files and/or JASPAR IDs (see :func:`scanner.motifs.load_motifs`), or Motif records.
+    out_dir : str or Path
+        Run directory; the dataset goes to ``out_dir/instances``.
+    config : ScanConfig
+        Scan settings.
+    executor : {"ray", "local"}
+        ``"ray"`` (default) runs shards on Ray actors (connecting to ``address`` or starting local Ray
+        in-process); ``"local"`` runs them one after another in this process (same output).
+    address : str, optional
+        Ray address (``ray://host:10001``, ``auto``); None starts Ray in-process.
+    overwrite : bool
+        Replace an existing ``instances`` dataset written with other settings. Default False.
+    progress : callable, optional
+        Called as ``progress(done, total, reused)`` after every finished shard.
+
+    Returns
+    -------
+    ScanSummary
+
+    Raises
+    ------
+    InputError
+        For a bad genome, motif, chromosome name or setting, or an existing dataset written with other
+        settings (without ``overwrite``).
+    """
+    t0 = time.perf_counter()
+    genome_path = Path(genome_path)
+    genome = open_genome(genome_path)
+    motifs = load_motifs(list(motif_specs), config.jaspar_release) if motif_specs and isinstance(motif_specs[0], str) else list(motif_specs)
+    if not motifs:
+        raise InputError("no motifs given", field="motifs")
+    if config.kernel not in ("auto", "numba", "torch"):
+        raise InputError(f"kernel must be auto, numba or torch, got {config.kernel!r}", field="kernel")
+    if config.pvalue_mode not in ("exact", "fimo"):
+        raise InputError(f"pvalue mode must be exact or fimo, got {config.pvalue_mode!r}", field="pvalue_mode")
+    if not (0 < config.pvalue <= 1):
+        raise InputError(f"p-value threshold must be in (0, 1], got {config.pvalue}", field="pvalue")
+    if config.shard_size < 1000:
+        raise InputError(f"shard size must be at least 1000 bp, got {config.shard_size}", field="shard_size")
+    if config.pseudocount <= 0 and any(np.any(m.probs == 0) for m in motifs):
+        raise InputError("a zero pseudocount needs motifs without zero probabilities", field="pseudocount")
+    chroms = list(config.chroms) if config.chroms else genome.chroms
+    for c in chroms:
+        if c not in genome.lengths:
+            raise InputError(chrom_mismatch_message(c, genome.lengths), field="chroms")
+    lengths = {c: genome.lengths[c] for c in chroms}
+    overlap = max(m.length for m in motifs) - 1
+    shards = plan_shards(lengths, config.shard_size, overlap)
+
+    out = Path(out_dir) / "instances"
+    meta_path = out / SCAN_META
+    fp = _fingerprint(genome_path, motifs, config, chroms)
+    cached_bg = None
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("fingerprint") != fp:
+            if not overwrite:
+                raise InputError(
+                    f"{out} holds a scan with other settings (genome, motifs, chromosomes or options differ); "
+                    "use another --out or pass --overwrite",
+                    source=meta_path,
+                )
+            shutil.rmtree(out)
+        else:
+            cached_bg = old.get("background")
+    elif out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"{out} exists and is not a scanner scan; use another --out or --overwrite", source=out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def _run(executor_obj) -> ScanSummary:
+        background = _resolve_background(config, genome_path, shards, executor_obj, cached_bg)
+        prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
+        meta = {
+            "fingerprint": fp,
+            "genome": str(genome_path.resolve()),
+            "motifs": [{"motif_id": m.motif_id, "tf": m.name, "length": m.length, "nsites": m.nsites} for m in motifs],
+            "background": {"freqs": background.to_list(), "source": background.source},
+            "shards_total": len(shards),
+            "complete": False,
+            "exact_pvalues": {p.motif_id: all(t.exact for t in p.tables.values()) for p in prepared},
+            "max_rel_pvalue_error": {p.motif_id: max(t.max_rel_error for t in p.tables.values()) for p in prepared},
+        }
+        write_text_atomic(json.dumps(meta, indent=2), meta_path)
+        done_keys = {p.stem for p in (out / SHARD_DIR).glob("*.json")} if (out / SHARD_DIR).exists() else set()
+        todo = [s for s in shards if s.key not in done_keys]
+        reused = len(shards) - len(todo)
+        if progress:
+            progress(reused, len(shards), reused)
+        if todo:
+            if executor == "local":
+                plan = build_lookup_plan(prepared)
+                for i, s in enumerate(todo, 1):
+                    run_shard(genome, s, prepared, plan, out, config, "numba" if config.kernel == "auto" else config.kernel)
+                    if progress:
+                        progress(reused + i, len(shards), reused)
+            else:
+                _run_ray(genome_path, todo, prepared, out, config, progress, reused, len(shards))
+        hits: dict[str, int] = {}
+        for f in (out / SHARD_DIR).glob("*.json"):
+            for tf, n in json.loads(f.read_text())["hits"].items():
+                hits[tf] = hits.get(tf, 0) + n
+        meta["complete"] = True
+        meta["hits"] = dict(sorted(hits.items()))
+        write_text_atomic(json.dumps(meta, indent=2), meta_path)
+        return ScanSummary(
+            out_dir=out,
+            shards=len(shards),
+            reused=reused,
+            hits=meta["hits"],
+            seconds=time.perf_counter() - t0,
+            background=background.to_list(),
+            inexact_motifs=[k for k, v in meta["exact_pvalues"].items() if not v],
+        )
+
+    if executor == "local":
+        return _run(_LocalExecutor())
+    if executor != "ray":
+        raise InputError(f"executor must be 'ray' or 'local', got {executor!r}", field="executor")
+    from scanner.runtime import ray_session
+
+    with ray_session(address):
+        return _run(_RayExecutor())
+
+
+def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) -> None:
+    import ray
+
+    from scanner.runtime import cluster_resources
+
+    res = cluster_resources()
+    prepared_ref = ray.put(prepared)
+    items = [{"shard": json.dumps(s.to_dict())} for s in todo]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    if res.use_gpu:
+        compute = {"num_gpus": 1, "num_cpus": 0, "concurrency": max(1, int(res.gpus))}
+    else:
+        compute = {"num_cpus": 1, "concurrency": max(1, min(len(todo), int(res.cpus)))}
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    results = ds.map_batches(
+        ScanShardWorker,
+        fn_constructor_kwargs={
+            "genome_path": str(genome_path),
+            "prepared_ref": [prepared_ref],
+            "out_dir": str(out),
+            "config": asdict(config),
+            "use_gpu": res.use_gpu,
+        },
+        batch_size=1,
+        max_task_retries=3,
+        **compute,
+    )
+    done = reused
+    for _ in results.iter_rows():
+        done += 1
+        if progress:
+            progress(done, total, reused)
+
+
+def progress_printer(label: str = "scan") -> Callable[[int, int, int], None]:
+    """A shards done/total progress bar on stderr (a redrawn bar on a terminal, lines otherwise)."""
+    tty = sys.stderr.isatty()
+    state = {"last": -1, "t0": time.perf_counter()}
+
+    def show(done: int, total: int, reused: int) -> None:
+        frac = done / total if total else 1.0
+        elapsed = time.perf_counter() - state["t0"]
+        extra = f" ({reused} reused)" if reused else ""
+        if tty:
+            bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\r{label} [{bar}] {done}/{total} shards{extra} {elapsed:5.1f}s{end}")
+            sys.stderr.flush()
+        else:
+            step = int(10 * frac)
+            if step != state["last"] or done >= total:
+                state["last"] = step
+                print(f"{label}: {done}/{total} shards{extra} {elapsed:.1f}s", file=sys.stderr, flush=True)
+
+    return show
+
+

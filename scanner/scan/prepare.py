@@ -1,0 +1,220 @@
+"""Motifs prepared for scanning: log-odds, p-value tables per strand, and lookahead lookup tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scanner.motifs import Background, Motif, log_odds
+from scanner.motifs.model import DEFAULT_PSEUDOCOUNT
+from scanner.scan._kernels import K, METHOD_BUCKET, METHOD_SWEEP
+from scanner.scan.pvalues import PValueTable
+
+_COMP = np.array([3, 2, 1, 0])
+
+
+@dataclass
+class PreparedMotif:
+    """One motif ready to scan.
+
+    Attributes
+    ----------
+    motif_id, name : str
+    w : numpy.ndarray of float64, shape (L, 4)
+        Log-odds (bits) of the motif's own strand. Every score is ``sum_j w[j, word[j]]`` over the
+        word read on the motif's strand (the reverse complement of the genome for ``-`` hits).
+    tables : dict
+        ``{"+": PValueTable, "-": PValueTable}``; the same object when the background is strand
+        symmetric (for ``-`` hits a word's probability is taken under the complemented background).
+    """
+
+    motif_id: str
+    name: str
+    w: np.ndarray
+    tables: dict[str, PValueTable]
+
+    @property
+    def length(self) -> int:
+        return int(self.w.shape[0])
+
+
+def prepare_motifs(
+    motifs: list[Motif],
+    background: Background,
+    pvalue: float = 1e-4,
+    mode: str = "exact",
+    pseudocount: float = DEFAULT_PSEUDOCOUNT,
+) -> list[PreparedMotif]:
+    """Build log-odds and p-value tables for each motif.
+
+    Parameters
+    ----------
+    motifs : list of Motif
+    background : Background
+        Used for the pseudocount, the log-odds and the p-values.
+    pvalue : float
+        Hit threshold (strict: p < pvalue). Default 1e-4.
+    mode : {"exact", "fimo"}
+        P-value convention (see :mod:`scanner.scan.pvalues`). Default ``"exact"``.
+    pseudocount : float
+        FIMO's motif pseudocount. Default 0.1.
+
+    Returns
+    -------
+    list of PreparedMotif
+    """
+    out = []
+    bg = background.freqs
+    bg_comp = bg[_COMP]
+    for m in motifs:
+        w = log_odds(m, background, pseudocount)
+        plus = PValueTable.build(w, bg, pvalue, mode)
+        minus = plus if background.is_symmetric else PValueTable.build(w, bg_comp, pvalue, mode)
+        out.append(PreparedMotif(m.motif_id, m.name, w, {"+": plus, "-": minus}))
+    return out
+
+
+@dataclass
+class LookupPlan:
+    """Every (motif, strand) matrix as the kernels want it, read along the genome's + strand.
+
+    Matrix ``m`` is motif ``motif_index[m]`` on strand ``strand[m]`` (0 ``+``, 1 ``-``). Its 8-mer
+    filter covers genome-strand columns ``[win_offset[m], win_offset[m] + 8)``: a window can reach
+    ``cuts[m]`` only if the 8-mer there is in ``pass_kmers[pass_start[m]:pass_start[m + 1]]``.
+    """
+
+    genome_w: list[np.ndarray]  # per matrix (L, 4) float64 along the genome's + strand
+    w_all: np.ndarray  # concatenation of genome_w
+    w_start: np.ndarray  # (M,) int64
+    lengths: np.ndarray  # (M,) int64
+    reverse: np.ndarray  # (M,) bool: sum columns backwards along the genome ('-' matrices)
+    cuts: np.ndarray  # (M,) float64: exact candidate cut
+    cuts32: np.ndarray  # (M,) float32: cut lowered by a float32 error margin (torch kernel)
+    win_offset: np.ndarray  # (M,) int64
+    pass_kmers: np.ndarray  # int32
+    pass_start: np.ndarray  # (M + 1,) int64
+    method: np.ndarray  # (M,) int8: METHOD_BUCKET or METHOD_SWEEP
+    tables: np.ndarray  # (G, 256) float32: 4-column tables of the sweep matrices, best first
+    group_offset: np.ndarray  # (G,) int64: first column of each group
+    group_rest: np.ndarray  # (G,) float32: best the later groups can add
+    group_start: np.ndarray  # (M + 1,) int64
+    motif_index: np.ndarray  # (M,) int64
+    strand: np.ndarray  # (M,) int8
+
+
+def _float32_margin(w: np.ndarray) -> float:
+    # float32 conv: relative error ~6e-8 per product/sum over at most 4L terms.
+    return 1e-4 + 1e-6 * float(np.abs(w).max(axis=1).sum())
+
+
+_DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], axis=1)  # (256, 4)
+
+
+#: A matrix is swept when more than this fraction of windows would pass its 8-mer filter.
+SWEEP_ABOVE = 0.03
+
+
+def _sweep_groups(gw: np.ndarray, bg: np.ndarray) -> tuple[list[np.ndarray], list[int], list[float]]:
+    """4-column float64 tables (most informative first), their first columns, and the rest bounds."""
+    length = gw.shape[0]
+    groups = []
+    for g0 in range(0, length, 4):
+        cols = gw[g0 : g0 + 4]
+        tab = np.zeros(256)
+        for k in range(cols.shape[0]):
+            tab += cols[k][_DIGITS[:, k]]
+        info = float((cols.max(axis=1) - cols @ bg).sum())
+        groups.append((info, g0, tab))
+    groups.sort(key=lambda t: -t[0])
+    maxes = np.array([t[2].max() for t in groups])
+    after = np.concatenate([np.cumsum(maxes[::-1])[::-1][1:], [0.0]])
+    return [t[2] for t in groups], [t[1] for t in groups], [float(a) + 1e-4 for a in after]
+
+
+def _passing_kmers(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, float]:
+    """Best 8-column window of ``gw``, the 8-mers there that can still reach ``cut``, and the
+    background probability of passing."""
+    length = gw.shape[0]
+    pad = np.zeros((max(length, K), 4))
+    pad[:length] = gw
+    gain = pad.max(axis=1) - pad @ bg
+    if length <= K:
+        off = 0
+    else:
+        sums = np.convolve(gain, np.ones(K), mode="valid")
+        off = int(np.argmax(sums))
+    cols = pad[off : off + K]
+    hi = np.zeros(256)
+    lo = np.zeros(256)
+    for k in range(4):
+        hi += cols[k][_DIGITS[:, k]]
+        lo += cols[4 + k][_DIGITS[:, k]]
+    score8 = (hi[:, None] + lo[None, :]).ravel()  # index = hi_code * 256 + lo_code
+    outside = pad.max(axis=1).sum() - cols.max(axis=1).sum()
+    keep = np.flatnonzero(score8 + outside >= cut - 1e-6).astype(np.int32)
+    p4 = np.ones(256)
+    q4 = np.ones(256)
+    for k in range(4):
+        p4 *= bg[_DIGITS[:, k]]
+    for k in range(4):
+        q4 *= bg[_DIGITS[:, k]]
+    prob = float((p4[:, None] * q4[None, :]).ravel()[keep].sum())
+    return off, keep, prob
+
+
+def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
+    """Lay out every (motif, strand) matrix for the kernels (see :class:`LookupPlan`)."""
+    gws, starts, lengths, reverse, cuts, cuts32, offs, kmers, kstart, midx, strands = ([] for _ in range(11))
+    methods, tables, goffs, grest, gstart = [], [], [], [], [0]
+    row = 0
+    kstart.append(0)
+    for i, pm in enumerate(prepared):
+        for s, strand in enumerate("+-"):
+            table = pm.tables[strand]
+            # Along the genome's + strand, a '-' hit's word is reversed and complemented.
+            gw = pm.w if strand == "+" else pm.w[::-1, _COMP]
+            gw = np.ascontiguousarray(gw)
+            bg_genome = table.bg if strand == "+" else table.bg[_COMP]
+            off, keep, prob = _passing_kmers(gw, bg_genome, table.cut)
+            if prob > SWEEP_ABOVE:
+                methods.append(METHOD_SWEEP)
+                tabs, g_off, rest = _sweep_groups(gw, bg_genome)
+                tables.extend(t.astype(np.float32) for t in tabs)
+                goffs.extend(g_off)
+                grest.extend(rest)
+                keep = keep[:0]
+            else:
+                methods.append(METHOD_BUCKET)
+            gstart.append(len(tables))
+            gws.append(gw)
+            starts.append(row)
+            row += gw.shape[0]
+            lengths.append(gw.shape[0])
+            reverse.append(strand == "-")
+            cuts.append(table.cut)
+            cuts32.append(np.float32(table.cut - _float32_margin(gw)))
+            offs.append(off)
+            kmers.append(keep)
+            kstart.append(kstart[-1] + keep.size)
+            midx.append(i)
+            strands.append(s)
+    return LookupPlan(
+        genome_w=gws,
+        w_all=np.ascontiguousarray(np.concatenate(gws)) if gws else np.zeros((0, 4)),
+        w_start=np.array(starts, dtype=np.int64),
+        lengths=np.array(lengths, dtype=np.int64),
+        reverse=np.array(reverse, dtype=np.bool_),
+        cuts=np.array(cuts, dtype=np.float64),
+        cuts32=np.array(cuts32, dtype=np.float32),
+        win_offset=np.array(offs, dtype=np.int64),
+        pass_kmers=np.concatenate(kmers).astype(np.int32) if kmers else np.zeros(0, np.int32),
+        pass_start=np.array(kstart, dtype=np.int64),
+        method=np.array(methods, dtype=np.int8),
+        tables=np.ascontiguousarray(np.array(tables, dtype=np.float32).reshape(-1, 256)),
+        group_offset=np.array(goffs, dtype=np.int64),
+        group_rest=np.array(grest, dtype=np.float32),
+        group_start=np.array(gstart, dtype=np.int64),
+        motif_index=np.array(midx, dtype=np.int64),
+        strand=np.array(strands, dtype=np.int8),
+    )

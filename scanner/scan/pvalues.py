@@ -1,0 +1,350 @@
+"""Exact p-values of motif scores, and FIMO's integer-rounded p-values as an option.
+
+The score of a window is ``S = sum_j W[j, x_j]`` (bits; ``W`` from :func:`scanner.motifs.log_odds`),
+summed in float64 from the first column to the last. Its p-value is the tail probability
+``P(S' >= S)`` of the score of a random window drawn base by base from the background.
+
+``mode="exact"`` (default)
+    1. A dynamic program over scores floored to a grid of width ``eps`` gives the distribution of the
+       floored sum ``Q``; since every column loses less than ``eps`` to the floor, each tail
+       probability is bracketed: ``lo(s) <= P(S >= s) <= hi(s)`` (both from the same table).
+    2. When the motif's whole upper tail (every configuration that could reach the threshold) holds at
+       most ``ENUMERATION_CAP`` words, they are enumerated with their float64 scores and
+       probabilities: then every hit decision and every reported p-value is exact.
+    3. Otherwise (long motifs) windows whose bounds straddle the threshold are decided exactly by
+       meet-in-the-middle over the motif's two halves (motifs up to ``MITM_MAX_LENGTH`` columns), or,
+       for longer ones, by a 64x finer grid; the reported p-value is the grid estimate, within the
+       bounds, whose worst relative width is stored as :attr:`PValueTable.max_rel_error`.
+    Scores that differ by less than ``TIE_TOLERANCE`` bits are treated as equal.
+
+``mode="fimo"``
+    FIMO's own convention (MEME suite ``pssm.c``): ``offset = floor(min W)``,
+    ``scale = floor(1000 / (max W - offset))``, each entry rounded to ``nint((W - offset) * scale)``;
+    the p-value of a window is looked up at its rounded integer score, and the reported score is that
+    integer mapped back, ``k / scale + L * offset``. Rounding moves each column by up to
+    ``0.5 / scale`` bits (up to ``L / (2 * scale)`` for a window), so hits near the threshold differ
+    from the exact ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scanner.errors import InputError
+
+#: Scores within this many bits are ties (float64 sums of the same real number in another order).
+TIE_TOLERANCE = 1e-9
+#: Grid bins over a motif's score range for the bounding dynamic program.
+DP_BINS = 1 << 17
+#: Grid bins for motifs whose upper tail is too large to enumerate.
+DP_BINS_LONG = 1 << 20
+#: Largest number of upper-tail words enumerated for exact p-values.
+ENUMERATION_CAP = 4_000_000
+#: Longest motif decided by meet-in-the-middle (two halves of at most 4**11 words).
+MITM_MAX_LENGTH = 22
+#: FIMO's PSSM_RANGE.
+FIMO_RANGE = 1000
+
+MODES = ("exact", "fimo")
+
+
+def _kernels():
+    from scanner.scan import _pvalue_kernels
+
+    return _pvalue_kernels
+
+
+@dataclass
+class _Grid:
+    """Floored-score distribution: S = base + eps * Q + E with E in [min_e, max_e]."""
+
+    eps: float
+    base: float
+    min_e: float
+    max_e: float
+    mean_e: float
+    tail: np.ndarray  # tail[k] = P(Q >= k), length qmax + 2 (last entry 0)
+
+    def _index(self, x: np.ndarray) -> np.ndarray:
+        k = np.ceil((x - self.base) / self.eps)
+        return np.clip(k, 0, self.tail.size - 1).astype(np.int64)
+
+    def lower(self, s: np.ndarray) -> np.ndarray:
+        """Lower bound of P(S >= s)."""
+        return self.tail[self._index(s - self.min_e + 1e-12)]
+
+    def upper(self, s: np.ndarray) -> np.ndarray:
+        """Upper bound of P(S >= s)."""
+        return self.tail[self._index(s - self.max_e - 1e-12)]
+
+    def estimate(self, s: np.ndarray) -> np.ndarray:
+        """Grid estimate (mean residual), clipped into the bounds."""
+        k = np.minimum(self._index(s - self.mean_e), self.tail.size - 2)
+        return np.clip(self.tail[k], self.lower(s), self.upper(s))
+
+
+def _build_grid(w: np.ndarray, bg: np.ndarray, bins: int, clamp: bool = True) -> _Grid:
+    cmin = w.min(axis=1)
+    span = float((w.max(axis=1) - cmin).sum())
+    eps = span / bins if span > 0 else 1.0
+    shifted = w - cmin[:, None]
+    q = np.floor(shifted / eps).astype(np.int64)
+    resid = shifted - q * eps
+    pmf = _kernels().dp_pmf(q, bg, int(q.max(axis=1).sum()))
+    tail = np.concatenate([np.cumsum(pmf[::-1])[::-1], [0.0]])
+    return _Grid(
+        eps=eps,
+        base=float(cmin.sum()),
+        min_e=float(resid.min(axis=1).sum()),
+        max_e=float(resid.max(axis=1).sum()),
+        mean_e=float((resid * bg[None, :]).sum()),
+        tail=np.minimum(tail, 1.0) if clamp else tail,
+    )
+
+
+@dataclass
+class PValueTable:
+    """Score -> p-value for one motif matrix (one strand) under a background.
+
+    Build with :meth:`build`. All methods take float64 scores of A/C/G/T windows.
+
+    Attributes
+    ----------
+    cut : float
+        No window scoring below ``cut`` can be a hit; used to filter candidates.
+    exact : bool
+        True when every p-value this table reports is exact (the upper tail was enumerated, or the
+        mode is ``"fimo"``, which is exact about its own rounded scores).
+    max_rel_error : float
+        Worst relative width of the bounds at the threshold (0 when exact).
+    """
+
+    mode: str
+    threshold: float
+    w: np.ndarray
+    bg: np.ndarray
+    cut: float
+    exact: bool
+    max_rel_error: float = 0.0
+    _grid: _Grid | None = None
+    _tail_scores: np.ndarray | None = None  # ascending
+    _tail_suffix: np.ndarray | None = None  # P(S >= _tail_scores[i])
+    _tail_from: float = math.inf  # every word scoring >= this is enumerated
+    _definite: float = math.inf  # scores above this are hits for sure (grid mode)
+    _fimo: dict | None = None
+    _mitm: tuple | None = field(default=None, repr=False)
+    unresolved: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        w: np.ndarray,
+        bg: np.ndarray,
+        threshold: float,
+        mode: str = "exact",
+        enumeration_cap: int = ENUMERATION_CAP,
+    ) -> PValueTable:
+        """Prepare the table for log-odds ``w`` (L, 4) float64 and background ``bg`` (4,).
+
+        Parameters
+        ----------
+        w : numpy.ndarray, shape (L, 4)
+            Log-odds in bits (finite).
+        bg : numpy.ndarray, shape (4,)
+            Background frequencies (A, C, G, T).
+        threshold : float
+            Hits are windows with p-value strictly below it (0 < threshold <= 1).
+        mode : {"exact", "fimo"}
+            See the module docstring. Default ``"exact"``.
+        enumeration_cap : int
+            Most upper-tail words to enumerate. Default :data:`ENUMERATION_CAP`.
+
+        Raises
+        ------
+        InputError
+            For a non-finite matrix, a bad threshold or an unknown mode.
+        """
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        bg = np.ascontiguousarray(bg, dtype=np.float64)
+        if mode not in MODES:
+            raise InputError(f"p-value mode must be one of {MODES}, got {mode!r}", field="pvalue_mode")
+        if not (0 < threshold <= 1):
+            raise InputError(f"p-value threshold must be in (0, 1], got {threshold}", field="pvalue")
+        if w.ndim != 2 or w.shape[1] != 4 or w.shape[0] == 0:
+            raise InputError(f"log-odds matrix must have shape (L, 4) with L > 0, got {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise InputError("log-odds matrix has infinite entries (a zero probability with no pseudocount)")
+        if mode == "fimo":
+            return cls._build_fimo(w, bg, threshold)
+        return cls._build_exact(w, bg, threshold, enumeration_cap)
+
+    # ---- exact ---------------------------------------------------------------------------------
+    @classmethod
+    def _build_exact(cls, w: np.ndarray, bg: np.ndarray, threshold: float, cap: int) -> PValueTable:
+        grid = _build_grid(w, bg, DP_BINS)
+        possible, definite = _cuts(grid, threshold)
+        table = cls(mode="exact", threshold=threshold, w=w, bg=bg, cut=possible, exact=False, _grid=grid)
+        table._definite = definite
+        # Upper bound on the number of words scoring >= x: a counting DP on a grid.
+        counts = _build_grid(w, np.ones(4), DP_BINS // 4, clamp=False)
+        start = possible - 2 * TIE_TOLERANCE
+        if float(counts.upper(np.array([start]))[0]) <= cap:
+            if table._enumerate(start, cap):
+                table.exact = True
+                return table
+        # Long motif: a finer grid for the dense part of the tail, the top of the tail enumerated.
+        grid = _build_grid(w, bg, DP_BINS_LONG)
+        table._grid = grid
+        table.cut, table._definite = _cuts(grid, threshold)
+        k = int(np.flatnonzero(counts.tail <= cap)[0])
+        top = counts.base + counts.max_e + counts.eps * k + 1e-9
+        table._enumerate(max(top, table.cut), cap)
+        lo = float(grid.lower(np.array([table.cut]))[0])
+        hi = float(grid.upper(np.array([table.cut]))[0])
+        table.max_rel_error = (hi - lo) / max(lo, 1e-300)
+        return table
+
+    def _enumerate(self, target: float, capacity: int) -> bool:
+        """Enumerate every word scoring >= target; False when there are more than ``capacity``."""
+        suffix_max = np.concatenate([np.cumsum(self.w.max(axis=1)[::-1])[::-1], [0.0]]) + 1e-9
+        scores, probs, n = _kernels().enumerate_tail(self.w, self.bg, suffix_max, target, capacity)
+        if n < 0:
+            return False
+        order = np.argsort(scores[:n], kind="stable")
+        self._tail_scores = scores[:n][order]
+        self._tail_suffix = np.cumsum(probs[:n][order][::-1])[::-1]
+        self._tail_from = target
+        return True
+
+    def _enumerated_tail(self, s: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(self._tail_scores, s - TIE_TOLERANCE, side="left")
+        ext = np.concatenate([self._tail_suffix, [0.0]])
+        return ext[idx]
+
+    def _exact_tail_one(self, s: float) -> float | None:
+        """Exact P(S >= s - tie) by meet-in-the-middle, or None when the motif is too long."""
+        length = self.w.shape[0]
+        if length > MITM_MAX_LENGTH:
+            return None
+        if self._mitm is None:
+            k = _kernels()
+            half = length // 2
+            a, pa = k.enumerate_all(self.w[:half], self.bg)
+            b, pb = k.enumerate_all(self.w[half:], self.bg)
+            oa = np.argsort(-a, kind="stable")
+            ob = np.argsort(b, kind="stable")
+            b_sorted = b[ob]
+            suffix = np.cumsum(pb[ob][::-1])[::-1]
+            self._mitm = (a[oa].copy(), pa[oa].copy(), b_sorted, suffix)
+        a_desc, pa_desc, b_asc, suffix = self._mitm
+        return float(_kernels().mitm_tail(a_desc, pa_desc, b_asc, suffix, s - TIE_TOLERANCE))
+
+    # ---- fimo ----------------------------------------------------------------------------------
+    @classmethod
+    def _build_fimo(cls, w: np.ndarray, bg: np.ndarray, threshold: float) -> PValueTable:
+        small, large = float(w.min()), float(w.max())
+        if large == small:
+            small = large - 1
+        offset = math.floor(small)
+        scale = math.floor(FIMO_RANGE / (large - offset))
+        scaled = _nint((w - offset) * scale).astype(np.int64)
+        pmf = _kernels().dp_pmf(scaled, bg, int(scaled.max(axis=1).sum()))
+        pv = np.minimum(np.cumsum(pmf[::-1])[::-1], 1.0)
+        sig = np.flatnonzero(pv < threshold)
+        k_min = int(sig[0]) if sig.size else pv.size
+        length = w.shape[0]
+        # An integer score >= k_min needs a raw score >= (k_min - L/2) / scale + L * offset.
+        cut = (k_min - length / 2) / scale + length * offset - 1e-6
+        fimo = {"offset": offset, "scale": scale, "scaled": scaled, "pv": pv}
+        return cls(mode="fimo", threshold=threshold, w=w, bg=bg, cut=cut, exact=True, _fimo=fimo)
+
+    def fimo_scores(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FIMO's (score, p-value) of windows given as codes (n, L) (fimo mode only)."""
+        f = self._fimo
+        k = f["scaled"][np.arange(words.shape[1])[None, :], words].sum(axis=1)
+        score = k / f["scale"] + words.shape[1] * f["offset"]
+        pv = f["pv"][np.minimum(k, f["pv"].size - 1)]
+        return score, pv
+
+    # ---- public --------------------------------------------------------------------------------
+    def evaluate(self, scores: np.ndarray, words: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Decide hits and p-values for windows.
+
+        Parameters
+        ----------
+        scores : numpy.ndarray of float64, shape (n,)
+            Sequential float64 window scores (bits).
+        words : numpy.ndarray of uint8, shape (n, L), optional
+            The windows' codes; required in ``"fimo"`` mode (its score is recomputed on its grid).
+
+        Returns
+        -------
+        (is_hit, pvalue) : (numpy.ndarray of bool, numpy.ndarray of float64)
+            ``pvalue`` is meaningful where ``is_hit`` (and equals 1 elsewhere when not computed).
+            In ``"fimo"`` mode the reported score should be taken from :meth:`fimo_scores`.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.mode == "fimo":
+            if words is None:
+                raise ValueError("fimo mode needs the window codes")
+            _, pv = self.fimo_scores(words)
+            return pv < self.threshold, pv
+        pv = np.ones(scores.size)
+        live = scores >= self.cut
+        if not live.any():
+            return live, pv
+        s = scores[live]
+        if self.exact:
+            p = self._enumerated_tail(s)
+        else:
+            p = self._grid.estimate(s)
+            top = s - TIE_TOLERANCE >= self._tail_from
+            if top.any():
+                p[top] = self._enumerated_tail(s[top])
+            amb = np.flatnonzero((s < self._definite) & ~top)
+            for i in amb:
+                exact = self._exact_tail_one(float(s[i]))
+                if exact is None:
+                    exact = self._fine_tail(float(s[i]))
+                p[i] = exact
+        pv[live] = p
+        return live & (pv < self.threshold), pv
+
+    def _fine_tail(self, s: float) -> float:
+        """Tail from a 64x finer grid; counts the window as unresolved if still ambiguous."""
+        if getattr(self, "_fine", None) is None:
+            self._fine = _build_grid(self.w, self.bg, DP_BINS * 64)
+        arr = np.array([s - TIE_TOLERANCE])
+        lo, hi = float(self._fine.lower(arr)[0]), float(self._fine.upper(arr)[0])
+        if (lo < self.threshold) != (hi < self.threshold):
+            self.unresolved += 1
+        return float(self._fine.estimate(arr)[0])
+
+    def pvalue(self, scores: np.ndarray) -> np.ndarray:
+        """P-values of arbitrary scores (exact where enumerated, else the grid estimate); exact mode only."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.mode == "fimo":
+            raise ValueError("use fimo_scores in fimo mode")
+        out = self._grid.estimate(scores - TIE_TOLERANCE)
+        inside = scores - TIE_TOLERANCE >= self._tail_from
+        if inside.any():
+            out[inside] = self._enumerated_tail(scores[inside])
+        return out
+
+
+def _cuts(grid: _Grid, threshold: float) -> tuple[float, float]:
+    """Scores below the first cannot be hits; scores above the second are hits for sure."""
+    below = np.flatnonzero(grid.tail < threshold)
+    k_lo = int(below[0]) if below.size else grid.tail.size - 1
+    # lower(s) < threshold  <=>  index(s - min_e) >= k_lo
+    possible = grid.base + grid.min_e + grid.eps * (k_lo - 1) - 1e-9
+    definite = grid.base + grid.max_e + grid.eps * k_lo + 1e-9
+    return possible, definite
+
+
+def _nint(x: np.ndarray) -> np.ndarray:
+    """C's nint (round half away from zero)."""
+    return np.where(x >= 0, np.floor(x + 0.5), -np.floor(-x + 0.5))

@@ -1,0 +1,269 @@
+"""Prediction: window fetching, the kernel against a per-instance loop, Ray == in-process, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+import scanner.predict as predict_mod
+from scanner.errors import InputError
+from scanner.genome import one_hot, open_genome
+from scanner.io import parquet_files
+from scanner.predict import PredictConfig, discover_models, fetch_windows, predict
+from scanner.schemas import INSTANCE_KEY, PREDICTIONS
+from scanner.toydata import write_toy_genome, write_toy_instances
+
+KEY = [*INSTANCE_KEY, "regime", "model_tf"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _save_model(directory, tf, regime, seq_len, seed):
+    import torch
+
+    from scanner.models import ModelSpec, build_model, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = build_model(ModelSpec(seq_len=seq_len))
+    # non-trivial batch-norm statistics so eval-mode outputs vary across inputs
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    save_checkpoint(model.eval(), ModelSpec(seq_len=seq_len), directory, {"tf": tf, "regime": regime})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    genome = write_toy_genome(root / "g.fa", {"chr1": 6000, "chr2": 1500}, seed=4)
+    write_toy_instances(root / "instances", genome, tfs=("A", "B"), files_per_chrom=2, n_per_chrom=25)
+    for i, (tf, regime) in enumerate([("A", "pvalue"), ("A", "open"), ("B", "pvalue")]):
+        _save_model(root / "models" / f"tf={tf}" / f"regime={regime}", tf, regime, 200, seed=i)
+    return root
+
+
+def _read(path):
+    return pl.read_parquet(parquet_files(path), hive_partitioning=False)
+
+
+def test_fetch_windows_equals_genome_window(tmp_path, monkeypatch):
+    genome = open_genome(write_toy_genome(tmp_path / "g.fa", {"c1": 900, "c2": 150}, seed=1))
+    rng = np.random.default_rng(0)
+    chroms = np.array(["c1"] * 30 + ["c2"] * 10 + ["c1"] * 5, dtype=object)
+    starts = np.r_[rng.integers(0, 890, 30), rng.integers(0, 140, 10), [0, 1, 880, 884, 400]]
+    ends = starts + rng.integers(1, 11, len(starts))
+    monkeypatch.setattr(predict_mod, "MAX_SPAN", 300)  # force several spans per chromosome
+    for width in (101, 200):
+        got = fetch_windows(genome, chroms, starts, ends, width)
+        for i in range(len(starts)):
+            w = genome.window(chroms[i], (starts[i] + ends[i]) // 2, width)
+            np.testing.assert_array_equal(got[i], w.codes, err_msg=f"row {i}")
+    with pytest.raises(InputError, match="'chrX' is not in the genome"):
+        fetch_windows(genome, np.array(["chrX"], dtype=object), np.array([0]), np.array([5]), 50)
+
+
+def test_in_process_equals_per_instance_loop(run, tmp_path):
+    import torch
+
+    from scanner.models import load_checkpoint
+
+    out = tmp_path / "pred"
+    s = predict(
+        run / "instances", run / "models", out, PredictConfig(batch_size=16, chunk_rows=20), use_ray=False
+    )
+    got = _read(out)
+    inst = _read(run / "instances")
+    # every instance exactly once per model of its TF (A: 2 regimes, B: 1)
+    n_a, n_b = (inst["tf"] == "A").sum(), (inst["tf"] == "B").sum()
+    assert got.height == s.rows == 2 * n_a + n_b
+    assert got.select(KEY).is_unique().all()
+    assert set(got.columns) == set(PREDICTIONS.names)
+    # a plain loop: one instance at a time, window from Genome.window, model forward
+    genome = open_genome(run / "g.fa")
+    models = {(r.tf, r.regime): load_checkpoint(r.path)[0] for r in discover_models(run / "models")}
+    for row in got.sample(40, seed=0).iter_rows(named=True):
+        w = genome.window(row["chrom"], (row["start"] + row["end"]) // 2, 200)
+        with torch.no_grad():
+            z = models[(row["model_tf"], row["regime"])](torch.from_numpy(one_hot(w.codes)[None])).item()
+        assert row["logit"] == pytest.approx(z, abs=1e-5)
+        assert row["prob_bound"] == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-6)
+        assert row["model_tf"] == row["tf"]
+    # order: for each model, the instances in file order
+    f = next(p for p in parquet_files(out) if "tf=A" in str(p))
+    t = pl.read_parquet(f)
+    assert t["regime"].to_list() == sorted(t["regime"].to_list(), key=t["regime"].to_list().index)
+    # same partitioning as the instances, deterministic names, provenance record
+    assert all(
+        p.parent.name.startswith("chrom=") and p.parent.parent.name.startswith("tf=")
+        for p in parquet_files(out)
+    )
+    rec = json.loads((out / "_predict.json").read_text())
+    assert rec["genome"] == str((run / "g.fa").resolve())
+    assert {(m["tf"], m["regime"]) for m in rec["models"]} == {
+        ("A", "pvalue"),
+        ("A", "open"),
+        ("B", "pvalue"),
+    }
+
+
+def test_rerun_replaces_and_removes_stale_files(run, tmp_path):
+    out = tmp_path / "pred"
+    predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=7), use_ray=False)
+    many = len(parquet_files(out))
+    predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=1000), use_ray=False)
+    files = parquet_files(out)
+    assert len(files) < many and all(p.name.endswith("-c0000.parquet") for p in files)
+    assert _read(out).select(KEY).is_unique().all()
+
+
+def test_cross_tf_and_rc_average(run, tmp_path):
+    import torch
+
+    from scanner.models import load_checkpoint, reverse_complement_one_hot
+
+    out = tmp_path / "cross"
+    cfg = PredictConfig(cross_tf=True, rc_average=True, chunk_rows=1000)
+    predict(run / "instances", run / "models", out, cfg, use_ray=False, regimes=["pvalue"])
+    got = _read(out)
+    inst = _read(run / "instances")
+    assert got.height == 2 * inst.height  # two pvalue models (A, B) on every instance
+    assert set(got.group_by("tf", "model_tf").len().select("tf", "model_tf").iter_rows()) == {
+        ("A", "A"),
+        ("A", "B"),
+        ("B", "A"),
+        ("B", "B"),
+    }
+    genome = open_genome(run / "g.fa")
+    model = load_checkpoint(run / "models" / "tf=A" / "regime=pvalue")[0]
+    row = got.filter((pl.col("tf") == "B") & (pl.col("model_tf") == "A")).row(3, named=True)
+    x = torch.from_numpy(
+        one_hot(genome.window(row["chrom"], (row["start"] + row["end"]) // 2, 200).codes)[None]
+    )
+    with torch.no_grad():
+        z = 0.5 * (model(x).item() + model(reverse_complement_one_hot(x)).item())
+    assert row["logit"] == pytest.approx(z, abs=1e-5)
+
+
+def test_bad_inputs(run, tmp_path):
+    inst, models = run / "instances", run / "models"
+    with pytest.raises(InputError, match="no model for tf 'C'"):
+        predict(inst, models, tmp_path / "o", tfs=["C"], use_ray=False)
+    with pytest.raises(InputError, match="models directory not found"):
+        predict(inst, tmp_path / "none", tmp_path / "o", use_ray=False)
+    with pytest.raises(InputError, match="overlaps the instances"):
+        predict(inst, models, inst / "pred", use_ray=False)
+    # no _scan.json and no --genome
+    inst2 = tmp_path / "inst2"
+    shutil.copytree(inst, inst2)
+    (inst2 / "_scan.json").unlink()
+    with pytest.raises(InputError, match="pass --genome"):
+        predict(inst2, models, tmp_path / "o", use_ray=False)
+    # a genome without chr2
+    small = write_toy_genome(tmp_path / "small.fa", {"chr1": 6000}, seed=4)
+    with pytest.raises(InputError, match="'chr2' is not in the genome"):
+        predict(inst, models, tmp_path / "o", genome=small, use_ray=False)
+    # a checkpoint whose weights do not fit its model.json
+    models2 = tmp_path / "models2"
+    shutil.copytree(models, models2)
+    js = models2 / "tf=A" / "regime=open" / "model.json"
+    meta = json.loads(js.read_text())
+    meta["spec"]["seq_len"] = 300
+    js.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="do not fit"):
+        predict(inst, models2, tmp_path / "o", use_ray=False)
+    # an instance file missing a column: found while planning
+    inst3 = tmp_path / "inst3"
+    shutil.copytree(inst, inst3)
+    f = parquet_files(inst3)[0]
+    pq.write_table(pq.read_table(f).drop_columns(["score"]), f)
+    with pytest.raises(InputError, match="'score' is missing"):
+        predict(inst3, models, tmp_path / "o", use_ray=False)
+    assert not (tmp_path / "o").exists()  # nothing written before the checks
+
+
+def test_cli_predict(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    out = tmp_path / "p"
+    args = [
+        "predict",
+        "--instances",
+        str(run / "instances"),
+        "--models",
+        str(run / "models"),
+        "--out",
+        str(out),
+    ]
+    r = CliRunner().invoke(app, [*args, "--tf", "B", "--no-ray"])
+    assert r.exit_code == 0, r.output
+    assert "prediction rows" in r.stdout and pq.read_table(parquet_files(out)[0]).num_rows > 0
+    bad = CliRunner().invoke(app, [*args, "--tf", "Z", "--no-ray"])
+    assert bad.exit_code == 2 and "no model for tf 'Z'" in bad.stderr
+
+
+@pytest.mark.ray
+def test_ray_equals_in_process(ray_cluster, run, tmp_path):
+    cfg = PredictConfig(batch_size=16, chunk_rows=20, cross_tf=True)
+    local = predict(run / "instances", run / "models", tmp_path / "local", cfg, use_ray=False)
+    remote = predict(run / "instances", run / "models", tmp_path / "ray", cfg, use_ray=True)
+    assert remote.rows == local.rows and remote.files == local.files
+    rel = lambda root: sorted(str(p.relative_to(root)) for p in parquet_files(root))  # noqa: E731
+    assert rel(tmp_path / "ray") == rel(tmp_path / "local")
+    # file by file: same rows in the same order (no row lost, duplicated or reordered)
+    for name in rel(tmp_path / "local"):
+        a = pl.read_parquet(tmp_path / "local" / name)
+        b = pl.read_parquet(tmp_path / "ray" / name)
+        assert a.select(KEY).equals(b.select(KEY))
+        np.testing.assert_allclose(a["logit"].to_numpy(), b["logit"].to_numpy(), rtol=1e-5, atol=1e-6)
+    # an input error inside an actor reaches the caller as InputError
+    inst2 = tmp_path / "inst2"
+    shutil.copytree(run / "instances", inst2)
+    f = parquet_files(inst2)[-1]
+    t = pq.read_table(f)
+    pq.write_table(t.set_column(t.schema.get_field_index("end"), "end", [np.zeros(t.num_rows, np.int64)]), f)
+    with pytest.raises(InputError, match=r"end 0 < start"):
+        predict(inst2, run / "models", tmp_path / "bad", cfg, use_ray=True)
+
+
+@pytest.mark.parametrize("arch", ["small", "deepsea"])
+def test_fused_model_equals_eval_model(arch):
+    import torch
+
+    from scanner.models import ModelSpec, build_model, fuse_for_inference
+
+    torch.manual_seed(0)
+    spec = ModelSpec(arch=arch, seq_len=300 if arch == "deepsea" else 200)
+    model = build_model(spec)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_for_inference(model)
+    assert model.training  # the caller's model is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
+    x = torch.from_numpy(one_hot(np.random.default_rng(1).integers(0, 5, (6, spec.seq_len)).astype(np.uint8)))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model.eval()(x), rtol=1e-5, atol=1e-5)
