@@ -23,7 +23,8 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; order is the order shown by ``--help``.
 _COMMAND_MODULES: tuple[str, ...] = (
-    # "scan", "export" (issue 2) ... each helper adds its own module name here
+    "scan",
+    "export",
     "simulate",
     "label",
     "train",

@@ -165,7 +165,7 @@ def train_small(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.inference_mode():
             val = float(loss_fn(model(xv)[:, 0], yv))

@@ -310,7 +310,19 @@ def scan_genome(
         meta = {
             "fingerprint": fp,
             "genome": str(genome_path.resolve()),
-            "motifs": [{"motif_id": m.motif_id, "tf": m.name, "length": m.length, "nsites": m.nsites} for m in motifs],
+            "motifs": [
+                {
+                    "motif_id": m.motif_id,
+                    "tf": m.name,
+                    "length": m.length,
+                    "nsites": m.nsites,
+                    "probs": m.probs.tolist(),
+                }
+                for m in motifs
+            ],
+            "pvalue": config.pvalue,
+            "pvalue_mode": config.pvalue_mode,
+            "pseudocount": config.pseudocount,
             "background": {"freqs": background.to_list(), "source": background.source},
             "shards_total": len(shards),
             "complete": False,
@@ -393,6 +405,54 @@ def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) 
         done += 1
         if progress:
             progress(done, total, reused)
+
+
+@dataclass
+class ScanMeta:
+    """What a finished scan recorded in ``instances/_scan.json``: enough to score new sequences alike."""
+
+    genome: Path
+    motifs: list[Motif]
+    background: Background
+    pvalue: float
+    pvalue_mode: str
+    pseudocount: float
+    complete: bool
+
+    def prepared(self) -> list[PreparedMotif]:
+        """The scan's motifs prepared as the scan prepared them (same p-values, same threshold)."""
+        return prepare_motifs(self.motifs, self.background, self.pvalue, self.pvalue_mode, self.pseudocount)
+
+
+def load_scan_meta(instances_dir: str | Path) -> ScanMeta:
+    """Read ``instances_dir/_scan.json``.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or malformed (the directory is not a scanner scan).
+    """
+    path = Path(instances_dir) / SCAN_META
+    if not path.is_file():
+        raise InputError(f"{Path(instances_dir)} is not a scanner scan output (no {SCAN_META})", source=path)
+    try:
+        meta = json.loads(path.read_text())
+        motifs = [
+            Motif(d["motif_id"], d["tf"], np.array(d["probs"], dtype=np.float64), int(d["nsites"]), str(path))
+            for d in meta["motifs"]
+        ]
+        bg = Background(np.array(meta["background"]["freqs"]), meta["background"].get("source", "genome"))
+        return ScanMeta(
+            genome=Path(meta["genome"]),
+            motifs=motifs,
+            background=bg,
+            pvalue=float(meta["pvalue"]),
+            pvalue_mode=meta["pvalue_mode"],
+            pseudocount=float(meta["pseudocount"]),
+            complete=bool(meta.get("complete")),
+        )
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise InputError(f"malformed scan metadata: {exc}", source=path) from exc
 
 
 def progress_printer(label: str = "scan") -> Callable[[int, int, int], None]:
