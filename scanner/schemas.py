@@ -145,13 +145,14 @@ ATTRIBUTIONS = pa.schema(
             "method",
             pa.string(),
             nullable=False,
-            metadata={
-                "doc": "ism, ism-naive, deeplift, saliency, grad-x-input, gradcam or guided-gradcam"
-            },
+            metadata={"doc": "ism, ism-naive, deeplift, saliency, grad-x-input, gradcam or guided-gradcam"},
         ),
         pa.field("pos", pa.int64(), nullable=False, metadata={"doc": "0-based genome position (+ strand)"}),
         pa.field(
-            "offset", pa.int32(), nullable=False, metadata={"doc": "pos - start (0 .. end-start-1 in the site)"}
+            "offset",
+            pa.int32(),
+            nullable=False,
+            metadata={"doc": "pos - start (0 .. end-start-1 in the site)"},
         ),
         pa.field("base", pa.string(), nullable=False, metadata={"doc": "genome base at pos (A/C/G/T/N)"}),
         pa.field("score", pa.float32(), nullable=False, metadata={"doc": "per-position score, logit units"}),

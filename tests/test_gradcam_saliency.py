@@ -93,11 +93,11 @@ def test_receptive_field_and_layer_names():
     assert receptive_field(small, i2) == (0, 4, 11 + 3 + 6 * 4)  # pool 4 adds 3, conv 7 adds 6 jumps of 4
     deepsea = build_model(ModelSpec(arch="deepsea", seq_len=200))
     assert receptive_field(deepsea, resolve_layer(deepsea, "last")) == (0, 16, 8 + 3 + 7 * 4 + 3 * 4 + 7 * 16)
-    with pytest.raises(ValueError, match="conv1..conv3"):
+    with pytest.raises(ValueError, match=r"conv1\.\.conv3"):
         resolve_layer(small, "conv4")
     with pytest.raises(ValueError, match="first"):
         resolve_layer(small, "middle")
-    with pytest.raises(TypeError, match="nn.Sequential"):
+    with pytest.raises(TypeError, match=r"nn\.Sequential"):
         gradcam(nn.ModuleList([nn.Conv1d(4, 1, 1)]), _onehot(1, 10, 0))
 
 
@@ -164,5 +164,7 @@ def test_every_method_leaves_the_model_unchanged(method):
     attribute(model, _onehot(1, 300, 3), method, start=140, end=150, options=MethodOptions(n_shuffles=2))
     assert all(m.training for m in model.modules())
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
-    assert all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all(
+        not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules()
+    )
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

@@ -47,15 +47,29 @@ def run_dir(tmp_path_factory) -> Path:
     spec = ModelSpec(arch="small", seq_len=W)
     for k, tf in enumerate(("TFA", "TFB")):
         torch.manual_seed(k)
-        save_checkpoint(build_model(spec), spec, partition_dir(root / "models", [("tf", tf), ("regime", "pvalue")]), {})
+        save_checkpoint(
+            build_model(spec), spec, partition_dir(root / "models", [("tf", tf), ("regime", "pvalue")]), {}
+        )
     rows = []
     sites = [("chrI", 3), ("chrI", 390), ("chrI", 800), ("chrI", 1488), ("chrII", 450)]
     for tf in ("TFA", "TFB"):
         for chrom, s in sites:
             rows.append(
-                dict(chrom=chrom, start=s, end=s + 10, strand="+", motif_id=f"M_{tf}", tf=tf, score=8.0,
-                     pvalue=1e-5, sequence="ACGTACGTAC", regime="pvalue", model_tf=tf, logit=0.0,
-                     prob_bound=float(rng.random()))
+                dict(
+                    chrom=chrom,
+                    start=s,
+                    end=s + 10,
+                    strand="+",
+                    motif_id=f"M_{tf}",
+                    tf=tf,
+                    score=8.0,
+                    pvalue=1e-5,
+                    sequence="ACGTACGTAC",
+                    regime="pvalue",
+                    model_tf=tf,
+                    logit=0.0,
+                    prob_bound=float(rng.random()),
+                )
             )
     rows.append({**rows[0], "model_tf": "TFB"})  # a cross-TF row
     df = pl.from_arrow(pa.Table.from_pylist(rows).cast(PREDICTIONS))
@@ -82,7 +96,13 @@ def test_selection(run_dir):
     assert sel.num_rows == 4
     df = pl.from_arrow(select_instances(preds, InterpretConfig()))
     for tf in ("TFA", "TFB"):
-        best = df.filter(pl.col("tf") == tf).sort("prob_bound", descending=True)["start"].head(2).sort().to_list()
+        best = (
+            df.filter(pl.col("tf") == tf)
+            .sort("prob_bound", descending=True)["start"]
+            .head(2)
+            .sort()
+            .to_list()
+        )
         assert sorted(pl.from_arrow(sel).filter(pl.col("tf") == tf)["start"].to_list()) == best
     sel = select_instances(preds, InterpretConfig(where="chrom = 'chrII' AND prob_bound >= 0", tfs=("TFA",)))
     assert sel.column("chrom").to_pylist() == ["chrII"] and sel.column("tf").to_pylist() == ["TFA"]
@@ -105,10 +125,15 @@ def test_in_process_output(run_dir, tmp_path):
         length = {"chrI": 1500, "chrII": 900}[chrom]
         want = list(range(max(0, start - 15), min(length, start + 10 + 15)))
         assert part.filter(pl.col("model_tf") == "TFA")["pos"].to_list() == want
-    assert df.filter(pl.col("method") == "gradcam")["a"].null_count() == df.filter(pl.col("method") == "gradcam").height
+    assert (
+        df.filter(pl.col("method") == "gradcam")["a"].null_count()
+        == df.filter(pl.col("method") == "gradcam").height
+    )
     assert df["delta"].null_count() == df.height
     # the N run of chrI (400..404) is reported as N
-    assert set(df.filter(pl.col("chrom") == "chrI", pl.col("pos").is_between(400, 404))["base"].to_list()) == {"N"}
+    assert set(
+        df.filter(pl.col("chrom") == "chrI", pl.col("pos").is_between(400, 404))["base"].to_list()
+    ) == {"N"}
     # ISM values equal a direct call on the same windows
     model, _ = load_checkpoint(run_dir / "models" / "tf=TFA" / "regime=pvalue")
     g = open_genome(run_dir / "g.fa")
@@ -142,9 +167,13 @@ def test_overwrite_and_failures_keep_old_output(run_dir, tmp_path):
     with pytest.raises(InputError, match="--overwrite"):
         interpret(preds, models, out, cfg, use_ray=False)
     with pytest.raises(InputError, match="no model for tf 'TFB'"):
-        interpret(preds, tmp_path / "nomodels", out, InterpretConfig(tfs=("TFB",)), use_ray=False, overwrite=True)
+        interpret(
+            preds, tmp_path / "nomodels", out, InterpretConfig(tfs=("TFB",)), use_ray=False, overwrite=True
+        )
     assert sorted(p.name for p in out.rglob("*.parquet")) == before
-    interpret(preds, models, out, InterpretConfig(methods=("gradcam",), flank=2), use_ray=False, overwrite=True)
+    interpret(
+        preds, models, out, InterpretConfig(methods=("gradcam",), flank=2), use_ray=False, overwrite=True
+    )
     assert _read(out)["method"].unique().to_list() == ["gradcam"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     with pytest.raises(InputError, match="overlaps"):
@@ -160,14 +189,16 @@ def test_genome_resolution(run_dir, tmp_path):
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(f.read_bytes())
     cfg = InterpretConfig(methods=("saliency",), flank=1, tfs=("TFA",))
-    with pytest.raises(InputError, match="_predict.json"):
+    with pytest.raises(InputError, match=r"_predict\.json"):
         interpret(preds, run_dir / "models", tmp_path / "a", cfg, use_ray=False)
     interpret(preds, run_dir / "models", tmp_path / "a", cfg, genome=run_dir / "g.fa", use_ray=False)
 
 
 @pytest.mark.ray
 def test_ray_path_equals_in_process(run_dir, tmp_path, ray_cluster):
-    cfg = InterpretConfig(methods=("ism", "deeplift"), flank=5, chunk_rows=2, reference="gc", batch_size=2)
+    cfg = InterpretConfig(
+        methods=("ism", "deeplift"), flank=5, chunk_rows=2, reference="gc", batch_size=2, tfs=("TFA",)
+    )
     a = interpret(run_dir / "predictions", run_dir / "models", tmp_path / "ray", cfg, use_ray=True)
     b = interpret(run_dir / "predictions", run_dir / "models", tmp_path / "local", cfg, use_ray=False)
     assert a.rows == b.rows and a.files == b.files
@@ -176,7 +207,11 @@ def test_ray_path_equals_in_process(run_dir, tmp_path, ray_cluster):
     assert ra.select(pl.exclude("score", "a", "c", "g", "t", "delta")).equals(
         rb.select(pl.exclude("score", "a", "c", "g", "t", "delta"))
     )
-    assert np.allclose(ra.select("score", "a", "c", "g", "t").to_numpy(), rb.select("score", "a", "c", "g", "t").to_numpy(), atol=1e-6)
+    assert np.allclose(
+        ra.select("score", "a", "c", "g", "t").to_numpy(),
+        rb.select("score", "a", "c", "g", "t").to_numpy(),
+        atol=1e-6,
+    )
     names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*.parquet"))  # noqa: E731
     assert names(tmp_path / "ray") == names(tmp_path / "local")
 
@@ -186,27 +221,64 @@ def test_cli_interpret_and_plot(run_dir, tmp_path):
     out = tmp_path / "attributions"
     res = runner.invoke(
         app,
-        ["interpret", "--predictions", str(run_dir / "predictions"), "--models", str(run_dir / "models"),
-         "--out", str(out), "--method", "ism,grad-x-input", "--where", "chrom = 'chrI'", "--top", "3",
-         "--flank", "40", "--no-ray"],
+        [
+            "interpret",
+            "--predictions",
+            str(run_dir / "predictions"),
+            "--models",
+            str(run_dir / "models"),
+            "--out",
+            str(out),
+            "--method",
+            "ism,grad-x-input",
+            "--where",
+            "chrom = 'chrI'",
+            "--top",
+            "3",
+            "--flank",
+            "40",
+            "--no-ray",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "attribution rows" in res.output and "pl.scan_parquet" in res.output
     png = tmp_path / "site.png"
     res = runner.invoke(
         app,
-        ["plot-site", "--attributions", str(out), "--chrom", "chrI", "--start", "800", "--model-tf", "TFA",
-         "--out", str(png)],
+        [
+            "plot-site",
+            "--attributions",
+            str(out),
+            "--chrom",
+            "chrI",
+            "--start",
+            "800",
+            "--model-tf",
+            "TFA",
+            "--out",
+            str(png),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    res = runner.invoke(app, ["plot-site", "--attributions", str(out), "--chrom", "chrI", "--start", "800",
-                              "--out", str(png)])
+    res = runner.invoke(
+        app, ["plot-site", "--attributions", str(out), "--chrom", "chrI", "--start", "800", "--out", str(png)]
+    )
     assert res.exit_code == 2 and "--model-tf" in res.output
     res = runner.invoke(
         app,
-        ["interpret", "--predictions", str(run_dir / "predictions"), "--models", str(run_dir / "models"),
-         "--out", str(tmp_path / "y"), "--where", "prob_bound >>", "--no-ray"],
+        [
+            "interpret",
+            "--predictions",
+            str(run_dir / "predictions"),
+            "--models",
+            str(run_dir / "models"),
+            "--out",
+            str(tmp_path / "y"),
+            "--where",
+            "prob_bound >>",
+            "--no-ray",
+        ],
     )
     assert res.exit_code == 2 and "--where" in res.output
 
@@ -215,7 +287,12 @@ def test_benchmark_tiny(tmp_path):
     from scanner.interpret.benchmark import BenchmarkConfig, run_benchmark
 
     cfg = BenchmarkConfig(
-        size_mb=0.5, n_sequences=3, naive_sequences=1, epochs=1, methods=("ism", "ism-naive", "saliency"), seq_len=300
+        size_mb=0.5,
+        n_sequences=3,
+        naive_sequences=1,
+        epochs=1,
+        methods=("ism", "ism-naive", "saliency"),
+        seq_len=300,
     )
     table = run_benchmark(tmp_path, cfg)
     assert table["method"].to_list() == ["ism", "ism-naive", "saliency"]

@@ -105,7 +105,7 @@ def test_other_layer_types():
 
 
 def test_toy_linear_model_exact():
-    """Conv weights [4, -2, 0, 0] and a dense layer of ones: each substitution changes the logit by w[b] - w[ref]."""
+    """Conv weights [4, -2, 0, 0], dense of ones: a substitution changes the logit by w[b] - w[ref]."""
     conv = nn.Conv1d(4, 1, 1, bias=False)
     dense = nn.Linear(10, 1)
     with torch.no_grad():
@@ -158,7 +158,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"shape \(N, 4, L\)"):
         ism(model, x[:, :3])
     bad = nn.Sequential(nn.Conv1d(4, 4, 3), nn.AvgPool1d(2), nn.Flatten(), nn.Linear(4 * 99, 1))
-    with pytest.raises(TypeError, match="layer 1 \\(AvgPool1d\\).*ism-naive"):
+    with pytest.raises(TypeError, match=r"layer 1 \(AvgPool1d\).*ism-naive"):
         ism(bad, x)
     strided = nn.Sequential(nn.Conv1d(4, 4, 3, stride=2), nn.Flatten(), nn.Linear(4 * 99, 1))
     with pytest.raises(TypeError, match="stride 1"):

@@ -284,6 +284,30 @@ def test_cli_train_no_ray(data, tmp_path):
     assert "score_auroc" in r.stdout
     assert (checkpoint_dir(out, "TOY", "pvalue") / "model.pt").is_file()
     assert pq.read_table(tmp_path / "metrics.parquet").num_rows == 2
+    # --reference: the reference's settings, explicit flags win
+    ref_out = tmp_path / "ref"
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(ref_out),
+            "--reference",
+            "--arch",
+            "small",
+            "--epochs",
+            "1",
+            "--no-evaluate",
+            "--no-ray",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((checkpoint_dir(ref_out, "TOY", "pvalue") / "model.json").read_text())
+    assert meta["spec"]["arch"] == "small" and meta["train_config"]["epochs"] == 1
+    assert meta["train_config"]["ema"] == 0.999 and meta["train_config"]["schedule"] == "reference"
+    assert meta["train_config"]["lr"] == 0.01 and meta["train_config"]["rc_augment"] is True
     bad = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(out), "--tf", "X", "--no-ray"])
     assert bad.exit_code == 2 and "error:" in bad.stderr and "TF 'X' has no data" in bad.stderr
 

@@ -27,16 +27,21 @@ def register(app: typer.Typer) -> None:
         method: Annotated[Optional[list[str]], typer.Option(help=_METHOD_HELP)] = None,
         where: Annotated[
             Optional[str],
-            typer.Option(help="SQL filter on prediction columns, e.g. \"prob_bound > 0.9 AND chrom = 'chrII'\"."),
+            typer.Option(
+                help="SQL filter on prediction columns, e.g. \"prob_bound > 0.9 AND chrom = 'chrII'\"."
+            ),
         ] = None,
-        top: Annotated[Optional[int], typer.Option(help="Keep the N rows of highest prob_bound per model.")] = None,
+        top: Annotated[
+            Optional[int], typer.Option(help="Keep the N rows of highest prob_bound per model.")
+        ] = None,
         tf: Annotated[Optional[list[str]], typer.Option(help="Instance TF(s). Default: all.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Model regime(s). Default: all.")] = None,
         all_models: Annotated[
             bool, typer.Option(help="Also explain rows scored by another TF's model (cross-TF).")
         ] = False,
         flank: Annotated[
-            Optional[int], typer.Option(help="Write (and mutate) only the site +- FLANK bp. Default: whole window.")
+            Optional[int],
+            typer.Option(help="Write (and mutate) only the site +- FLANK bp. Default: whole window."),
         ] = None,
         batch_size: Annotated[int, typer.Option(help="Sequences per forward/backward pass.")] = 64,
         chunk_rows: Annotated[int, typer.Option(help="Instances per work item.")] = 256,
@@ -45,7 +50,9 @@ def register(app: typer.Typer) -> None:
         ] = "shuffle",
         n_shuffles: Annotated[int, typer.Option(help="DeepLIFT shuffled references per sequence.")] = 10,
         seed: Annotated[int, typer.Option(help="Seed of the shuffles.")] = 0,
-        gradcam_layer: Annotated[str, typer.Option(help="Grad-CAM feature map: first, last or convK.")] = "last",
+        gradcam_layer: Annotated[
+            str, typer.Option(help="Grad-CAM feature map: first, last or convK.")
+        ] = "last",
         genome: Annotated[
             Optional[Path], typer.Option(help="FASTA. Default: the genome in OUT/predictions/_predict.json.")
         ] = None,
@@ -53,7 +60,9 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Also write per-method bedGraph tracks (mean score per position).")
         ] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
-        actors: Annotated[Optional[int], typer.Option(help="Actors per model. Default: GPUs, else CPUs.")] = None,
+        actors: Annotated[
+            Optional[int], typer.Option(help="Actors per model. Default: GPUs, else CPUs.")
+        ] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
     ) -> None:
@@ -94,7 +103,8 @@ def register(app: typer.Typer) -> None:
             f"{', '.join(config.methods)}) in {s.files} file(s) under {s.out} ({s.seconds:.1f} s)"
         )
         typer.echo(
-            f"top positions around a site: pl.scan_parquet('{s.out}/**/*.parquet').filter(pl.col('method') == "
+            f"top positions around a site: pl.scan_parquet('{s.out}/**/*.parquet')"
+            f".filter(pl.col('method') == "
             f"'{config.methods[0]}', pl.col('chrom') == CHROM, pl.col('start') == START)"
             ".sort(pl.col('score').abs(), descending=True).head(10).collect()"
         )
@@ -106,7 +116,9 @@ def register(app: typer.Typer) -> None:
         sim: Annotated[
             Optional[Path], typer.Option(help="An existing `scanner simulate` directory. Default: simulate.")
         ] = None,
-        tf: Annotated[str, typer.Option(help="Simulated TF: ALPHA (open AND partner) or GAMMA (partner).")] = "ALPHA",
+        tf: Annotated[
+            str, typer.Option(help="Simulated TF: ALPHA (open AND partner) or GAMMA (partner).")
+        ] = "ALPHA",
         method: Annotated[Optional[list[str]], typer.Option(help=_METHOD_HELP + " Default: all.")] = None,
         size_mb: Annotated[float, typer.Option(help="Simulated genome size (without --sim).")] = 8.0,
         sites_per_mb: Annotated[float, typer.Option(help="Cores per Mb (without --sim).")] = 250.0,
@@ -147,8 +159,12 @@ def register(app: typer.Typer) -> None:
         start: Annotated[int, typer.Option(help="0-based start of the site (as in every dataset).")],
         out: Annotated[Path, typer.Option(help="PNG to write.")],
         method: Annotated[str, typer.Option(help="Attribution method to draw.")] = "ism",
-        model_tf: Annotated[Optional[str], typer.Option(help="Model TF, when several explained the site.")] = None,
-        regime: Annotated[Optional[str], typer.Option(help="Model regime, when several explained the site.")] = None,
+        model_tf: Annotated[
+            Optional[str], typer.Option(help="Model TF, when several explained the site.")
+        ] = None,
+        regime: Annotated[
+            Optional[str], typer.Option(help="Model regime, when several explained the site.")
+        ] = None,
         flank: Annotated[int, typer.Option(help="Bases either side of the site in its logo.")] = 20,
         partners: Annotated[int, typer.Option(help="Logos of the strongest regions outside the site.")] = 2,
     ) -> None:
@@ -156,7 +172,14 @@ def register(app: typer.Typer) -> None:
         from scanner.interpret.plots import plot_site as draw
 
         path = draw(
-            attributions, chrom, start, out, method=method, model_tf=model_tf, regime=regime,
-            flank=flank, partners=partners,
+            attributions,
+            chrom,
+            start,
+            out,
+            method=method,
+            model_tf=model_tf,
+            regime=regime,
+            flank=flank,
+            partners=partners,
         )
         typer.echo(str(path))

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @reports_input_errors
     def train(
+        ctx: typer.Context,
         data: Annotated[Path, typer.Option(help="Datasets directory (OUT/datasets: regime=/tf=/split=).")],
         out: Annotated[Path, typer.Option(help="Models directory (OUT/models); one tf=/regime=/ per model.")],
         tf: Annotated[
@@ -91,7 +92,6 @@ def register(app: typer.Typer) -> None:
             cpus_per_model=cpus_per_model,
         )
         if reference:
-            ctx = typer.get_current_context()
             base = TrainConfig.reference()
             explicit = {
                 k: v

@@ -101,7 +101,9 @@ class BenchmarkConfig:
             raise InputError(f"choose ALPHA or GAMMA (TFs with context rules), got {self.tf!r}", field="--tf")
         for name in ("n_sequences", "epochs", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
-                raise InputError(f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-"))
+                raise InputError(
+                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
+                )
         if self.naive_sequences < 0:
             raise InputError(f"must be >= 0, got {self.naive_sequences}", field="--naive-sequences")
         d = asdict(self)
@@ -110,7 +112,7 @@ class BenchmarkConfig:
 
 
 def windows_for_cores(genome: Any, cores: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (n, W) of the windows centred on ``cores`` (polars rows with chrom/start/end) and their starts."""
+    """Codes (n, W) of the windows centred on ``cores`` (rows with chrom/start/end), and window starts."""
     from scanner.predict import fetch_windows
 
     chroms = np.asarray(cores["chrom"].to_list(), dtype=object)
@@ -225,7 +227,9 @@ def run_benchmark(
         say(f"simulating {cfg.size_mb} Mb with {cfg.tf} ...")
         sim = simulate(
             out / "simulation",
-            SimulationConfig(size_mb=cfg.size_mb, tfs=(cfg.tf,), sites_per_mb=cfg.sites_per_mb, seed=cfg.seed),
+            SimulationConfig(
+                size_mb=cfg.size_mb, tfs=(cfg.tf,), sites_per_mb=cfg.sites_per_mb, seed=cfg.seed
+            ),
         )
         sim_dir, genome_path = sim.out_dir, sim.genome
     else:
@@ -246,8 +250,10 @@ def run_benchmark(
     val_rows = cores.filter(pl.col("chrom") == val)
     codes, _ = windows_for_cores(genome, train_rows, width)
     vcodes, _ = windows_for_cores(genome, val_rows, width)
-    say(f"training {cfg.arch} on {train_rows.height} cores ({int(train_rows['bound'].sum())} bound), "
-        f"validating on {val}, testing on {test}")
+    say(
+        f"training {cfg.arch} on {train_rows.height} cores ({int(train_rows['bound'].sum())} bound), "
+        f"validating on {val}, testing on {test}"
+    )
     t0 = time.perf_counter()
     model = train_small(
         codes,
@@ -264,7 +270,9 @@ def run_benchmark(
     test_rows = cores.filter(pl.col("chrom") == test)
     tcodes, _ = windows_for_cores(genome, test_rows, width)
     with torch.inference_mode():
-        logits = torch.cat([model(torch.from_numpy(one_hot(tcodes[i : i + 256])))[:, 0] for i in range(0, len(tcodes), 256)])
+        logits = torch.cat(
+            [model(torch.from_numpy(one_hot(tcodes[i : i + 256])))[:, 0] for i in range(0, len(tcodes), 256)]
+        )
     model_auroc = roc_auc(test_rows["bound"].to_numpy(), logits.numpy())
     say(f"model test auROC {model_auroc}")
 
@@ -281,7 +289,9 @@ def run_benchmark(
     x = torch.from_numpy(one_hot(xcodes))
     attributor = Attributor(
         model,
-        MethodOptions(reference=cfg.reference, n_shuffles=cfg.n_shuffles, seed=cfg.seed, batch_size=cfg.batch_size),
+        MethodOptions(
+            reference=cfg.reference, n_shuffles=cfg.n_shuffles, seed=cfg.seed, batch_size=cfg.batch_size
+        ),
     )
     rows = []
     ism_values = None
@@ -309,12 +319,16 @@ def run_benchmark(
                 "max_abs_diff_vs_naive": diff,
             }
         )
-        say(f"{method}: auROC {rows[-1]['auroc']:.3f}, auPRC {rows[-1]['auprc']:.3f}, {seconds:.1f} s for {n}")
+        say(
+            f"{method}: auROC {rows[-1]['auroc']:.3f}, auPRC {rows[-1]['auprc']:.3f}, {seconds:.1f} s for {n}"
+        )
     table = pl.DataFrame(rows, schema_overrides={"max_abs_diff_vs_naive": pl.Float64})
     if "ism-naive" in cfg.methods and "ism" in cfg.methods:
         diff = table.filter(pl.col("method") == "ism-naive")["max_abs_diff_vs_naive"]
         table = table.with_columns(
-            pl.when(pl.col("method") == "ism").then(diff[0] if len(diff) else None).otherwise(pl.col("max_abs_diff_vs_naive"))
+            pl.when(pl.col("method") == "ism")
+            .then(diff[0] if len(diff) else None)
+            .otherwise(pl.col("max_abs_diff_vs_naive"))
             .alias("max_abs_diff_vs_naive")
         )
     write_parquet_atomic(table.to_arrow(), out / "benchmark.parquet")
@@ -346,7 +360,8 @@ def markdown_table(table: Any, meta: dict[str, Any]) -> str:
         f"{meta['positives']} causal positions of {meta['positions']} "
         f"({100 * meta['positives'] / max(meta['positions'], 1):.1f} %); torch threads {meta['threads']}.",
         "",
-        "| method | sequences | auROC | auPRC | s / 100 seq | max diff vs naive | reference auROC (DeepSEA / DanQ) |",
+        "| method | sequences | auROC | auPRC | s / 100 seq | max diff vs naive "
+        "| reference auROC (DeepSEA / DanQ) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in table.iter_rows(named=True):

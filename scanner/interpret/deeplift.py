@@ -101,7 +101,9 @@ def deeplift(
     delta = torch.empty(n * k, dtype=dtype)
     with preserved_model(model), warnings.catch_warnings():
         # captum announces its (temporary) hooks and that it sets requires_grad on the input copy
-        warnings.filterwarnings("ignore", message=r"(?s).*Setting forward, backward hooks", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"(?s).*Setting forward, backward hooks", category=UserWarning
+        )
         warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
         explainer = _deeplift_class()(_separated(model), multiply_by_inputs=True)
         for lo in range(0, n * k, batch_size):
@@ -227,7 +229,7 @@ def _copy_module() -> type:
     return _CopyStep
 
 
-def _Copy() -> torch.nn.Module:  # noqa: N802 - reads like the module it builds
+def _Copy() -> torch.nn.Module:
     return _copy_module()()
 
 
@@ -254,7 +256,9 @@ def _deeplift_class() -> type:
     return _DeepLift
 
 
-def _rescale_rule(module: Any, grad_input: torch.Tensor, grad_output: torch.Tensor, eps: float) -> torch.Tensor:
+def _rescale_rule(
+    module: Any, grad_input: torch.Tensor, grad_output: torch.Tensor, eps: float
+) -> torch.Tensor:
     """Rescale rule; where the input does not change, the observed half's gradient for both halves."""
     import torch
 

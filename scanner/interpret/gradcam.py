@@ -64,7 +64,9 @@ def resolve_layer(model: torch.nn.Sequential, layer: int | str | None) -> int:
     else:
         raise ValueError(f"layer must be 'first', 'last', 'convK' or a module index, got {layer!r}")
     if not 1 <= k <= len(convs):
-        raise ValueError(f"layer {layer!r}: the model has {len(convs)} convolutions (conv1..conv{len(convs)})")
+        raise ValueError(
+            f"layer {layer!r}: the model has {len(convs)} convolutions (conv1..conv{len(convs)})"
+        )
     i = convs[k - 1]
     while i + 1 < len(model) and (
         isinstance(model[i + 1], nn.BatchNorm1d) or type(model[i + 1]).__name__ in _POINTWISE_NAMES
@@ -105,7 +107,9 @@ def receptive_field(model: torch.nn.Sequential, index: int) -> tuple[int, int, i
         elif not (
             isinstance(m, nn.BatchNorm1d | nn.Dropout | nn.Identity) or type(m).__name__ in _POINTWISE_NAMES
         ):
-            raise TypeError(f"receptive field: layer {i} ({type(m).__name__}) is not a convolution-stack layer")
+            raise TypeError(
+                f"receptive field: layer {i} ({type(m).__name__}) is not a convolution-stack layer"
+            )
     return start, jump, size
 
 
@@ -164,9 +168,7 @@ def gradcam(
     return out
 
 
-def guided_gradcam(
-    model: torch.nn.Module, x: Any, *, target: int = 0, batch_size: int = 128
-) -> torch.Tensor:
+def guided_gradcam(model: torch.nn.Module, x: Any, *, target: int = 0, batch_size: int = 128) -> torch.Tensor:
     """The reference's guided Grad-CAM: first-conv Grad-CAM spread over the filter width x (grad x input).
 
     Returns
@@ -185,7 +187,7 @@ def spread(cam: torch.Tensor, length: int, start: int, jump: int, size: int) -> 
     import torch
     import torch.nn.functional as F
 
-    n, lp = cam.shape
+    n = cam.shape[0]
     ones = torch.ones((1, 1, size), dtype=cam.dtype, device=cam.device)
     total = F.conv_transpose1d(cam.unsqueeze(1), ones, stride=jump).squeeze(1)  # covers [start, start+len)
     count = F.conv_transpose1d(torch.ones_like(cam[:1]).unsqueeze(1), ones, stride=jump).squeeze(1)

@@ -361,7 +361,8 @@ def _make_step(i: int, m: Any, cur_len: int, cur_ch: int) -> tuple[_Step, int, i
         s = _single(m.stride) if m.stride is not None else k
         if _single(m.padding) != 0 or _single(m.dilation) != 1 or m.ceil_mode or m.return_indices:
             raise TypeError(
-                f"fast ISM supports MaxPool1d without padding, dilation, ceil_mode or indices (layer {i}: {m})"
+                "fast ISM supports MaxPool1d without padding, dilation, ceil_mode or indices "
+                f"(layer {i}: {m})"
             )
         out_len = (cur_len - k) // s + 1
         return _Step("maxpool", i, cur_len, out_len, kernel=k, stride=s), out_len, cur_ch
@@ -443,7 +444,7 @@ def _conv(d: torch.Tensor, lo: torch.Tensor, step: _Step) -> tuple[torch.Tensor,
     if w == 1:  # a single changed column (the one-hot input): one GEMM over all taps
         prod = rows @ step.weight.permute(1, 0, 2).reshape(cin, k * cout)  # (M, K * Cout)
         out = torch.zeros((w_out, m, cout), dtype=d.dtype, device=d.device)
-        out[:: dil] = prod.view(m, k, cout).flip(1).transpose(0, 1)
+        out[::dil] = prod.view(m, k, cout).flip(1).transpose(0, 1)
         return _mask_outside(out, lo_out, step.out_len), lo_out
     out = torch.zeros((w_out, m, cout), dtype=d.dtype, device=d.device)
     for tap in range(k):  # window row i, tap k feeds output row i + dil * (k - 1 - tap)
@@ -465,7 +466,12 @@ def _pointwise(d: torch.Tensor, lo: torch.Tensor, ref_in: torch.Tensor, ni: torc
 
 
 def _maxpool(
-    d: torch.Tensor, lo: torch.Tensor, ref_in: torch.Tensor, ref_out: torch.Tensor, ni: torch.Tensor, step: _Step
+    d: torch.Tensor,
+    lo: torch.Tensor,
+    ref_in: torch.Tensor,
+    ref_out: torch.Tensor,
+    ni: torch.Tensor,
+    step: _Step,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-evaluate the (fixed) pooling windows that overlap the changed positions.
 

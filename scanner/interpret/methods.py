@@ -160,9 +160,7 @@ class Attributor:
             values = gradient_x_input(self.model, x, target=o.target, batch_size=o.batch_size)
             values = values[:, :, window]
         elif method == "gradcam":
-            cam = gradcam(
-                self.model, x, layer=o.gradcam_layer, target=o.target, batch_size=o.batch_size
-            )
+            cam = gradcam(self.model, x, layer=o.gradcam_layer, target=o.target, batch_size=o.batch_size)
             return Attribution(None, cam[:, window], None)
         else:  # guided-gradcam
             values = guided_gradcam(self.model, x, target=o.target, batch_size=o.batch_size)

@@ -151,12 +151,15 @@ def plot_site(
     ax.axhline(0, color="black", lw=0.5)
     row = df.row(0, named=True)
     ax.set_title(
-        f"{row['tf']} {chrom}:{start}-{end} ({row['strand']}) - {method} - model {row['model_tf']}/{row['regime']}",
+        f"{row['tf']} {chrom}:{start}-{end} ({row['strand']}) - {method} - "
+        f"model {row['model_tf']}/{row['regime']}",
         fontsize=10,
     )
     ax.set_ylabel("score (logit)")
     ax.legend(loc="upper right", fontsize=8, frameon=False)
-    spans = [(start - flank, end + flank, "site")] + [(lo - 5, hi + 5, f"partner {k + 1}") for k, (lo, hi) in enumerate(regions)]
+    spans = [(start - flank, end + flank, "site")] + [
+        (lo - 5, hi + 5, f"partner {k + 1}") for k, (lo, hi) in enumerate(regions)
+    ]
     for k, (lo, hi, label) in enumerate(spans):
         sel = (pos >= lo) & (pos < hi)
         lax = fig.add_subplot(grid[1 + k])
@@ -166,8 +169,16 @@ def plot_site(
             lax.set_ylim(-lim, lim)
             lax.set_xlim(pos[sel][0] - 0.6, pos[sel][-1] + 0.6)
         if label == "site":
-            lax.add_patch(Rectangle((start - 0.5, lax.get_ylim()[0]), site_len, sum(map(abs, lax.get_ylim())),
-                                    facecolor="#F7B32B", alpha=0.15, lw=0))
+            lax.add_patch(
+                Rectangle(
+                    (start - 0.5, lax.get_ylim()[0]),
+                    site_len,
+                    sum(map(abs, lax.get_ylim())),
+                    facecolor="#F7B32B",
+                    alpha=0.15,
+                    lw=0,
+                )
+            )
         lax.axhline(0, color="black", lw=0.5)
         lax.set_ylabel(label, fontsize=9)
         lax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -47,7 +47,7 @@ from scanner.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from scanner.schemas import ATTRIBUTION_PARTITIONS, ATTRIBUTIONS, PREDICTIONS
+from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
 
 _LETTERS = np.array(list("ACGTN"), dtype=object)
 
@@ -109,7 +109,9 @@ class InterpretConfig:
             raise InputError(str(exc), field="--method" if "method" in str(exc) else None) from exc
         for name in ("batch_size", "chunk_rows"):
             if getattr(self, name) < 1:
-                raise InputError(f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-"))
+                raise InputError(
+                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
+                )
         if self.top is not None and self.top < 1:
             raise InputError(f"must be >= 1, got {self.top}", field="--top")
         if self.flank is not None and self.flank < 0:
@@ -426,13 +428,16 @@ def resolve_genome(predictions_root: str | Path, genome: str | Path | None) -> P
 
 
 def _model_dirs(models_root: Path, selected: pa.Table) -> dict[tuple[str, str], Path]:
-    pairs = sorted(set(zip(selected.column("model_tf").to_pylist(), selected.column("regime").to_pylist(), strict=True)))
+    pairs = sorted(
+        set(zip(selected.column("model_tf").to_pylist(), selected.column("regime").to_pylist(), strict=True))
+    )
     out = {}
     for model_tf, regime in pairs:
         d = partition_dir(models_root, [("tf", model_tf), ("regime", regime)])
         if not (d / "model.json").is_file():
             raise InputError(
-                f"no model for tf '{model_tf}', regime '{regime}' (expected {d}/model.json)", source=models_root
+                f"no model for tf '{model_tf}', regime '{regime}' (expected {d}/model.json)",
+                source=models_root,
             )
         out[(model_tf, regime)] = d
     return out
@@ -499,7 +504,9 @@ def interpret(
     predictions_root, models_root, out_root = Path(predictions_root), Path(models_root), Path(out_root)
     _check_paths(out_root, predictions_root, models_root)
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
-        raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
+        raise InputError(
+            "output directory exists and is not empty; pass --overwrite to replace it", source=out_root
+        )
     genome_path = resolve_genome(predictions_root, genome)
     selected = select_instances(predictions_root, config)
     dirs = _model_dirs(models_root, selected)
@@ -512,11 +519,15 @@ def interpret(
         selected_path = _write_ipc(selected, staging / "_selected.arrow")
         groups = _groups(selected, config.chunk_rows)
         if use_ray and groups:
-            results = _run_on_ray(groups, dirs, str(genome_path), str(selected_path), str(staging), config, address, say)
+            results = _run_on_ray(
+                groups, dirs, str(genome_path), str(selected_path), str(staging), config, address, say
+            )
         else:
             results = {}
             for key, items in groups.items():
-                actor = Interpreter(str(dirs[key]), str(genome_path), str(selected_path), str(staging), asdict(config))
+                actor = Interpreter(
+                    str(dirs[key]), str(genome_path), str(selected_path), str(staging), asdict(config)
+                )
                 for lo, hi, index in items:
                     res = actor({"lo": np.array([lo]), "hi": np.array([hi]), "index": np.array([index])})
                     _raise_errors(res)
@@ -556,7 +567,9 @@ def interpret(
     )
 
 
-def _check_models(dirs: dict[tuple[str, str], Path], config: InterpretConfig, genome_path: Path, selected: pa.Table) -> None:
+def _check_models(
+    dirs: dict[tuple[str, str], Path], config: InterpretConfig, genome_path: Path, selected: pa.Table
+) -> None:
     """Fail before any work: checkpoints load, the fast ISM path fits them, chromosomes exist."""
     from scanner.genome import open_genome
     from scanner.models import load_checkpoint
@@ -635,7 +648,9 @@ def write_bedgraphs(root: Path, out_dir: Path) -> list[Path]:
         .collect()
     )
     out = []
-    for (method, model_tf, regime), part in df.group_by(["method", "model_tf", "regime"], maintain_order=True):
+    for (method, model_tf, regime), part in df.group_by(
+        ["method", "model_tf", "regime"], maintain_order=True
+    ):
         lines = part.select(
             pl.format("{}\t{}\t{}\t{}", "chrom", "pos", pl.col("pos") + 1, pl.col("score").round_sig_figs(6))
         ).to_series()

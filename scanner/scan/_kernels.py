@@ -6,9 +6,9 @@ counting-sorted by key). Each motif matrix is then scanned one of two ways:
 * ``bucket`` (selective matrices): only positions whose 8-mer, over the matrix's most informative 8
   contiguous columns, can still reach the cut (its score there plus the best the other columns could
   add) are visited, through the sorted positions;
-* ``sweep`` (matrices whose 8 best columns prune little, e.g. long, weak motifs): every position,
-  with 4-column lookup tables (float32) visited most informative first, dropping a window as soon as
-  its partial score plus the best possible rest falls below the cut.
+* ``sweep`` (matrices whose 8 best columns prune less, e.g. long, weak motifs): every position,
+  looking its 8-mer up in a table of the same bound (float32, 256 KiB) and scoring the survivors,
+  which are read in order (cache-friendly).
 
 Either way a surviving window is scored exactly in float64, in the motif's own column order.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-#: Columns covered by the 8-mer filter.
+#: Columns covered by the k-mer filter.
 K = 8
 N_KMERS = 1 << (2 * K)
 METHOD_BUCKET = 0
@@ -93,10 +93,8 @@ def scan_matrices(
     win_offset: np.ndarray,
     pass_kmers: np.ndarray,
     pass_start: np.ndarray,
-    tables: np.ndarray,
-    group_offset: np.ndarray,
-    group_rest: np.ndarray,
-    group_start: np.ndarray,
+    sweep_tables: np.ndarray,
+    sweep_index: np.ndarray,
     core_end: int,
     out_pos: np.ndarray,
     out_mat: np.ndarray,
@@ -129,23 +127,11 @@ def scan_matrices(
                         out_score[n_out] = s
                         n_out += 1
         else:
-            g0 = group_start[m]
-            g1 = group_start[m + 1]
+            table = sweep_tables[sweep_index[m]]
+            off = win_offset[m]
             cut32 = cuts32[m]
-            t0 = tables[g0]
-            o0 = group_offset[g0]
-            r0 = group_rest[g0]
             for p in range(last):
-                s32 = t0[keys[p + o0] >> 8]
-                if s32 + r0 < cut32:
-                    continue
-                ok = True
-                for g in range(g0 + 1, g1):
-                    s32 += tables[g, keys[p + group_offset[g]] >> 8]
-                    if s32 + group_rest[g] < cut32:
-                        ok = False
-                        break
-                if not ok:
+                if table[keys[p + off]] < cut32:
                     continue
                 s = _exact(codes, p, length, rev, w_all, ws)
                 if s >= cut:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from scanner.genome import N_CODE, decode
+from scanner.genome import N_CODE
 from scanner.scan.prepare import LookupPlan, PreparedMotif
 from scanner.schemas import INSTANCES
 
 _COMP = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+_LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 KERNELS = ("numba", "torch")
 
 
@@ -29,8 +30,8 @@ def candidates_numba(
         score = np.empty(cap, dtype=np.float64)
         k = scan_matrices(
             codes, keys, order, starts, plan.method, plan.lengths, plan.reverse, plan.w_all, plan.w_start,
-            plan.cuts, plan.cuts32, plan.win_offset, plan.pass_kmers, plan.pass_start, plan.tables,
-            plan.group_offset, plan.group_rest, plan.group_start, core_end, pos, mat, score,
+            plan.cuts, plan.cuts32, plan.win_offset, plan.pass_kmers, plan.pass_start, plan.sweep_tables,
+            plan.sweep_index, core_end, pos, mat, score,
         )
         if k >= 0:
             return pos[:k], mat[:k], score[:k]
@@ -168,7 +169,8 @@ def scan_chunk(
         cols["mi"].append(np.full(int(hit.sum()), pm_index, dtype=np.int64))
         cols["score"].append(score[hit])
         cols["pvalue"].append(pv[hit])
-        cols["word"].extend(decode(wd) for wd in words[hit])
+        letters = np.ascontiguousarray(_LETTERS[words[hit]])
+        cols["word"].append(pa.array(letters.view(f"S{length}").ravel(), type=pa.binary(length)).cast(pa.string()))
     if not cols["start"]:
         return INSTANCES.empty_table()
     start = np.concatenate(cols["start"])
@@ -176,12 +178,13 @@ def scan_chunk(
     mi = np.concatenate(cols["mi"])
     score = np.concatenate(cols["score"])
     pvalue = np.concatenate(cols["pvalue"])
-    words = np.array(cols["word"], dtype=object)
     order = np.lexsort((strand, start, mi))
-    start, strand, mi, score, pvalue, words = (a[order] for a in (start, strand, mi, score, pvalue, words))
+    start, strand, mi, score, pvalue = (a[order] for a in (start, strand, mi, score, pvalue))
     if max_strand:
         keep = _max_strand_mask(start, strand, mi, score)
-        start, strand, mi, score, pvalue, words = (a[keep] for a in (start, strand, mi, score, pvalue, words))
+        start, strand, mi, score, pvalue = (a[keep] for a in (start, strand, mi, score, pvalue))
+        order = order[keep]
+    words = pa.concat_arrays(cols["word"]).take(pa.array(order))
     lengths = np.array([p.length for p in prepared], dtype=np.int64)
     ids = np.array([p.motif_id for p in prepared], dtype=object)
     names = np.array([p.name for p in prepared], dtype=object)
@@ -196,7 +199,7 @@ def scan_chunk(
             "tf": pa.array(names[mi], pa.string()),
             "score": pa.array(score.astype(np.float32), pa.float32()),
             "pvalue": pa.array(pvalue, pa.float64()),
-            "sequence": pa.array(words, pa.string()),
+            "sequence": words,
         },
         schema=INSTANCES,
     )

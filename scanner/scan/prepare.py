@@ -90,15 +90,13 @@ class LookupPlan:
     lengths: np.ndarray  # (M,) int64
     reverse: np.ndarray  # (M,) bool: sum columns backwards along the genome ('-' matrices)
     cuts: np.ndarray  # (M,) float64: exact candidate cut
-    cuts32: np.ndarray  # (M,) float32: cut lowered by a float32 error margin (torch kernel)
+    cuts32: np.ndarray  # (M,) float32: cut lowered by a rounding margin, for float32 scores and bounds
     win_offset: np.ndarray  # (M,) int64
     pass_kmers: np.ndarray  # int32
     pass_start: np.ndarray  # (M + 1,) int64
     method: np.ndarray  # (M,) int8: METHOD_BUCKET or METHOD_SWEEP
-    tables: np.ndarray  # (G, 256) float32: 4-column tables of the sweep matrices, best first
-    group_offset: np.ndarray  # (G,) int64: first column of each group
-    group_rest: np.ndarray  # (G,) float32: best the later groups can add
-    group_start: np.ndarray  # (M + 1,) int64
+    sweep_tables: np.ndarray  # (S, 4**K) float32: K-mer score + the best the other columns can add
+    sweep_index: np.ndarray  # (M,) int64: row of sweep_tables (-1 for bucket matrices)
     motif_index: np.ndarray  # (M,) int64
     strand: np.ndarray  # (M,) int8
 
@@ -115,26 +113,9 @@ _DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], ax
 SWEEP_ABOVE = 0.03
 
 
-def _sweep_groups(gw: np.ndarray, bg: np.ndarray) -> tuple[list[np.ndarray], list[int], list[float]]:
-    """4-column float64 tables (most informative first), their first columns, and the rest bounds."""
-    length = gw.shape[0]
-    groups = []
-    for g0 in range(0, length, 4):
-        cols = gw[g0 : g0 + 4]
-        tab = np.zeros(256)
-        for k in range(cols.shape[0]):
-            tab += cols[k][_DIGITS[:, k]]
-        info = float((cols.max(axis=1) - cols @ bg).sum())
-        groups.append((info, g0, tab))
-    groups.sort(key=lambda t: -t[0])
-    maxes = np.array([t[2].max() for t in groups])
-    after = np.concatenate([np.cumsum(maxes[::-1])[::-1][1:], [0.0]])
-    return [t[2] for t in groups], [t[1] for t in groups], [float(a) + 1e-4 for a in after]
-
-
-def _passing_kmers(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, float]:
-    """Best 8-column window of ``gw``, the 8-mers there that can still reach ``cut``, and the
-    background probability of passing."""
+def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, np.ndarray, float]:
+    """Best K-column window of ``gw``; per K-mer there, its score plus the best the other columns can
+    add; the K-mers that can still reach ``cut``; the background probability of passing."""
     length = gw.shape[0]
     pad = np.zeros((max(length, K), 4))
     pad[:length] = gw
@@ -145,28 +126,29 @@ def _passing_kmers(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.
         sums = np.convolve(gain, np.ones(K), mode="valid")
         off = int(np.argmax(sums))
     cols = pad[off : off + K]
-    hi = np.zeros(256)
-    lo = np.zeros(256)
-    for k in range(4):
-        hi += cols[k][_DIGITS[:, k]]
-        lo += cols[4 + k][_DIGITS[:, k]]
-    score8 = (hi[:, None] + lo[None, :]).ravel()  # index = hi_code * 256 + lo_code
+    # Score of every K-mer (first base most significant), built from 4-column blocks.
+    score = np.zeros(1)
+    prob = np.ones(1)
+    for b0 in range(0, K, 4):
+        width = min(4, K - b0)
+        digits = _DIGITS[: 4**width, 4 - width :]
+        block = np.zeros(4**width)
+        pblock = np.ones(4**width)
+        for k in range(width):
+            block += cols[b0 + k][digits[:, k]]
+            pblock *= bg[digits[:, k]]
+        score = (score[:, None] + block[None, :]).ravel()
+        prob = (prob[:, None] * pblock[None, :]).ravel()
     outside = pad.max(axis=1).sum() - cols.max(axis=1).sum()
-    keep = np.flatnonzero(score8 + outside >= cut - 1e-6).astype(np.int32)
-    p4 = np.ones(256)
-    q4 = np.ones(256)
-    for k in range(4):
-        p4 *= bg[_DIGITS[:, k]]
-    for k in range(4):
-        q4 *= bg[_DIGITS[:, k]]
-    prob = float((p4[:, None] * q4[None, :]).ravel()[keep].sum())
-    return off, keep, prob
+    bound = score + outside
+    keep = np.flatnonzero(bound >= cut - 1e-6).astype(np.int32)
+    return off, bound, keep, float(prob[keep].sum())
 
 
 def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
     """Lay out every (motif, strand) matrix for the kernels (see :class:`LookupPlan`)."""
     gws, starts, lengths, reverse, cuts, cuts32, offs, kmers, kstart, midx, strands = ([] for _ in range(11))
-    methods, tables, goffs, grest, gstart = [], [], [], [], [0]
+    methods, sweep_tables, sweep_index = [], [], []
     row = 0
     kstart.append(0)
     for i, pm in enumerate(prepared):
@@ -176,17 +158,15 @@ def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
             gw = pm.w if strand == "+" else pm.w[::-1, _COMP]
             gw = np.ascontiguousarray(gw)
             bg_genome = table.bg if strand == "+" else table.bg[_COMP]
-            off, keep, prob = _passing_kmers(gw, bg_genome, table.cut)
+            off, bound, keep, prob = _kmer_bound(gw, bg_genome, table.cut)
             if prob > SWEEP_ABOVE:
                 methods.append(METHOD_SWEEP)
-                tabs, g_off, rest = _sweep_groups(gw, bg_genome)
-                tables.extend(t.astype(np.float32) for t in tabs)
-                goffs.extend(g_off)
-                grest.extend(rest)
+                sweep_index.append(len(sweep_tables))
+                sweep_tables.append(bound.astype(np.float32))
                 keep = keep[:0]
             else:
                 methods.append(METHOD_BUCKET)
-            gstart.append(len(tables))
+                sweep_index.append(-1)
             gws.append(gw)
             starts.append(row)
             row += gw.shape[0]
@@ -211,10 +191,8 @@ def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
         pass_kmers=np.concatenate(kmers).astype(np.int32) if kmers else np.zeros(0, np.int32),
         pass_start=np.array(kstart, dtype=np.int64),
         method=np.array(methods, dtype=np.int8),
-        tables=np.ascontiguousarray(np.array(tables, dtype=np.float32).reshape(-1, 256)),
-        group_offset=np.array(goffs, dtype=np.int64),
-        group_rest=np.array(grest, dtype=np.float32),
-        group_start=np.array(gstart, dtype=np.int64),
+        sweep_tables=np.ascontiguousarray(np.array(sweep_tables, dtype=np.float32).reshape(-1, 4**K)),
+        sweep_index=np.array(sweep_index, dtype=np.int64),
         motif_index=np.array(midx, dtype=np.int64),
         strand=np.array(strands, dtype=np.int8),
     )

@@ -43,6 +43,8 @@ DP_BINS = 1 << 17
 DP_BINS_LONG = 1 << 20
 #: Largest number of upper-tail words enumerated for exact p-values.
 ENUMERATION_CAP = 4_000_000
+#: Words enumerated at the top of a long motif's tail (exact p-values for the strongest sites).
+TOP_CAP = 1_000_000
 #: Longest motif decided by meet-in-the-middle (two halves of at most 4**11 words).
 MITM_MAX_LENGTH = 22
 #: FIMO's PSSM_RANGE.
@@ -199,9 +201,10 @@ class PValueTable:
         grid = _build_grid(w, bg, DP_BINS_LONG)
         table._grid = grid
         table.cut, table._definite = _cuts(grid, threshold)
-        k = int(np.flatnonzero(counts.tail <= cap)[0])
+        top_cap = min(cap, TOP_CAP)
+        k = int(np.flatnonzero(counts.tail <= top_cap)[0])
         top = counts.base + counts.max_e + counts.eps * k + 1e-9
-        table._enumerate(max(top, table.cut), cap)
+        table._enumerate(max(top, table.cut), top_cap)
         lo = float(grid.lower(np.array([table.cut]))[0])
         hi = float(grid.upper(np.array([table.cut]))[0])
         table.max_rel_error = (hi - lo) / max(lo, 1e-300)
@@ -213,7 +216,7 @@ class PValueTable:
         scores, probs, n = _kernels().enumerate_tail(self.w, self.bg, suffix_max, target, capacity)
         if n < 0:
             return False
-        order = np.argsort(scores[:n], kind="stable")
+        order = np.argsort(scores[:n])
         self._tail_scores = scores[:n][order]
         self._tail_suffix = np.cumsum(probs[:n][order][::-1])[::-1]
         self._tail_from = target
