@@ -1,7 +1,8 @@
 """Attribution speed on the DeepSEA-style model, 1 kb inputs, CPU: our fast ISM against naive ISM.
 
-One seeded model (``ModelSpec(arch="deepsea", seq_len=1000)``, 52 M parameters, random weights with
-spread-out batch-norm statistics, eval mode) and seeded random one-hot sequences. Contenders, all in
+One seeded model (``ModelSpec(arch="deepsea", seq_len=1000)``, 52 M parameters, random weights drawn
+with variance 1/fan-in so that ISM values stand well above float32 rounding, spread-out batch-norm
+statistics, eval mode) and seeded random one-hot sequences. Contenders, all in
 this process with the same torch thread count:
 
 * ``naive ISM, tangermeme 1.6 saturation_mutagenesis(fast=False)`` and ``naive ISM, scanner
@@ -46,6 +47,8 @@ def _model(seed: int) -> torch.nn.Sequential:
     model = build_model(ModelSpec(arch="deepsea", seq_len=L))
     with torch.no_grad():
         for m in model.modules():
+            if isinstance(m, torch.nn.Conv1d | torch.nn.Linear):  # unit-variance activations, so that
+                m.weight.normal_(0.0, 1.0 / m.weight[0].numel() ** 0.5)  # ISM values are far above rounding
             if isinstance(m, torch.nn.BatchNorm1d):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)

@@ -32,6 +32,11 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "demo",
     "interpret",
+    "variants",
+    "run",
+    "submit",
+    "query",
+    "report",
 )
 
 for _name in _COMMAND_MODULES:

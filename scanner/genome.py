@@ -261,6 +261,8 @@ def open_genome(path: str | Path) -> Genome:
                 source=fasta,
             )
         try:
+            if fai.exists():
+                fai.unlink()  # pyfaidx only rebuilds an index that is older than the FASTA
             pyfaidx.Faidx(str(fasta), rebuild=True, build_index=True).close()
         except Exception as exc:  # pyfaidx raises several types for malformed FASTA
             raise InputError(f"cannot index the FASTA: {exc}", source=fasta) from exc

@@ -89,9 +89,7 @@ class PredictConfig:
         """Return self, or raise :class:`InputError` naming the bad flag."""
         for name in ("batch_size", "chunk_rows"):
             if getattr(self, name) < 1:
-                raise InputError(
-                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
-                )
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-"))
         if self.actors is not None and self.actors < 1:
             raise InputError(f"must be >= 1, got {self.actors}", field="--actors")
         if not self.cpus_per_actor > 0:
@@ -151,9 +149,7 @@ def discover_models(
     """
     root = Path(models_root)
     if not root.is_dir():
-        raise InputError(
-            "models directory not found (expected tf=<tf>/regime=<regime>/model.json)", source=root
-        )
+        raise InputError("models directory not found (expected tf=<tf>/regime=<regime>/model.json)", source=root)
     found = []
     for tf, tdir in _hive(root, "tf"):
         for regime, rdir in _hive(tdir, "regime"):
@@ -171,9 +167,7 @@ def discover_models(
         have = sorted({getattr(m, attr) for m in found})
         for w in wanted or ():
             if w not in have:
-                raise InputError(
-                    f"no model for {attr} '{w}'; models exist for: {', '.join(have)}", source=root
-                )
+                raise InputError(f"no model for {attr} '{w}'; models exist for: {', '.join(have)}", source=root)
     return [m for m in found if (not tfs or m.tf in tfs) and (not regimes or m.regime in regimes)]
 
 
@@ -220,15 +214,11 @@ def plan_items(
     """
     root = Path(instances_root)
     if not root.is_dir():
-        raise InputError(
-            "instances directory not found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root
-        )
+        raise InputError("instances directory not found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root)
     items: list[WorkItem] = []
     present = _hive(root, "tf")
     if not present:
-        raise InputError(
-            "no instance partitions found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root
-        )
+        raise InputError("no instance partitions found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root)
     for want in tfs or ():
         if want not in {t for t, _ in present}:
             raise InputError(
@@ -293,9 +283,7 @@ def read_rows(path: str | Path, lo: int, hi: int) -> pa.Table:
         raise InputError(f"columns do not fit the INSTANCES schema: {exc}", source=path) from exc
 
 
-def fetch_windows(
-    genome: Genome, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int
-) -> np.ndarray:
+def fetch_windows(genome: Genome, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
     """Codes of the ``width``-bp windows centred on each site, N-padded off the chromosome ends.
 
     ``window_start = (start + end) // 2 - width // 2``. Nearby windows are cut from one fetched span
@@ -334,8 +322,8 @@ def fetch_windows(
             j = max(j, i + 1)
             lo, hi = int(ws[i]), int(ws[j - 1]) + width
             span = genome.codes(chrom, lo, hi)
-            rel = (ws[i:j] - lo)[:, None] + np.arange(width)[None, :]
-            out[idx[i:j]] = span[rel]
+            # rows of a strided view: a copy of W bytes per site, no (n, W) index matrix
+            out[idx[i:j]] = np.lib.stride_tricks.sliding_window_view(span, width)[ws[i:j] - lo]
             i = j
     return out
 
@@ -394,9 +382,7 @@ def predict_item(
     ends = rows.column("end").to_numpy()
     if rows.num_rows and (ends < starts).any():
         bad = int(np.flatnonzero(ends < starts)[0])
-        raise InputError(
-            f"row {item.lo + bad}: end {ends[bad]} < start {starts[bad]}", source=item.file, field="end"
-        )
+        raise InputError(f"row {item.lo + bad}: end {ends[bad]} < start {starts[bad]}", source=item.file, field="end")
     windows: dict[int, np.ndarray] = {}
     parts = []
     for ref in item.models:
@@ -572,11 +558,11 @@ def predict(
     _check_out(out_root, instances_root, models_root)
     models = discover_models(models_root, None if config.cross_tf else tfs, regimes)
     genome_path = resolve_genome(instances_root, genome)
-    g = open_genome(genome_path)
+    previous = _previous_record(out_root, instances_root, Path(genome_path))
     items = plan_items(instances_root, models, out_root, config, tfs=tfs)
-    for chrom in sorted({it.chrom for it in items}):
-        g.check_chrom(chrom, source=str(instances_root))
-    g.close()
+    with open_genome(genome_path) as g:
+        for chrom in sorted({it.chrom for it in items}):
+            g.check_chrom(chrom, source=str(instances_root))
     used = tuple(dict.fromkeys(m for it in items for m in it.models))
     for ref in used:  # fail early on a checkpoint that does not load (wrong shape, missing file)
         from scanner.models import load_checkpoint
@@ -587,20 +573,20 @@ def predict(
     if use_ray:
         written = _run_on_ray(items, str(genome_path), config, address, say)
     else:
-        g = open_genome(genome_path)
         from scanner.runtime import torch_device
 
         load = _ModelCache(torch_device())
         written = {}
-        for item in items:
-            table = predict_item(item, g, load, config, load.device)
-            write_parquet_atomic(table, item.out_file)
-            written[item.out_file] = table.num_rows
-        g.close()
+        with open_genome(genome_path) as g:
+            for item in items:
+                table = predict_item(item, g, load, config, load.device)
+                write_parquet_atomic(table, item.out_file)
+                written[item.out_file] = table.num_rows
     missing = [it.out_file for it in items if it.out_file not in written]
     if missing:
         raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
-    _remove_stale(out_root, {it.out_file for it in items})
+    run_tfs = sorted({it.tf for it in items})
+    _remove_stale(out_root, {it.out_file for it in items}, run_tfs)
     n_inst = sum(it.hi - it.lo for it in items)
     summary = PredictSummary(
         out=str(out_root),
@@ -611,25 +597,57 @@ def predict(
         models=used,
         seconds=time.perf_counter() - t0,
     )
+    by_tf = dict(previous.get("models_by_tf", {})) if previous else {}
+    for tf in run_tfs:
+        refs = dict.fromkeys(m for it in items if it.tf == tf for m in it.models)
+        by_tf[tf] = [asdict(m) for m in refs]
+    models_all = list({m["path"]: m for ms in by_tf.values() for m in ms}.values())
     record = {
         "instances": str(instances_root.resolve()),
         "genome": str(Path(genome_path).resolve()),
-        "models": [asdict(m) for m in used],
-        "models_root": str(models_root.resolve()),
-        "config": asdict(config),
-        "tfs": sorted({it.tf for it in items}),
-        "files": len(items),
-        "rows": summary.rows,
-        "instances_scored": n_inst,
+        "models": models_all,
+        "models_by_tf": by_tf,
+        "tfs": sorted(by_tf),
+        "last_run": {
+            "tfs": run_tfs,
+            "models_root": str(models_root.resolve()),
+            "config": asdict(config),
+            "files": len(items),
+            "rows": summary.rows,
+            "instances_scored": n_inst,
+        },
     }
     write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / "_predict.json")
     return summary
 
 
-def _remove_stale(out_root: Path, keep: set[str]) -> None:
-    """Delete prediction files a previous run left that this run did not produce (after success)."""
+def _previous_record(out_root: Path, instances_root: Path, genome_path: Path) -> dict | None:
+    """The ``_predict.json`` of an earlier run into ``out_root``; it must share instances and genome."""
+    js = out_root / "_predict.json"
+    if not js.is_file():
+        return None
+    try:
+        old = json.loads(js.read_text())
+        same = old["instances"] == str(instances_root.resolve()) and old["genome"] == str(genome_path.resolve())
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"unreadable record of an earlier run: {exc}; remove it or use another --out", source=js
+        ) from exc
+    if not same:
+        raise InputError(
+            f"{out_root} holds predictions for other instances or another genome ({old['instances']}, "
+            f"{old['genome']}); use another --out or remove it",
+            source=js,
+        )
+    return old
+
+
+def _remove_stale(out_root: Path, keep: set[str], tfs: Sequence[str]) -> None:
+    """Delete files an earlier run left in this run's TF partitions that it did not rewrite (after
+    success); other TFs' partitions are left alone."""
     keep_resolved = {str(Path(k).resolve()) for k in keep}
-    for f in parquet_files(out_root):
+    files = [f for tf in tfs for f in parquet_files(partition_dir(out_root, [("tf", tf)]))]
+    for f in files:
         if _OUT_NAME.search(f.name) and str(f.resolve()) not in keep_resolved:
             f.unlink()
 
@@ -668,6 +686,11 @@ def _run_on_ray(
             # one item at a time per actor: items take seconds, and a queue on a busy actor would
             # leave another idle at the end
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
+            # a dead actor (worker or node lost) is restarted without limit; an item whose task
+            # kills its worker 3 times fails the run instead of retrying forever. Safe to retry: an
+            # item's output file has a deterministic name and is written atomically.
+            max_restarts=-1,
+            max_task_retries=3,
             **opts,
         )
         written: dict[str, int] = {}

@@ -170,3 +170,163 @@ ATTRIBUTIONS = pa.schema(
 ATTRIBUTION_PARTITIONS = ("method", "tf", "chrom")
 
 # ---- variants (issue 6) -------------------------------------------------------------------------
+#: The columns that identify one VCF allele (a multi-allelic record is split into one allele per row).
+VARIANT_KEY = ("chrom", "pos", "ref", "alt", "variant_id")
+#: The columns that identify one ref/alt pair of ``scanner variants --sequences``.
+SEQUENCE_KEY = ("id",)
+
+_VARIANT_FIELDS = [
+    pa.field("chrom", pa.string(), nullable=False, metadata={"doc": "VCF CHROM (= the genome's name)"}),
+    pa.field("pos", pa.int64(), nullable=False, metadata={"doc": "0-based position of the first REF base"}),
+    pa.field("ref", pa.string(), nullable=False, metadata={"doc": "REF as in the VCF (upper case)"}),
+    pa.field("alt", pa.string(), nullable=False, metadata={"doc": "this ALT allele (upper case)"}),
+    pa.field("variant_id", pa.string(), nullable=False, metadata={"doc": "CHROM:POS:REF:ALT, POS 1-based"}),
+    pa.field("vcf_id", pa.string(), metadata={"doc": "VCF ID column (null for '.')"}),
+    pa.field("vcf_line", pa.int64(), nullable=False, metadata={"doc": "1-based line in the VCF"}),
+    pa.field(
+        "kind", pa.string(), nullable=False, metadata={"doc": "snv, mnv, insertion, deletion or complex"}
+    ),
+    pa.field(
+        "var_start",
+        pa.int64(),
+        nullable=False,
+        metadata={"doc": "0-based start of the changed REF bases (shared suffix, then prefix, trimmed)"},
+    ),
+    pa.field(
+        "var_end",
+        pa.int64(),
+        nullable=False,
+        metadata={"doc": "exclusive end; == var_start for an insertion (bases inserted before var_start)"},
+    ),
+]
+
+_SCORE_FIELDS = [
+    pa.field("regime", pa.string(), metadata={"doc": "training regime of the model (null: not scored)"}),
+    pa.field("logit_ref", pa.float32(), metadata={"doc": "model logit of the REF window"}),
+    pa.field("logit_alt", pa.float32(), metadata={"doc": "model logit of the ALT window"}),
+    pa.field("prob_ref", pa.float32(), metadata={"doc": "sigmoid(logit_ref)"}),
+    pa.field("prob_alt", pa.float32(), metadata={"doc": "sigmoid(logit_alt)"}),
+    pa.field("delta_logit", pa.float32(), metadata={"doc": "logit_alt - logit_ref"}),
+    pa.field("abs_delta", pa.float32(), metadata={"doc": "|delta_logit|"}),
+]
+
+#: ``OUT/variants/scores/tf=<tf>/chrom=<chrom>/part-*.parquet``: the effect of each VCF allele on each
+#: motif instance of a TF whose model window contains it, under each (TF, regime) model. One row per
+#: (allele, instance, model); an allele in no instance window of the TF gets one row with
+#: ``in_window = false``, the distance to the nearest instance and null instance/model columns.
+#: Windows are W = ``seq_len`` bp centred on the site (``window_start = (start + end) // 2 - W // 2``,
+#: + strand). The ALT window keeps the site at its place: an indel wholly upstream of the site centre
+#: shifts the upstream bases, any other the downstream bases, and the window is filled from the genome
+#: to W (see ``docs/variants.md``). Sites are on ``inst_strand``; p-values as in the scan.
+VARIANTS = pa.schema(
+    [
+        *_VARIANT_FIELDS,
+        pa.field("tf", pa.string(), nullable=False, metadata={"doc": "TF of the instances and models"}),
+        pa.field("seq_len", pa.int32(), nullable=False, metadata={"doc": "model window W (bp)"}),
+        pa.field(
+            "in_window", pa.bool_(), nullable=False, metadata={"doc": "the allele is in this instance's window"}
+        ),
+        pa.field(
+            "distance",
+            pa.int64(),
+            metadata={
+                "doc": "bases between the changed REF bases and the site (0: adjacent or overlapping); "
+                "in_window false: to the nearest instance of the TF (null: none on the chromosome)"
+            },
+        ),
+        pa.field("inst_start", pa.int64(), metadata={"doc": "0-based start of the site (REF coordinates)"}),
+        pa.field("inst_end", pa.int64(), metadata={"doc": "0-based exclusive end of the site"}),
+        pa.field("inst_strand", pa.string(), metadata={"doc": "'+' or '-'"}),
+        pa.field("motif_id", pa.string(), metadata={"doc": "motif of the site"}),
+        pa.field(
+            "inst_source",
+            pa.string(),
+            metadata={"doc": "'scan': an instance of OUT/instances; 'created': a hit only the ALT allele has"},
+        ),
+        pa.field("window_start", pa.int64(), metadata={"doc": "0-based start of the REF window (may be < 0)"}),
+        pa.field("var_in_site", pa.bool_(), metadata={"doc": "the allele changes a base of the site"}),
+        pa.field(
+            "site_bases_deleted", pa.int32(), metadata={"doc": "site bases the allele deletes (indels)"}
+        ),
+        pa.field("site_pvalue_ref", pa.float64(), metadata={"doc": "p-value of the site's REF bases"}),
+        pa.field(
+            "site_pvalue_alt",
+            pa.float64(),
+            metadata={"doc": "p-value of the bases at the site's window positions under ALT (null: N)"},
+        ),
+        pa.field("hit_ref", pa.bool_(), metadata={"doc": "site_pvalue_ref below the scan threshold"}),
+        pa.field("hit_alt", pa.bool_(), metadata={"doc": "site_pvalue_alt below the scan threshold"}),
+        *_SCORE_FIELDS,
+    ]
+)
+VARIANT_PARTITIONS = ("tf", "chrom")
+
+#: ``OUT/variants/scores/tf=<tf>/part-*.parquet`` of ``scanner variants --sequences``: one row per
+#: (ref/alt pair, model). Each sequence is centred in the W-bp window on its own (cropped or N-padded
+#: equally on both sides, the extra base on the right). The site columns describe the best site of
+#: the TF's motifs (either strand) among windows touching the bases where REF and ALT differ.
+VARIANT_SEQUENCES = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False, metadata={"doc": "the 'id' column of the TSV"}),
+        pa.field("line", pa.int64(), nullable=False, metadata={"doc": "1-based line in the TSV"}),
+        pa.field("tf", pa.string(), nullable=False, metadata={"doc": "TF of the model"}),
+        pa.field("seq_len", pa.int32(), nullable=False, metadata={"doc": "model window W (bp)"}),
+        pa.field("ref_length", pa.int32(), nullable=False),
+        pa.field("alt_length", pa.int32(), nullable=False),
+        pa.field(
+            "kind", pa.string(), nullable=False, metadata={"doc": "snv, mnv, insertion, deletion, complex, none"}
+        ),
+        pa.field("var_start", pa.int64(), nullable=False, metadata={"doc": "0-based start in REF of the change"}),
+        pa.field("var_end", pa.int64(), nullable=False, metadata={"doc": "exclusive end in REF of the change"}),
+        pa.field("motif_id", pa.string(), metadata={"doc": "motif of the best site (null: no scan given)"}),
+        pa.field("site_pvalue_ref", pa.float64(), metadata={"doc": "best site p-value in REF"}),
+        pa.field("site_pvalue_alt", pa.float64(), metadata={"doc": "best site p-value in ALT"}),
+        pa.field("hit_ref", pa.bool_()),
+        pa.field("hit_alt", pa.bool_()),
+        *_SCORE_FIELDS,
+    ]
+)
+
+
+def variant_comparison_schema(regimes: tuple[str, ...] | list[str], key: tuple[str, ...] = VARIANT_KEY) -> pa.Schema:
+    """Schema of ``OUT/variants/comparison.parquet``: one row per (allele, TF) scored under any regime.
+
+    ``key`` columns (:data:`VARIANT_KEY`, or :data:`SEQUENCE_KEY` for ``--sequences``), then ``tf``,
+    ``n_regimes`` (regimes that scored it), per regime ``r``: ``delta_<r>`` (the ``delta_logit`` of the
+    allele's strongest instance under ``r``: largest ``abs_delta``, ties to the nearest site) and
+    ``top_<r>`` (in the top ``top_fraction`` of ``abs_delta`` of the TF's alleles under ``r``); then
+    ``delta_min``/``delta_max`` across regimes, ``sign_flip`` (some regime has ``delta >= m`` and another
+    ``delta <= -m``, m = ``min_delta``) and ``rank_flip`` (top membership differs between regimes).
+    """
+    base = {f.name: f for f in (*_VARIANT_FIELDS, *VARIANT_SEQUENCES)}
+    fields = [base[k] for k in key]
+    fields += [
+        pa.field("tf", pa.string(), nullable=False),
+        pa.field("n_regimes", pa.int32(), nullable=False, metadata={"doc": "regimes that scored the allele"}),
+    ]
+    for r in regimes:
+        fields += [
+            pa.field(f"delta_{r}", pa.float32(), metadata={"doc": f"delta_logit under regime {r}"}),
+            pa.field(f"top_{r}", pa.bool_(), metadata={"doc": f"in the top fraction of abs_delta under {r}"}),
+        ]
+    fields += [
+        pa.field("delta_min", pa.float32()),
+        pa.field("delta_max", pa.float32()),
+        pa.field("sign_flip", pa.bool_(), nullable=False, metadata={"doc": "opposite signs between regimes"}),
+        pa.field("rank_flip", pa.bool_(), nullable=False, metadata={"doc": "top membership differs"}),
+    ]
+    return pa.schema(fields)
+
+
+#: ``OUT/variants/correlations.parquet``: per TF and pair of regimes, across the alleles both scored.
+VARIANT_CORRELATIONS = pa.schema(
+    [
+        pa.field("tf", pa.string(), nullable=False),
+        pa.field("regime_a", pa.string(), nullable=False),
+        pa.field("regime_b", pa.string(), nullable=False),
+        pa.field("n", pa.int64(), nullable=False, metadata={"doc": "alleles scored under both regimes"}),
+        pa.field("spearman", pa.float64(), metadata={"doc": "rank correlation of delta (null: n < 3 or ties)"}),
+        pa.field("sign_flips", pa.int64(), nullable=False, metadata={"doc": "opposite signs, both >= min_delta"}),
+        pa.field("rank_flips", pa.int64(), nullable=False, metadata={"doc": "top membership differs"}),
+    ]
+)

@@ -110,7 +110,7 @@ def test_agrees_with_captum_where_captum_is_exact():
         refs = make_references(x, reference)[:, 0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            theirs = DeepLift(_separated(model)).attribute(x, baselines=refs, target=0)
+            theirs = DeepLift(_separated(model)[0]).attribute(x, baselines=refs, target=0)
         assert torch.allclose(ours, theirs.detach(), atol=1e-12)
     # a network without consecutive non-linear modules: captum on the caller's model, shuffled refs
     torch.manual_seed(4)

@@ -47,9 +47,7 @@ def run_dir(tmp_path_factory) -> Path:
     spec = ModelSpec(arch="small", seq_len=W)
     for k, tf in enumerate(("TFA", "TFB")):
         torch.manual_seed(k)
-        save_checkpoint(
-            build_model(spec), spec, partition_dir(root / "models", [("tf", tf), ("regime", "pvalue")]), {}
-        )
+        save_checkpoint(build_model(spec), spec, partition_dir(root / "models", [("tf", tf), ("regime", "pvalue")]), {})
     rows = []
     sites = [("chrI", 3), ("chrI", 390), ("chrI", 800), ("chrI", 1488), ("chrII", 450)]
     for tf in ("TFA", "TFB"):
@@ -96,13 +94,7 @@ def test_selection(run_dir):
     assert sel.num_rows == 4
     df = pl.from_arrow(select_instances(preds, InterpretConfig()))
     for tf in ("TFA", "TFB"):
-        best = (
-            df.filter(pl.col("tf") == tf)
-            .sort("prob_bound", descending=True)["start"]
-            .head(2)
-            .sort()
-            .to_list()
-        )
+        best = df.filter(pl.col("tf") == tf).sort("prob_bound", descending=True)["start"].head(2).sort().to_list()
         assert sorted(pl.from_arrow(sel).filter(pl.col("tf") == tf)["start"].to_list()) == best
     sel = select_instances(preds, InterpretConfig(where="chrom = 'chrII' AND prob_bound >= 0", tfs=("TFA",)))
     assert sel.column("chrom").to_pylist() == ["chrII"] and sel.column("tf").to_pylist() == ["TFA"]
@@ -125,15 +117,10 @@ def test_in_process_output(run_dir, tmp_path):
         length = {"chrI": 1500, "chrII": 900}[chrom]
         want = list(range(max(0, start - 15), min(length, start + 10 + 15)))
         assert part.filter(pl.col("model_tf") == "TFA")["pos"].to_list() == want
-    assert (
-        df.filter(pl.col("method") == "gradcam")["a"].null_count()
-        == df.filter(pl.col("method") == "gradcam").height
-    )
+    assert df.filter(pl.col("method") == "gradcam")["a"].null_count() == df.filter(pl.col("method") == "gradcam").height
     assert df["delta"].null_count() == df.height
     # the N run of chrI (400..404) is reported as N
-    assert set(
-        df.filter(pl.col("chrom") == "chrI", pl.col("pos").is_between(400, 404))["base"].to_list()
-    ) == {"N"}
+    assert set(df.filter(pl.col("chrom") == "chrI", pl.col("pos").is_between(400, 404))["base"].to_list()) == {"N"}
     # ISM values equal a direct call on the same windows
     model, _ = load_checkpoint(run_dir / "models" / "tf=TFA" / "regime=pvalue")
     g = open_genome(run_dir / "g.fa")
@@ -167,13 +154,9 @@ def test_overwrite_and_failures_keep_old_output(run_dir, tmp_path):
     with pytest.raises(InputError, match="--overwrite"):
         interpret(preds, models, out, cfg, use_ray=False)
     with pytest.raises(InputError, match="no model for tf 'TFB'"):
-        interpret(
-            preds, tmp_path / "nomodels", out, InterpretConfig(tfs=("TFB",)), use_ray=False, overwrite=True
-        )
+        interpret(preds, tmp_path / "nomodels", out, InterpretConfig(tfs=("TFB",)), use_ray=False, overwrite=True)
     assert sorted(p.name for p in out.rglob("*.parquet")) == before
-    interpret(
-        preds, models, out, InterpretConfig(methods=("gradcam",), flank=2), use_ray=False, overwrite=True
-    )
+    interpret(preds, models, out, InterpretConfig(methods=("gradcam",), flank=2), use_ray=False, overwrite=True)
     assert _read(out)["method"].unique().to_list() == ["gradcam"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     with pytest.raises(InputError, match="overlaps"):
@@ -288,6 +271,7 @@ def test_benchmark_tiny(tmp_path):
 
     cfg = BenchmarkConfig(
         size_mb=0.5,
+        sites_per_mb=250,
         n_sequences=3,
         naive_sequences=1,
         epochs=1,

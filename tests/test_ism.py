@@ -77,6 +77,25 @@ def test_deepsea_model_edges_and_subrange(dtype):
         _check_equal(model, x, start=start, end=end)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_random_stacks_float64(seed):
+    """Random channel counts, widths and pool sizes (1 = no pool) of the scanner.models stack."""
+    g = torch.Generator().manual_seed(seed)
+    pick = lambda lo, hi: tuple(int(v) for v in torch.randint(lo, hi, (3,), generator=g))  # noqa: E731
+    spec = ModelSpec(
+        arch="small",
+        seq_len=260,
+        conv_channels=pick(3, 9),
+        conv_widths=pick(2, 9),
+        pool_sizes=pick(1, 5),
+        dropouts=(0.1, 0.0, 0.2),
+        dense_units=8,
+    )
+    model = _randomise(build_model(spec), seed).double()
+    x = _onehot(2, 260, seed, ((0, 0), (1, 259), (1, 130))).double()
+    _check_equal(model, x)
+
+
 def test_other_layer_types():
     """Padding, dilation, overlapping pools, ELU/GELU, dropout, identity and a multi-output head."""
     torch.manual_seed(5)

@@ -83,9 +83,7 @@ def test_in_process_equals_per_instance_loop(run, tmp_path):
     from scanner.models import load_checkpoint
 
     out = tmp_path / "pred"
-    s = predict(
-        run / "instances", run / "models", out, PredictConfig(batch_size=16, chunk_rows=20), use_ray=False
-    )
+    s = predict(run / "instances", run / "models", out, PredictConfig(batch_size=16, chunk_rows=20), use_ray=False)
     got = _read(out)
     inst = _read(run / "instances")
     # every instance exactly once per model of its TF (A: 2 regimes, B: 1)
@@ -109,8 +107,7 @@ def test_in_process_equals_per_instance_loop(run, tmp_path):
     assert t["regime"].to_list() == sorted(t["regime"].to_list(), key=t["regime"].to_list().index)
     # same partitioning as the instances, deterministic names, provenance record
     assert all(
-        p.parent.name.startswith("chrom=") and p.parent.parent.name.startswith("tf=")
-        for p in parquet_files(out)
+        p.parent.name.startswith("chrom=") and p.parent.parent.name.startswith("tf=") for p in parquet_files(out)
     )
     rec = json.loads((out / "_predict.json").read_text())
     assert rec["genome"] == str((run / "g.fa").resolve())
@@ -129,6 +126,17 @@ def test_rerun_replaces_and_removes_stale_files(run, tmp_path):
     files = parquet_files(out)
     assert len(files) < many and all(p.name.endswith("-c0000.parquet") for p in files)
     assert _read(out).select(KEY).is_unique().all()
+    # runs for one TF at a time add up; the record lists both
+    split = tmp_path / "split"
+    predict(run / "instances", run / "models", split, PredictConfig(chunk_rows=1000), tfs=["A"], use_ray=False)
+    predict(run / "instances", run / "models", split, PredictConfig(chunk_rows=1000), tfs=["B"], use_ray=False)
+    assert _read(split).sort(KEY).equals(_read(out).sort(KEY))
+    rec = json.loads((split / "_predict.json").read_text())
+    assert rec["tfs"] == ["A", "B"] and len(rec["models"]) == 3 and rec["last_run"]["tfs"] == ["B"]
+    # another genome into the same directory is refused
+    other = write_toy_genome(tmp_path / "other.fa", {"chr1": 6000, "chr2": 1500}, seed=9)
+    with pytest.raises(InputError, match="other instances or another genome"):
+        predict(run / "instances", run / "models", split, genome=other, use_ray=False)
 
 
 def test_cross_tf_and_rc_average(run, tmp_path):
@@ -151,9 +159,7 @@ def test_cross_tf_and_rc_average(run, tmp_path):
     genome = open_genome(run / "g.fa")
     model = load_checkpoint(run / "models" / "tf=A" / "regime=pvalue")[0]
     row = got.filter((pl.col("tf") == "B") & (pl.col("model_tf") == "A")).row(3, named=True)
-    x = torch.from_numpy(
-        one_hot(genome.window(row["chrom"], (row["start"] + row["end"]) // 2, 200).codes)[None]
-    )
+    x = torch.from_numpy(one_hot(genome.window(row["chrom"], (row["start"] + row["end"]) // 2, 200).codes)[None])
     with torch.no_grad():
         z = 0.5 * (model(x).item() + model(reverse_complement_one_hot(x)).item())
     assert row["logit"] == pytest.approx(z, abs=1e-5)

@@ -27,13 +27,9 @@ def register(app: typer.Typer) -> None:
         method: Annotated[Optional[list[str]], typer.Option(help=_METHOD_HELP)] = None,
         where: Annotated[
             Optional[str],
-            typer.Option(
-                help="SQL filter on prediction columns, e.g. \"prob_bound > 0.9 AND chrom = 'chrII'\"."
-            ),
+            typer.Option(help="SQL filter on prediction columns, e.g. \"prob_bound > 0.9 AND chrom = 'chrII'\"."),
         ] = None,
-        top: Annotated[
-            Optional[int], typer.Option(help="Keep the N rows of highest prob_bound per model.")
-        ] = None,
+        top: Annotated[Optional[int], typer.Option(help="Keep the N rows of highest prob_bound per model.")] = None,
         tf: Annotated[Optional[list[str]], typer.Option(help="Instance TF(s). Default: all.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Model regime(s). Default: all.")] = None,
         all_models: Annotated[
@@ -50,9 +46,7 @@ def register(app: typer.Typer) -> None:
         ] = "shuffle",
         n_shuffles: Annotated[int, typer.Option(help="DeepLIFT shuffled references per sequence.")] = 10,
         seed: Annotated[int, typer.Option(help="Seed of the shuffles.")] = 0,
-        gradcam_layer: Annotated[
-            str, typer.Option(help="Grad-CAM feature map: first, last or convK.")
-        ] = "last",
+        gradcam_layer: Annotated[str, typer.Option(help="Grad-CAM feature map: first, last or convK.")] = "last",
         genome: Annotated[
             Optional[Path], typer.Option(help="FASTA. Default: the genome in OUT/predictions/_predict.json.")
         ] = None,
@@ -60,9 +54,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Also write per-method bedGraph tracks (mean score per position).")
         ] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
-        actors: Annotated[
-            Optional[int], typer.Option(help="Actors per model. Default: GPUs, else CPUs.")
-        ] = None,
+        actors: Annotated[Optional[int], typer.Option(help="Actors per model. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
     ) -> None:
@@ -116,16 +108,14 @@ def register(app: typer.Typer) -> None:
         sim: Annotated[
             Optional[Path], typer.Option(help="An existing `scanner simulate` directory. Default: simulate.")
         ] = None,
-        tf: Annotated[
-            str, typer.Option(help="Simulated TF: ALPHA (open AND partner) or GAMMA (partner).")
-        ] = "ALPHA",
+        tf: Annotated[str, typer.Option(help="Simulated TF: GAMMA (partner) or ALPHA (open AND partner).")] = "GAMMA",
         method: Annotated[Optional[list[str]], typer.Option(help=_METHOD_HELP + " Default: all.")] = None,
-        size_mb: Annotated[float, typer.Option(help="Simulated genome size (without --sim).")] = 8.0,
-        sites_per_mb: Annotated[float, typer.Option(help="Cores per Mb (without --sim).")] = 250.0,
+        size_mb: Annotated[float, typer.Option(help="Simulated genome size (without --sim).")] = 12.0,
+        sites_per_mb: Annotated[float, typer.Option(help="Cores per Mb (without --sim).")] = 800.0,
         n_sequences: Annotated[int, typer.Option(help="Rule-bound test cores explained.")] = 100,
         naive_sequences: Annotated[int, typer.Option(help="Of those, also explained by ism-naive.")] = 10,
         arch: Annotated[str, typer.Option(help="Model architecture: small or deepsea.")] = "small",
-        epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+        epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
         batch_size: Annotated[int, typer.Option(help="Training and attribution batch size.")] = 64,
         reference: Annotated[str, typer.Option(help="DeepLIFT reference: shuffle, gc or zero.")] = "shuffle",
         n_shuffles: Annotated[int, typer.Option(help="DeepLIFT shuffled references per sequence.")] = 10,
@@ -159,12 +149,8 @@ def register(app: typer.Typer) -> None:
         start: Annotated[int, typer.Option(help="0-based start of the site (as in every dataset).")],
         out: Annotated[Path, typer.Option(help="PNG to write.")],
         method: Annotated[str, typer.Option(help="Attribution method to draw.")] = "ism",
-        model_tf: Annotated[
-            Optional[str], typer.Option(help="Model TF, when several explained the site.")
-        ] = None,
-        regime: Annotated[
-            Optional[str], typer.Option(help="Model regime, when several explained the site.")
-        ] = None,
+        model_tf: Annotated[Optional[str], typer.Option(help="Model TF, when several explained the site.")] = None,
+        regime: Annotated[Optional[str], typer.Option(help="Model regime, when several explained the site.")] = None,
         flank: Annotated[int, typer.Option(help="Bases either side of the site in its logo.")] = 20,
         partners: Annotated[int, typer.Option(help="Logos of the strongest regions outside the site.")] = 2,
     ) -> None:

@@ -160,8 +160,7 @@ def as_sequential(model: torch.nn.Module, method: str) -> torch.nn.Sequential:
 
     if not isinstance(model, nn.Sequential):
         raise TypeError(
-            f"{method} walks the layers of an nn.Sequential (the models of scanner.models); "
-            f"got {type(model).__name__}"
+            f"{method} walks the layers of an nn.Sequential (the models of scanner.models); got {type(model).__name__}"
         )
     return model
 

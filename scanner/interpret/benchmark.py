@@ -47,10 +47,11 @@ class BenchmarkConfig:
     Parameters
     ----------
     tf : str
-        Simulated TF whose cores are explained: ``ALPHA`` (open AND partner) or ``GAMMA`` (partner).
-        Default ``"ALPHA"``.
+        Simulated TF whose cores are explained: ``GAMMA`` (partner) or ``ALPHA`` (open AND partner).
+        Default ``"GAMMA"``.
     size_mb, sites_per_mb : float
-        Simulation size when no simulation is given. Defaults 8 Mb, 250 cores per Mb.
+        Simulation size when no simulation is given. Defaults 12 Mb, 800 cores per Mb (about 8,000
+        training cores: fewer leave the small model short of learning the partner rule).
     seed : int
         Seed of the simulation, training and shuffles. Default 0.
     methods : tuple of str
@@ -64,7 +65,7 @@ class BenchmarkConfig:
     seq_len : int
         Window W. Default 1000.
     epochs : int
-        Training epochs. Default 10.
+        Training epochs. Default 6.
     batch_size : int
         Training and attribution batch size. Default 64.
     reference, n_shuffles
@@ -73,16 +74,16 @@ class BenchmarkConfig:
         Held-out chromosome. Default ``chr9`` when present, else the last chromosome.
     """
 
-    tf: str = "ALPHA"
-    size_mb: float = 8.0
-    sites_per_mb: float = 250.0
+    tf: str = "GAMMA"
+    size_mb: float = 12.0
+    sites_per_mb: float = 800.0
     seed: int = 0
     methods: tuple[str, ...] = ()
     n_sequences: int = 100
     naive_sequences: int = 10
     arch: str = "small"
     seq_len: int = 1000
-    epochs: int = 10
+    epochs: int = 6
     batch_size: int = 64
     reference: str = "shuffle"
     n_shuffles: int = 10
@@ -101,9 +102,7 @@ class BenchmarkConfig:
             raise InputError(f"choose ALPHA or GAMMA (TFs with context rules), got {self.tf!r}", field="--tf")
         for name in ("n_sequences", "epochs", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
-                raise InputError(
-                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
-                )
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-"))
         if self.naive_sequences < 0:
             raise InputError(f"must be >= 0, got {self.naive_sequences}", field="--naive-sequences")
         d = asdict(self)
@@ -227,9 +226,7 @@ def run_benchmark(
         say(f"simulating {cfg.size_mb} Mb with {cfg.tf} ...")
         sim = simulate(
             out / "simulation",
-            SimulationConfig(
-                size_mb=cfg.size_mb, tfs=(cfg.tf,), sites_per_mb=cfg.sites_per_mb, seed=cfg.seed
-            ),
+            SimulationConfig(size_mb=cfg.size_mb, tfs=(cfg.tf,), sites_per_mb=cfg.sites_per_mb, seed=cfg.seed),
         )
         sim_dir, genome_path = sim.out_dir, sim.genome
     else:
@@ -289,9 +286,7 @@ def run_benchmark(
     x = torch.from_numpy(one_hot(xcodes))
     attributor = Attributor(
         model,
-        MethodOptions(
-            reference=cfg.reference, n_shuffles=cfg.n_shuffles, seed=cfg.seed, batch_size=cfg.batch_size
-        ),
+        MethodOptions(reference=cfg.reference, n_shuffles=cfg.n_shuffles, seed=cfg.seed, batch_size=cfg.batch_size),
     )
     rows = []
     ism_values = None
@@ -319,9 +314,7 @@ def run_benchmark(
                 "max_abs_diff_vs_naive": diff,
             }
         )
-        say(
-            f"{method}: auROC {rows[-1]['auroc']:.3f}, auPRC {rows[-1]['auprc']:.3f}, {seconds:.1f} s for {n}"
-        )
+        say(f"{method}: auROC {rows[-1]['auroc']:.3f}, auPRC {rows[-1]['auprc']:.3f}, {seconds:.1f} s for {n}")
     table = pl.DataFrame(rows, schema_overrides={"max_abs_diff_vs_naive": pl.Float64})
     if "ism-naive" in cfg.methods and "ism" in cfg.methods:
         diff = table.filter(pl.col("method") == "ism-naive")["max_abs_diff_vs_naive"]
@@ -360,8 +353,7 @@ def markdown_table(table: Any, meta: dict[str, Any]) -> str:
         f"{meta['positives']} causal positions of {meta['positions']} "
         f"({100 * meta['positives'] / max(meta['positions'], 1):.1f} %); torch threads {meta['threads']}.",
         "",
-        "| method | sequences | auROC | auPRC | s / 100 seq | max diff vs naive "
-        "| reference auROC (DeepSEA / DanQ) |",
+        "| method | sequences | auROC | auPRC | s / 100 seq | max diff vs naive | reference auROC (DeepSEA / DanQ) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in table.iter_rows(named=True):

@@ -19,12 +19,13 @@ the observed half's gradient at exact zero changes, shared by both halves, and a
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from scanner.interpret._model_state import check_onehot, model_device_dtype, preserved_model
+from scanner.interpret._model_state import check_onehot, model_device_dtype, preserved_model, scalar_output
 
 if TYPE_CHECKING:
     import torch
@@ -101,17 +102,18 @@ def deeplift(
     delta = torch.empty(n * k, dtype=dtype)
     with preserved_model(model), warnings.catch_warnings():
         # captum announces its (temporary) hooks and that it sets requires_grad on the input copy
-        warnings.filterwarnings(
-            "ignore", message=r"(?s).*Setting forward, backward hooks", category=UserWarning
-        )
+        warnings.filterwarnings("ignore", message=r"(?s).*Setting forward, backward hooks", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
-        explainer = _deeplift_class()(_separated(model), multiply_by_inputs=True)
+        wrapper, recorder = _separated(model)
+        explainer = _deeplift_class()(wrapper, multiply_by_inputs=True)
         for lo in range(0, n * k, batch_size):
             xi = inputs[lo : lo + batch_size].to(device).contiguous()
             bi = baselines[lo : lo + batch_size].to(device).contiguous()
-            a, dl = explainer.attribute(xi, baselines=bi, target=target, return_convergence_delta=True)
-            attr[lo : lo + batch_size] = a.detach().cpu()
-            delta[lo : lo + batch_size] = dl.detach().cpu()
+            a = explainer.attribute(xi, baselines=bi, target=target).detach()
+            # the recorded forward pass ran on cat(inputs, baselines): f(x) - f(ref) per pair
+            fx, fref = scalar_output(recorder.value, target).chunk(2)
+            attr[lo : lo + batch_size] = a.cpu()
+            delta[lo : lo + batch_size] = (a.flatten(1).sum(1) - (fx - fref)).cpu()
     return DeepLiftResult(attr.view(n, k, *x.shape[1:]).mean(1), delta.view(n, k).mean(1))
 
 
@@ -154,7 +156,8 @@ def dinucleotide_shuffle(codes: np.ndarray, n: int, rng: np.random.Generator) ->
 
     The walk is an Eulerian path through the graph of observed dinucleotides: each symbol's outgoing
     edges are permuted at random except its last one, which keeps the path connected (the last-exit
-    edges of the original sequence form a tree). First and last symbols are kept.
+    edges of the original sequence form a tree). First and last symbols are kept. The permutations
+    come from ``rng`` (numpy); the walk runs in a numba kernel.
 
     Parameters
     ----------
@@ -169,68 +172,97 @@ def dinucleotide_shuffle(codes: np.ndarray, n: int, rng: np.random.Generator) ->
     -------
     numpy.ndarray of uint8, shape (n, L)
     """
-    codes = np.asarray(codes, dtype=np.uint8)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
     length = codes.shape[0]
     out = np.empty((n, length), dtype=np.uint8)
-    if length < 3:
+    if length < 3 or n == 0:
         out[:] = codes
         return out
-    symbols = np.unique(codes)
-    succ = {int(s): (np.flatnonzero(codes[:-1] == s) + 1) for s in symbols}
-    seq = codes.tolist()
-    for i in range(n):
-        nxt: dict[int, list[int]] = {}
-        for s, positions in succ.items():
-            order = np.arange(positions.size)
-            if positions.size > 1:
-                order[:-1] = rng.permutation(positions.size - 1)
-            nxt[s] = positions[order].tolist()
-        counters = dict.fromkeys(nxt, 0)
-        row = out[i]
-        row[0] = seq[0]
-        pos = 0
-        for j in range(1, length):
-            s = seq[pos]
-            pos = nxt[s][counters[s]]
-            counters[s] += 1
-            row[j] = seq[pos]
+    sym = codes[:-1].astype(np.int64)  # edge i: codes[i] -> codes[i + 1]
+    last = np.zeros(length - 1, dtype=np.int64)
+    for s in np.unique(sym):
+        last[np.flatnonzero(sym == s)[-1]] = 1
+    keys = rng.random((n, length - 1))
+    # per shuffle: edges grouped by symbol, in random order, each symbol's last edge kept last
+    order = np.argsort(sym * 4.0 + last * 2.0 + keys, axis=-1)  # sort key: (symbol, last, random)
+    offsets = np.zeros(int(codes.max()) + 2, dtype=np.int64)
+    np.cumsum(np.bincount(sym, minlength=len(offsets) - 1), out=offsets[1:])
+    _walk_kernel()(codes, order + 1, offsets, out)
     return out
 
 
-def _separated(model: torch.nn.Module) -> torch.nn.Module:
-    """A new Sequential sharing ``model``'s modules, with a copy step after each non-linear module.
+@functools.cache
+def _walk_kernel() -> Any:
+    """The numba kernel of the Eulerian walk (compiled on first use)."""
+    import numba
+
+    @numba.njit(cache=False, nogil=True)
+    def walk(codes: Any, successors: Any, offsets: Any, out: Any) -> None:  # pragma: no cover - jitted
+        n, length = out.shape
+        for i in range(n):
+            counters = offsets[:-1].copy()
+            pos = 0
+            out[i, 0] = codes[0]
+            for j in range(1, length):
+                s = codes[pos]
+                pos = successors[i, counters[s]]
+                counters[s] += 1
+                out[i, j] = codes[pos]
+
+    return walk
+
+
+def _separated(model: torch.nn.Module) -> tuple[torch.nn.Module, Any]:
+    """A new Sequential sharing ``model``'s modules, a copy step between consecutive non-linear ones,
+    and a last module that records the output (for the convergence delta without extra passes).
 
     captum records a module's output gradient with a hook on its output tensor, registered when the
     module runs; when the next module is non-linear too (ReLU then MaxPool1d) its input hook sits on
     the same tensor, runs later and replaces the gradient, so the first module's rule reads the plain
     gradient instead of the next rule's multipliers. A copy step in between gives each rule its own
-    tensor. No module, parameter or buffer is copied; the caller's Sequential is not modified.
+    tensor. No module, parameter or buffer is copied; the caller's model is not modified. A model
+    that is not a Sequential is wrapped as it is.
+
+    Returns
+    -------
+    (wrapper, recorder)
+        ``recorder.value`` holds the detached output of the last forward pass.
     """
     import torch.nn as nn
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
+    copy_step, record = _helper_modules()
+    recorder = record()
     if not isinstance(model, nn.Sequential):
-        return model
+        return nn.Sequential(model, recorder), recorder
+    mods = list(model)
     layers: list[nn.Module] = []
-    for m in model:
+    for i, m in enumerate(mods):
         layers.append(m)
-        if type(m) in SUPPORTED_NON_LINEAR:
-            layers.append(_Copy())
-    return nn.Sequential(*layers)
+        if type(m) in SUPPORTED_NON_LINEAR and i + 1 < len(mods) and type(mods[i + 1]) in SUPPORTED_NON_LINEAR:
+            layers.append(copy_step())
+    return nn.Sequential(*layers, recorder), recorder
 
 
-def _copy_module() -> type:
+@functools.cache
+def _helper_modules() -> tuple[type, type]:
+    """The copy-step and output-recorder module classes (created on first use: torch is imported late)."""
     import torch.nn as nn
 
-    class _CopyStep(nn.Module):
+    class CopyStep(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.clone()
 
-    return _CopyStep
+    class Record(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.value: torch.Tensor | None = None
 
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.value = x.detach()
+            return x
 
-def _Copy() -> torch.nn.Module:
-    return _copy_module()()
+    return CopyStep, Record
 
 
 def _deeplift_class() -> type:
@@ -256,9 +288,7 @@ def _deeplift_class() -> type:
     return _DeepLift
 
 
-def _rescale_rule(
-    module: Any, grad_input: torch.Tensor, grad_output: torch.Tensor, eps: float
-) -> torch.Tensor:
+def _rescale_rule(module: Any, grad_input: torch.Tensor, grad_output: torch.Tensor, eps: float) -> torch.Tensor:
     """Rescale rule; where the input does not change, the observed half's gradient for both halves."""
     import torch
 

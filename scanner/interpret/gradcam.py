@@ -64,9 +64,7 @@ def resolve_layer(model: torch.nn.Sequential, layer: int | str | None) -> int:
     else:
         raise ValueError(f"layer must be 'first', 'last', 'convK' or a module index, got {layer!r}")
     if not 1 <= k <= len(convs):
-        raise ValueError(
-            f"layer {layer!r}: the model has {len(convs)} convolutions (conv1..conv{len(convs)})"
-        )
+        raise ValueError(f"layer {layer!r}: the model has {len(convs)} convolutions (conv1..conv{len(convs)})")
     i = convs[k - 1]
     while i + 1 < len(model) and (
         isinstance(model[i + 1], nn.BatchNorm1d) or type(model[i + 1]).__name__ in _POINTWISE_NAMES
@@ -104,12 +102,8 @@ def receptive_field(model: torch.nn.Sequential, index: int) -> tuple[int, int, i
             size += (k - 1) * jump
             start -= pad * jump
             jump *= s
-        elif not (
-            isinstance(m, nn.BatchNorm1d | nn.Dropout | nn.Identity) or type(m).__name__ in _POINTWISE_NAMES
-        ):
-            raise TypeError(
-                f"receptive field: layer {i} ({type(m).__name__}) is not a convolution-stack layer"
-            )
+        elif not (isinstance(m, nn.BatchNorm1d | nn.Dropout | nn.Identity) or type(m).__name__ in _POINTWISE_NAMES):
+            raise TypeError(f"receptive field: layer {i} ({type(m).__name__}) is not a convolution-stack layer")
     return start, jump, size
 
 

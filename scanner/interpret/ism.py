@@ -6,14 +6,20 @@ Two paths compute the same numbers:
   the whole network.
 * ``fast=True`` (``--method ism``): one forward pass of the unedited sequence stores every layer's
   activations; each substitution then propagates only its *difference* from that pass, through the
-  window of positions it can reach. A convolution of a difference that is non-zero at ``w`` positions
-  costs ``w`` GEMM rows (a transposed convolution), not the ``w + K - 1`` output columns a re-computed
-  slice costs, and rows whose difference is exactly zero (a max-pool window whose maximum did not
-  move, ReLUs that stay off, positions past the receptive field) are dropped before each GEMM.
-  Batch norm (eval) scales the difference per channel; element-wise activations and max-pool
-  re-evaluate only the touched windows against the stored activations, so pooling windows keep their
-  fixed alignment. The first dense layer multiplies only the columns of the positions a substitution
-  changed, grouped by position. Everything after it runs on the dense hidden vector.
+  window of positions it can reach:
+
+  - a convolution of a difference that is non-zero at ``w`` positions is a transposed convolution: one
+    accumulating GEMM per tap over ``w`` rows (a re-computed output slice, as in fastISM, costs
+    ``w + K - 1`` columns); the first convolution is one GEMM over all taps of the changed column;
+  - batch norm (eval) is folded into the preceding convolution (it scales output channels);
+  - an activation followed by max-pool is evaluated on the span of the fixed pooling windows that
+    overlap the change, against the stored activations; window positions whose difference is exactly
+    zero for every mutant of a chunk are trimmed. Mutants are grouped by position modulo the product
+    of the pooling strides, so a chunk's windows share their alignment and trimming finds the exact
+    width;
+  - the first dense layer multiplies only the non-zero difference rows (one per changed position and
+    mutant), collected over chunks and grouped by position so that each GEMM has hundreds of rows;
+    everything after it runs on the dense hidden vector.
 
 Both return the same tensor: for sequence ``n``, base ``b`` and position ``p``,
 ``out[n, b, p] = f(x with base b at p) - f(x)``, in logit units (alt minus ref; negative means the
@@ -116,9 +122,7 @@ def _mutants(x: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch
     return n_idx, p_idx + start, b_idx
 
 
-def _naive(
-    model: torch.nn.Module, x: torch.Tensor, start: int, end: int, target: int, batch: int
-) -> torch.Tensor:
+def _naive(model: torch.nn.Module, x: torch.Tensor, start: int, end: int, target: int, batch: int) -> torch.Tensor:
     """Reference path: one full forward pass per mutant sequence."""
     import torch
 
@@ -271,7 +275,8 @@ class FastISM:
         out = torch.zeros((n, 4, end - start), dtype=x.dtype, device=x.device)
         # Sequences per reference pass: bound the stored activations to ~256 MB.
         per_seq = sum(s.out_len for s in self.steps) * max(self.flat_ch, 4) * x.element_size() * 2
-        group = max(1, min(n, (256 << 20) // max(per_seq, 1)))
+        # ... and the per-mutant buffers (dense-layer differences) to ~32k mutants.
+        group = max(1, min(n, (256 << 20) // max(per_seq, 1), 32768 // max(1, 3 * (end - start))))
         for g0 in range(0, n, group):
             xg = x[g0 : g0 + group]
             acts, hidden, ref_out = self._reference(xg)
@@ -361,8 +366,7 @@ def _make_step(i: int, m: Any, cur_len: int, cur_ch: int) -> tuple[_Step, int, i
         s = _single(m.stride) if m.stride is not None else k
         if _single(m.padding) != 0 or _single(m.dilation) != 1 or m.ceil_mode or m.return_indices:
             raise TypeError(
-                "fast ISM supports MaxPool1d without padding, dilation, ceil_mode or indices "
-                f"(layer {i}: {m})"
+                f"fast ISM supports MaxPool1d without padding, dilation, ceil_mode or indices (layer {i}: {m})"
             )
         out_len = (cur_len - k) // s + 1
         return _Step("maxpool", i, cur_len, out_len, kernel=k, stride=s), out_len, cur_ch

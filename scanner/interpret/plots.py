@@ -42,9 +42,7 @@ def draw_logo(ax: Any, bases: Sequence[str], heights: np.ndarray, x0: float = 0)
         ax.add_patch(PathPatch(tr.transform_path(path), facecolor=COLORS.get(b, "#999999"), lw=0))
 
 
-def _site_rows(
-    root: str | Path, chrom: str, start: int, method: str, model_tf: str | None, regime: str | None
-) -> Any:
+def _site_rows(root: str | Path, chrom: str, start: int, method: str, model_tf: str | None, regime: str | None) -> Any:
     import polars as pl
 
     from scanner.io import parquet_files
@@ -151,8 +149,7 @@ def plot_site(
     ax.axhline(0, color="black", lw=0.5)
     row = df.row(0, named=True)
     ax.set_title(
-        f"{row['tf']} {chrom}:{start}-{end} ({row['strand']}) - {method} - "
-        f"model {row['model_tf']}/{row['regime']}",
+        f"{row['tf']} {chrom}:{start}-{end} ({row['strand']}) - {method} - model {row['model_tf']}/{row['regime']}",
         fontsize=10,
     )
     ax.set_ylabel("score (logit)")
@@ -227,9 +224,9 @@ def plot_benchmark(table: Any, out_png: str | Path, dpi: int = 150) -> Path:
     ax1.bar(x - 0.2, table["auroc"].to_numpy(), 0.4, label="auROC", color="#255C99")
     ax1.bar(x + 0.2, table["auprc"].to_numpy(), 0.4, label="auPRC", color="#F7B32B")
     ax1.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
-    ax1.set_ylim(0, 1)
+    ax1.set_ylim(0, 1.15)
     ax1.set_title("causal context positions vs |score|", fontsize=10)
-    ax1.legend(fontsize=8, frameon=False)
+    ax1.legend(fontsize=8, frameon=False, ncol=2, loc="upper center")
     ax2.barh(x, table["seconds_per_100"].to_numpy(), color="#109648")
     ax2.set_yticks(x, methods, fontsize=8)
     ax2.set_xscale("log")

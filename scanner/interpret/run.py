@@ -109,9 +109,7 @@ class InterpretConfig:
             raise InputError(str(exc), field="--method" if "method" in str(exc) else None) from exc
         for name in ("batch_size", "chunk_rows"):
             if getattr(self, name) < 1:
-                raise InputError(
-                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
-                )
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-"))
         if self.top is not None and self.top < 1:
             raise InputError(f"must be >= 1, got {self.top}", field="--top")
         if self.flank is not None and self.flank < 0:
@@ -407,9 +405,7 @@ def resolve_genome(predictions_root: str | Path, genome: str | Path | None) -> P
     else:
         js = Path(predictions_root) / "_predict.json"
         if not js.is_file():
-            raise InputError(
-                "no --genome given and no _predict.json beside the predictions to read it from", source=js
-            )
+            raise InputError("no --genome given and no _predict.json beside the predictions to read it from", source=js)
         try:
             record = json.loads(js.read_text())
         except json.JSONDecodeError as exc:
@@ -504,9 +500,7 @@ def interpret(
     predictions_root, models_root, out_root = Path(predictions_root), Path(models_root), Path(out_root)
     _check_paths(out_root, predictions_root, models_root)
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
-        raise InputError(
-            "output directory exists and is not empty; pass --overwrite to replace it", source=out_root
-        )
+        raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
     genome_path = resolve_genome(predictions_root, genome)
     selected = select_instances(predictions_root, config)
     dirs = _model_dirs(models_root, selected)
@@ -525,9 +519,7 @@ def interpret(
         else:
             results = {}
             for key, items in groups.items():
-                actor = Interpreter(
-                    str(dirs[key]), str(genome_path), str(selected_path), str(staging), asdict(config)
-                )
+                actor = Interpreter(str(dirs[key]), str(genome_path), str(selected_path), str(staging), asdict(config))
                 for lo, hi, index in items:
                     res = actor({"lo": np.array([lo]), "hi": np.array([hi]), "index": np.array([index])})
                     _raise_errors(res)
@@ -648,9 +640,7 @@ def write_bedgraphs(root: Path, out_dir: Path) -> list[Path]:
         .collect()
     )
     out = []
-    for (method, model_tf, regime), part in df.group_by(
-        ["method", "model_tf", "regime"], maintain_order=True
-    ):
+    for (method, model_tf, regime), part in df.group_by(["method", "model_tf", "regime"], maintain_order=True):
         lines = part.select(
             pl.format("{}\t{}\t{}\t{}", "chrom", "pos", pl.col("pos") + 1, pl.col("score").round_sig_figs(6))
         ).to_series()

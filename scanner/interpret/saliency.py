@@ -57,9 +57,7 @@ def saliency(model: torch.nn.Module, x: Any, *, target: int = 0, batch_size: int
     return out
 
 
-def gradient_x_input(
-    model: torch.nn.Module, x: Any, *, target: int = 0, batch_size: int = 128
-) -> torch.Tensor:
+def gradient_x_input(model: torch.nn.Module, x: Any, *, target: int = 0, batch_size: int = 128) -> torch.Tensor:
     """Gradient times input, shape (N, 4, L), on the CPU; see :func:`saliency` for the parameters."""
     x = check_onehot(x)
     grad = saliency(model, x, target=target, batch_size=batch_size)

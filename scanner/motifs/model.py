@@ -44,9 +44,7 @@ class Motif:
         return int(self.probs.shape[0])
 
 
-def motif_probabilities(
-    motif: Motif, background: Background, pseudocount: float = DEFAULT_PSEUDOCOUNT
-) -> np.ndarray:
+def motif_probabilities(motif: Motif, background: Background, pseudocount: float = DEFAULT_PSEUDOCOUNT) -> np.ndarray:
     """Column probabilities with FIMO's pseudocount: ``p' = (p * nsites + c * bg) / (nsites + c)``.
 
     Parameters

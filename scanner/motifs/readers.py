@@ -115,9 +115,7 @@ def read_jaspar(path: str | Path) -> list[Motif]:
             i += 1
         if len(rows) < 4:
             missing = [b for b in "ACGT" if b not in rows]
-            raise InputError(
-                f"motif {motif_id} lacks row(s) {', '.join(missing)}", source=path, line=header_line
-            )
+            raise InputError(f"motif {motif_id} lacks row(s) {', '.join(missing)}", source=path, line=header_line)
         widths = {len(v) for v in rows.values()}
         if len(widths) != 1:
             raise InputError(
@@ -155,9 +153,7 @@ def read_meme(path: str | Path) -> tuple[list[Motif], Background | None]:
             alph = line.split("=", 1)[1].strip() if "=" in line else ""
             alphabet_ok = alph.upper().startswith("ACGT")
             if not alphabet_ok:
-                raise InputError(
-                    f"only the DNA alphabet ACGT is supported, got {alph!r}", source=path, line=i + 1
-                )
+                raise InputError(f"only the DNA alphabet ACGT is supported, got {alph!r}", source=path, line=i + 1)
         elif line.startswith("Background letter frequencies"):
             vals: dict[str, float] = {}
             j = i + 1
@@ -167,9 +163,7 @@ def read_meme(path: str | Path) -> tuple[list[Motif], Background | None]:
                     try:
                         vals[toks[k].upper()] = float(toks[k + 1])
                     except ValueError:
-                        raise InputError(
-                            f"bad background entry {toks[k + 1]!r}", source=path, line=j + 1
-                        ) from None
+                        raise InputError(f"bad background entry {toks[k + 1]!r}", source=path, line=j + 1) from None
                 j += 1
             if all(b in vals for b in "ACGT"):
                 try:
@@ -193,9 +187,7 @@ def read_meme(path: str | Path) -> tuple[list[Motif], Background | None]:
                     )
                 j += 1
             if j >= len(lines):
-                raise InputError(
-                    f"motif {motif_id} has no letter-probability matrix", source=path, line=header_line
-                )
+                raise InputError(f"motif {motif_id} has no letter-probability matrix", source=path, line=header_line)
             mline = lines[j]
             kv = dict(re.findall(r"(\w+)=\s*([^\s]+)", mline))
             nsites = DEFAULT_NSITES
@@ -203,9 +195,7 @@ def read_meme(path: str | Path) -> tuple[list[Motif], Background | None]:
                 try:
                     nsites = max(1, round(float(kv["nsites"])))
                 except ValueError:
-                    raise InputError(
-                        f"nsites {kv['nsites']!r} is not a number", source=path, line=j + 1
-                    ) from None
+                    raise InputError(f"nsites {kv['nsites']!r} is not a number", source=path, line=j + 1) from None
             width = None
             if "w" in kv:
                 try:
@@ -350,9 +340,7 @@ def fetch_jaspar(motif_id: str, release: str | None = None) -> Motif:
     counts = np.array([m.counts[b] for b in "ACGT"], dtype=np.float64).T
     sums = counts.sum(axis=1)
     full_id = f"{m.base_id}.{m.version}" if getattr(m, "version", None) else motif_id
-    return Motif(
-        full_id, m.name, counts / sums[:, None], max(1, round(float(sums.mean()))), f"pyjaspar {db.release}"
-    )
+    return Motif(full_id, m.name, counts / sums[:, None], max(1, round(float(sums.mean()))), f"pyjaspar {db.release}")
 
 
 def read_motif_file(path: str | Path) -> list[Motif]:

@@ -29,9 +29,26 @@ def candidates_numba(
         mat = np.empty(cap, dtype=np.int64)
         score = np.empty(cap, dtype=np.float64)
         k = scan_matrices(
-            codes, keys, order, starts, plan.method, plan.lengths, plan.reverse, plan.w_all, plan.w_start,
-            plan.cuts, plan.cuts32, plan.win_offset, plan.pass_kmers, plan.pass_start, plan.sweep_tables,
-            plan.sweep_index, core_end, pos, mat, score,
+            codes,
+            keys,
+            order,
+            starts,
+            plan.method,
+            plan.lengths,
+            plan.reverse,
+            plan.w_all,
+            plan.w_start,
+            plan.cuts,
+            plan.cuts32,
+            plan.win_offset,
+            plan.pass_kmers,
+            plan.pass_start,
+            plan.sweep_tables,
+            plan.sweep_index,
+            core_end,
+            pos,
+            mat,
+            score,
         )
         if k >= 0:
             return pos[:k], mat[:k], score[:k]

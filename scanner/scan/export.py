@@ -57,5 +57,7 @@ def write_bed(instances_dir: str | Path, out: TextIO) -> int:
     """Write BED6: chrom, start, end, name (motif_id:tf), score (bits), strand. Returns rows written."""
     table = _load(Path(instances_dir))
     for r in table.to_pylist():
-        out.write(f"{r['chrom']}\t{r['start']}\t{r['end']}\t{r['motif_id']}:{r['tf']}\t{r['score']:.4f}\t{r['strand']}\n")
+        out.write(
+            f"{r['chrom']}\t{r['start']}\t{r['end']}\t{r['motif_id']}:{r['tf']}\t{r['score']:.4f}\t{r['strand']}\n"
+        )
     return table.num_rows

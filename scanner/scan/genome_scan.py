@@ -124,7 +124,12 @@ def run_shard(
             path = partition_dir(out_dir, [("tf", tf), ("chrom", shard.chrom)]) / f"part-{shard.key}.parquet"
             write_parquet_atomic(part, path)
             hits[tf] = part.num_rows
-    summary = {"key": shard.key, "hits": hits, "seconds": time.perf_counter() - t0, "bases": shard.end - shard.start}
+    summary = {
+        "key": shard.key,
+        "hits": hits,
+        "seconds": time.perf_counter() - t0,
+        "bases": shard.end - shard.start,
+    }
     write_text_atomic(json.dumps(summary), out_dir / SHARD_DIR / f"{shard.key}.json")
     return summary
 
@@ -152,7 +157,16 @@ class ScanShardWorker:
         keys, seconds, nhits = [], [], []
         for row in batch["shard"]:
             shard = Shard(**json.loads(row))
-            s = run_shard(self.genome, shard, self.prepared, self.plan, self.out_dir, self.config, self.kernel, self.device)
+            s = run_shard(
+                self.genome,
+                shard,
+                self.prepared,
+                self.plan,
+                self.out_dir,
+                self.config,
+                self.kernel,
+                self.device,
+            )
             keys.append(s["key"])
             seconds.append(s["seconds"])
             nhits.append(json.dumps(s["hits"]))
@@ -186,7 +200,9 @@ def _fingerprint(genome_path: Path, motifs: list[Motif], config: ScanConfig, chr
     }
 
 
-def _resolve_background(config: ScanConfig, genome_path: Path, shards: list[Shard], executor, cached: dict | None) -> Background:
+def _resolve_background(
+    config: ScanConfig, genome_path: Path, shards: list[Shard], executor, cached: dict | None
+) -> Background:
     spec = config.background
     if spec == "uniform":
         return Background.uniform()
@@ -261,7 +277,11 @@ def scan_genome(
     t0 = time.perf_counter()
     genome_path = Path(genome_path)
     genome = open_genome(genome_path)
-    motifs = load_motifs(list(motif_specs), config.jaspar_release) if motif_specs and isinstance(motif_specs[0], str) else list(motif_specs)
+    motifs = (
+        load_motifs(list(motif_specs), config.jaspar_release)
+        if motif_specs and isinstance(motif_specs[0], str)
+        else list(motif_specs)
+    )
     if not motifs:
         raise InputError("no motifs given", field="motifs")
     if config.kernel not in ("auto", "numba", "torch"):
@@ -339,7 +359,15 @@ def scan_genome(
             if executor == "local":
                 plan = build_lookup_plan(prepared)
                 for i, s in enumerate(todo, 1):
-                    run_shard(genome, s, prepared, plan, out, config, "numba" if config.kernel == "auto" else config.kernel)
+                    run_shard(
+                        genome,
+                        s,
+                        prepared,
+                        plan,
+                        out,
+                        config,
+                        "numba" if config.kernel == "auto" else config.kernel,
+                    )
                     if progress:
                         progress(reused + i, len(shards), reused)
             else:
@@ -396,8 +424,7 @@ def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) 
             "config": asdict(config),
             "use_gpu": res.use_gpu,
         },
-        batch_size=1,
-        max_task_retries=3,
+        batch_size=1,  # Ray Data restarts dead actors and retries their shards (max_restarts=-1 default)
         **compute,
     )
     done = reused
@@ -476,5 +503,3 @@ def progress_printer(label: str = "scan") -> Callable[[int, int, int], None]:
                 print(f"{label}: {done}/{total} shards{extra} {elapsed:.1f}s", file=sys.stderr, flush=True)
 
     return show
-
-

@@ -8,7 +8,7 @@ import numpy as np
 
 from scanner.motifs import Background, Motif, log_odds
 from scanner.motifs.model import DEFAULT_PSEUDOCOUNT
-from scanner.scan._kernels import K, METHOD_BUCKET, METHOD_SWEEP
+from scanner.scan._kernels import METHOD_BUCKET, METHOD_SWEEP, K
 from scanner.scan.pvalues import PValueTable
 
 _COMP = np.array([3, 2, 1, 0])

@@ -67,7 +67,9 @@ def reference_scan(
     length = w.shape[0]
     tail_plus = TailTable(exact_distribution(w, bg))
     bg_comp = np.array([bg[3], bg[2], bg[1], bg[0]])
-    tail_minus = tail_plus if np.allclose(bg, bg_comp, rtol=0, atol=1e-15) else TailTable(exact_distribution(w, bg_comp))
+    tail_minus = (
+        tail_plus if np.allclose(bg, bg_comp, rtol=0, atol=1e-15) else TailTable(exact_distribution(w, bg_comp))
+    )
     hits = []
     for i in range(len(codes) - length + 1):
         window = [int(c) for c in codes[i : i + length]]

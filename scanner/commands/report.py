@@ -1,0 +1,27 @@
+"""``scanner report RUN``: one self-contained HTML page of a run's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scanner.commands._common import reports_input_errors
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command to ``app``."""
+
+    @app.command("report")
+    @reports_input_errors
+    def report(
+        run: Annotated[Path, typer.Argument(help="Run directory.")],
+        out: Annotated[Optional[Path], typer.Option(help="Output directory. Default: RUN/report.")] = None,
+        top_sites: Annotated[int, typer.Option(help="Explained sites drawn with their logos.")] = 6,
+    ) -> None:
+        """Write RUN/report/index.html: stages, metrics, ROC/PR curves, interpretation benchmark, top sites."""
+        from scanner.report import build_report
+
+        res = build_report(run, out=out, top_sites=top_sites)
+        typer.echo(f"{res.path} ({', '.join(res.sections)}; {len(res.images)} image(s))")

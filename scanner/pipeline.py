@@ -1,0 +1,602 @@
+"""``scanner run``: every stage of a run in order, each skipped when its output is complete and its
+inputs unchanged.
+
+Stages (those that apply to the config, in this order)::
+
+    simulate             OUT/sim/                         only with [simulate]
+    scan                 OUT/instances/                   resumes by shard (OUT/instances/_shards/)
+    label                OUT/labelled/ + OUT/datasets/
+    train                OUT/models/tf=/regime=/          resumes by model (model.json says how it was made)
+    evaluate             OUT/metrics.parquet (+ ROC/PR curves beside each model)
+    predict              OUT/predictions/
+    interpret            OUT/attributions/                only with [interpret]
+    interpret_benchmark  OUT/interpret_benchmark/         only with [interpret_benchmark]
+
+Every stage is the same public function its command calls (:func:`scanner.scan.scan_genome`,
+:func:`scanner.labels.label`, ...); this module only decides which to call, records what happened in
+the manifest (:mod:`scanner.manifest`) and shares one Ray session between them. The inputs hash of a
+stage covers its settings, the content (or size and mtime, for files over 256 MiB) of the external
+files it reads, and the output signature of the stages it reads, so a change anywhere upstream
+re-runs exactly the stages downstream of it. A driver killed mid-run and started again skips the
+finished stages, and the interrupted one redoes only its missing shards or models; every file is
+written atomically under a deterministic name, so the result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from scanner.config import RunConfig, to_dict
+from scanner.errors import InputError
+from scanner.manifest import (
+    Manifest,
+    file_fingerprint,
+    hash_json,
+    output_files,
+    output_signature,
+    parquet_rows,
+    run_lock,
+)
+
+#: Prefix of the manifest lines a submitted job prints to its log (read by ``scanner status``).
+MANIFEST_LOG_PREFIX = "SCANNER_MANIFEST "
+
+#: Output files of each stage, as glob patterns relative to OUT: the data files the output signature
+#: covers (JSON sidecars are left out: they hold absolute paths and timings, so a run directory that
+#: is moved, or a stage re-run with the same result, keeps its signature).
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "simulate": (
+        "sim/genome.fa",
+        "sim/motifs.meme",
+        "sim/context_motifs.meme",
+        "sim/peaks/*.narrowPeak",
+        "sim/open.bed",
+        "sim/blacklist.bed",
+        "sim/truth.parquet",
+    ),
+    "scan": ("instances/**/*.parquet",),
+    "label": ("labelled/**/*.parquet", "datasets/**/*.parquet"),
+    "train": ("models/**/model.pt", "models/**/model.json"),
+    "evaluate": ("metrics.parquet",),
+    "predict": ("predictions/**/*.parquet",),
+    "interpret": ("attributions/**/*.parquet",),
+    "interpret_benchmark": ("interpret_benchmark/benchmark.parquet",),
+}
+
+#: The dataset whose rows a stage reports (glob relative to OUT).
+_ROWS_OF = {
+    "scan": "instances/**/*.parquet",
+    "label": "labelled/**/*.parquet",
+    "evaluate": "metrics.parquet",
+    "predict": "predictions/**/*.parquet",
+    "interpret": "attributions/**/*.parquet",
+}
+
+ALL_STAGES = tuple(STAGE_OUTPUTS)
+
+
+def stage_names(config: RunConfig) -> list[str]:
+    """The stages ``config`` runs, in order."""
+    names = ["simulate"] if config.simulate is not None else []
+    names += ["scan", "label", "train", "evaluate", "predict"]
+    if config.interpret is not None:
+        names.append("interpret")
+    if config.interpret_benchmark is not None:
+        names.append("interpret_benchmark")
+    return names
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What :func:`run_pipeline` did: stages run and skipped, seconds, and the final manifest."""
+
+    out: Path
+    ran: tuple[str, ...]
+    skipped: tuple[str, ...]
+    seconds: float
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Where the stage inputs are (simulated or given)."""
+
+    genome: Path
+    motifs: tuple[str, ...]
+    peaks: dict[str, Path]
+    open: Path | None
+    blacklist: Path | None
+
+
+def run_pipeline(
+    config: RunConfig,
+    *,
+    until: str | None = None,
+    force: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+    on_manifest: Callable[[dict[str, Any]], None] | None = None,
+) -> PipelineResult:
+    """Run the stages of ``config`` in order under ``config.out``, skipping those already complete.
+
+    Parameters
+    ----------
+    config : RunConfig
+    until : str, optional
+        Stop after this stage. Default: run every stage.
+    force : sequence of str, optional
+        Stages to run even when complete (``"all"`` for every stage). Default none.
+    log : callable, optional
+        Receives progress lines.
+    on_manifest : callable, optional
+        Called with the manifest document after every save (a submitted job prints it to its log).
+
+    Returns
+    -------
+    PipelineResult
+
+    Raises
+    ------
+    InputError
+        Bad settings or inputs (raised by the stage that meets them; the manifest marks it failed), an
+        unknown stage name, or another driver already running in ``config.out``.
+    """
+    planned = stage_names(config)
+    for n in [*force, *([until] if until else [])]:
+        if n != "all" and n not in planned:
+            raise InputError(f"unknown or inactive stage {n!r}; this run has: {', '.join(planned)}", field="stage")
+    names = planned[: planned.index(until) + 1] if until else planned
+    forced = set(names) if "all" in force else set(force)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with run_lock(out), ExitStack() as stack:
+        runner = _Runner(config, out, stack, log or (lambda _m: None))
+        runner.manifest.on_save = on_manifest
+        runner.manifest.plan(planned, hash_json(to_dict(config)))
+        ran, skipped = [], []
+        for name in names:
+            if runner.run_stage(name, force=name in forced):
+                ran.append(name)
+            else:
+                skipped.append(name)
+        doc = runner.manifest.to_dict()
+    return PipelineResult(out, tuple(ran), tuple(skipped), time.perf_counter() - t0, doc)
+
+
+class _Runner:
+    """Runs the stages of one pipeline invocation (holds the manifest, the Ray session, the fingerprints)."""
+
+    def __init__(self, config: RunConfig, out: Path, stack: ExitStack, log: Callable[[str], None]) -> None:
+        self.config = config
+        self.out = out
+        self.stack = stack
+        self.log = log
+        self.manifest = Manifest.open(out)
+        self.fingerprints: dict[str, str] = {}
+        self._ray_started = False
+
+    # ---- shared helpers ---------------------------------------------------------------------------
+    @property
+    def inputs(self) -> _Inputs:
+        c = self.config
+        if c.simulate is not None:
+            sim = self.out / "sim"
+            return _Inputs(
+                genome=sim / "genome.fa",
+                motifs=(str(sim / "motifs.meme"),),
+                peaks={tf: sim / "peaks" / f"{tf}.narrowPeak" for tf in c.simulate.tfs},
+                open=sim / "open.bed",
+                blacklist=sim / "blacklist.bed",
+            )
+        assert c.inputs is not None  # validated: exactly one of simulate/inputs
+        return _Inputs(c.inputs.genome, c.inputs.motifs, dict(c.inputs.peaks), c.inputs.open, c.inputs.blacklist)
+
+    def fp(self, path: Path | str | None) -> str | None:
+        return None if path is None else file_fingerprint(path, self.fingerprints)
+
+    def motif_fps(self) -> list[str]:
+        return [m if not Path(m).exists() else f"{Path(m).name}:{self.fp(m)}" for m in self.inputs.motifs]
+
+    def signature(self, stage: str) -> str:
+        return output_signature(self.out, STAGE_OUTPUTS[stage])
+
+    def ensure_ray(self) -> None:
+        """Enter one Ray session for the remaining stages (first stage that needs it)."""
+        if not self.config.use_ray or self._ray_started:
+            return
+        from scanner.runtime import ray_session
+
+        res = self.stack.enter_context(ray_session(self.config.address))
+        self._ray_started = True
+        self.log(f"Ray: {res.cpus:g} CPU(s), {res.gpus:g} GPU(s)")
+
+    @contextmanager
+    def probing(self, name: str, probe: Callable[[], int], total: int) -> Iterator[None]:
+        """Poll ``probe()`` (units done) every 2 s into the manifest while the body runs."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(2.0):
+                try:
+                    self.manifest.progress(name, min(probe(), total), total)
+                except Exception:  # progress is best effort; the stage itself reports errors
+                    pass
+
+        thread = threading.Thread(target=loop, name=f"progress-{name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    # ---- one stage ---------------------------------------------------------------------------------
+    def run_stage(self, name: str, *, force: bool = False) -> bool:
+        """Run ``name`` unless it is complete; True when it ran."""
+        inputs = getattr(self, f"_inputs_{name}")()
+        inputs_hash = hash_json(inputs)
+        if not force and self.manifest.is_complete(name, inputs_hash, self.signature(name)):
+            self.log(f"[{name}] complete with unchanged inputs: skipped")
+            return False
+        rec = self.manifest.stages.get(name)
+        resume = rec is not None and rec.inputs_hash == inputs_hash and not force
+        self.manifest.start(name, inputs_hash, unit=_UNITS[name])
+        self.log(f"[{name}] running" + (" (resuming)" if resume else ""))
+        t = time.perf_counter()
+        try:
+            note = getattr(self, f"_run_{name}")(owned=rec is not None)
+        except BaseException as exc:
+            self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
+            raise
+        pattern = _ROWS_OF.get(name)
+        rows = parquet_rows(output_files(self.out, [pattern])) if pattern else None
+        self.manifest.finish(name, outputs=self.signature(name), rows=rows, note=note)
+        self.log(
+            f"[{name}] done in {time.perf_counter() - t:.1f} s" + (f", {rows:,} rows" if rows is not None else "")
+        )
+        return True
+
+    # ---- simulate ------------------------------------------------------------------------------------
+    def _inputs_simulate(self) -> dict[str, Any]:
+        return {"config": asdict(self.config.simulate)}
+
+    def _run_simulate(self, owned: bool) -> str:
+        from scanner.simulate import simulate
+
+        res = simulate(self.out / "sim", self.config.simulate)
+        self.manifest.progress("simulate", 1, 1)
+        return f"{res.counts['bases']:,} bp, {res.counts['loci']} loci"
+
+    # ---- scan ----------------------------------------------------------------------------------------
+    def _inputs_scan(self) -> dict[str, Any]:
+        cfg = asdict(self.config.scan)
+        cfg.pop("kernel")  # does not change the output
+        return {"config": cfg, "genome": self.fp(self.inputs.genome), "motifs": self.motif_fps()}
+
+    def _run_scan(self, owned: bool) -> str:
+        from scanner.scan import scan_genome
+
+        if self.config.use_ray:
+            self.ensure_ray()
+
+        def progress(done: int, total: int, reused: int) -> None:
+            self.manifest.progress("scan", done, total, note=f"{reused} shard(s) reused" if reused else None)
+
+        summary = scan_genome(
+            self.inputs.genome,
+            list(self.inputs.motifs),
+            self.out,
+            self.config.scan,
+            executor="ray" if self.config.use_ray else "local",
+            address=self.config.address,
+            # the pipeline owns OUT/instances once the manifest knows the stage: a changed setting
+            # replaces the old scan; an unknown existing scan with other settings is an error
+            overwrite=owned,
+            progress=progress,
+        )
+        return f"{summary.shards} shards ({summary.reused} reused), {len(summary.hits)} TF(s)"
+
+    # ---- label ---------------------------------------------------------------------------------------
+    def _inputs_label(self) -> dict[str, Any]:
+        i = self.inputs
+        return {
+            "config": asdict(self.config.label),
+            "instances": self.signature("scan"),
+            "genome": self.fp(i.genome),
+            "peaks": {tf: self.fp(p) for tf, p in sorted(i.peaks.items())},
+            "open": self.fp(i.open),
+            "blacklist": self.fp(i.blacklist),
+        }
+
+    def _run_label(self, owned: bool) -> str:
+        from scanner.labels import label
+
+        if self.config.use_ray:
+            self.ensure_ray()
+        i = self.inputs
+        res = label(
+            self.out / "instances",
+            i.peaks,
+            self.out,
+            self.config.label,
+            open_chromatin=i.open,
+            blacklist=i.blacklist,
+            genome=i.genome,
+            use_ray=self.config.use_ray,
+        )
+        self.manifest.progress("label", 1, 1)
+        total = int(res.sizes["n"].sum()) if "n" in res.sizes.columns else 0
+        skipped = f"; TFs without peaks or instances: {', '.join(res.skipped)}" if res.skipped else ""
+        return f"{total:,} dataset rows" + skipped
+
+    # ---- train ---------------------------------------------------------------------------------------
+    def _inputs_train(self) -> dict[str, Any]:
+        t = self.config.train
+        return {
+            "config": asdict(t.settings),
+            "tfs": list(t.tfs),
+            "regimes": list(t.regimes),
+            "datasets": self.signature("label"),
+        }
+
+    def _run_train(self, owned: bool) -> str:
+        from scanner.data_loading import dataset_hash, partition_files
+        from scanner.train import checkpoint_dir, resolve_jobs, train_models
+
+        t = self.config.train
+        data, models = self.out / "datasets", self.out / "models"
+        jobs = resolve_jobs(data, list(t.tfs) or None, list(t.regimes) or None, need_test=True)
+        wanted = asdict(t.settings)
+        todo, reused = [], 0
+        for tf, regime in jobs:
+            js = checkpoint_dir(models, tf, regime) / "model.json"
+            files = [f for s in ("train", "val") for f in partition_files(data, regime, tf, s)]
+            try:
+                meta = json.loads(js.read_text()) if js.is_file() else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                meta = None
+            if (
+                meta is not None
+                and (checkpoint_dir(models, tf, regime) / "model.pt").is_file()
+                and meta.get("train_config") == json.loads(json.dumps(wanted))
+                and meta.get("data_hash") == dataset_hash(files, root=data)
+            ):
+                reused += 1
+            else:
+                todo.append((tf, regime))
+        total = len(jobs)
+        self.manifest.progress("train", reused, total)
+        if reused:
+            self.log(f"[train] {reused} of {total} model(s) already trained with these settings and data")
+        started = time.time()
+
+        def probe() -> int:
+            done = 0
+            for tf, regime in todo:
+                js = checkpoint_dir(models, tf, regime) / "model.json"
+                if js.is_file() and js.stat().st_mtime >= started:
+                    done += 1
+            return reused + done
+
+        if todo:
+            if self.config.use_ray:
+                self.ensure_ray()
+            by_regime: dict[str, list[str]] = {}
+            for tf, regime in todo:
+                by_regime.setdefault(regime, []).append(tf)
+            with self.probing("train", probe, total):
+                for regime, tfs in by_regime.items():
+                    train_models(
+                        data,
+                        models,
+                        t.settings,
+                        tfs=tfs,
+                        regimes=[regime],
+                        use_ray=self.config.use_ray,
+                        address=self.config.address,
+                        evaluate=False,
+                        log=self.log,
+                    )
+        return f"{total} model(s), {reused} reused"
+
+    # ---- evaluate ------------------------------------------------------------------------------------
+    def _inputs_evaluate(self) -> dict[str, Any]:
+        t = self.config.train
+        return {
+            "config": asdict(self.config.evaluate),
+            "tfs": list(t.tfs),
+            "regimes": list(t.regimes),
+            "models": self.signature("train"),
+            "datasets": self.signature("label"),
+        }
+
+    def _run_evaluate(self, owned: bool) -> str:
+        from scanner.evaluate import evaluate_models
+
+        if self.config.use_ray:
+            self.ensure_ray()
+        e, t = self.config.evaluate, self.config.train
+        final = self.out / "metrics.parquet"
+        tmp = self.out / f".metrics.{uuid.uuid4().hex[:8]}.parquet"
+        try:
+            table = evaluate_models(
+                self.out / "datasets",
+                self.out / "models",
+                tmp,
+                tfs=list(t.tfs) or None,
+                regimes=list(t.regimes) or None,
+                cross_tf=e.cross_tf,
+                splits=e.splits,
+                batch_size=e.batch_size,
+                rc_average=e.rc_average,
+                use_ray=self.config.use_ray,
+                address=self.config.address,
+                log=self.log,
+            )
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.manifest.progress("evaluate", 1, 1)
+        return f"{table.num_rows} metric row(s)"
+
+    # ---- predict -------------------------------------------------------------------------------------
+    def _predict_filters(self) -> tuple[list[str] | None, list[str] | None]:
+        p, t = self.config.predict, self.config.train
+        return (list(p.tfs) or None, list(p.regimes) or list(t.regimes) or None)
+
+    def _inputs_predict(self) -> dict[str, Any]:
+        tfs, regimes = self._predict_filters()
+        return {
+            "config": asdict(self.config.predict.settings),
+            "tfs": tfs,
+            "regimes": regimes,
+            "instances": self.signature("scan"),
+            "models": self.signature("train"),
+            "genome": self.fp(self.inputs.genome),
+        }
+
+    def _run_predict(self, owned: bool) -> str:
+        from scanner.predict import discover_models, plan_items, predict
+
+        cfg = self.config.predict.settings
+        tfs, regimes = self._predict_filters()
+        instances, models, out = self.out / "instances", self.out / "models", self.out / "predictions"
+        refs = discover_models(models, None if cfg.cross_tf else tfs, regimes)
+        items = plan_items(instances, refs, out, cfg, tfs=tfs)
+        total = len(items)
+        started = time.time()
+
+        def probe() -> int:
+            n = 0
+            for it in items:
+                try:
+                    n += os.stat(it.out_file).st_mtime >= started
+                except FileNotFoundError:
+                    pass
+            return n
+
+        self.manifest.progress("predict", 0, total)
+        if self.config.use_ray:
+            self.ensure_ray()
+        with self.probing("predict", probe, total):
+            summary = predict(
+                instances,
+                models,
+                out,
+                cfg,
+                genome=self.inputs.genome,
+                tfs=tfs,
+                regimes=regimes,
+                use_ray=self.config.use_ray,
+                address=self.config.address,
+                log=self.log,
+            )
+        return f"{summary.instances:,} instances x {len(summary.models)} model(s) in {summary.files} file(s)"
+
+    # ---- interpret -----------------------------------------------------------------------------------
+    def _inputs_interpret(self) -> dict[str, Any]:
+        s = self.config.interpret
+        return {
+            "config": asdict(s.settings),
+            "bedgraph": s.bedgraph,
+            "predictions": self.signature("predict"),
+            "models": self.signature("train"),
+            "genome": self.fp(self.inputs.genome),
+        }
+
+    def _run_interpret(self, owned: bool) -> str:
+        from scanner.interpret.run import interpret
+
+        if self.config.use_ray:
+            self.ensure_ray()
+        s = self.config.interpret
+        summary = interpret(
+            self.out / "predictions",
+            self.out / "models",
+            self.out / "attributions",
+            s.settings,
+            genome=self.inputs.genome,
+            use_ray=self.config.use_ray,
+            address=self.config.address,
+            overwrite=True,
+            bedgraph=s.bedgraph,
+            log=self.log,
+        )
+        self.manifest.progress("interpret", 1, 1)
+        return f"{summary.instances} instance(s) explained"
+
+    # ---- interpretation benchmark -----------------------------------------------------------------
+    def _benchmark_sim(self) -> Path | None:
+        sim, bm = self.config.simulate, self.config.interpret_benchmark
+        return self.out / "sim" if sim is not None and bm is not None and bm.tf in sim.tfs else None
+
+    def _inputs_interpret_benchmark(self) -> dict[str, Any]:
+        sim = self._benchmark_sim()
+        return {
+            "config": asdict(self.config.interpret_benchmark),
+            "simulation": self.signature("simulate") if sim is not None else None,
+        }
+
+    def _run_interpret_benchmark(self, owned: bool) -> str:
+        from scanner.interpret.benchmark import run_benchmark
+
+        table = run_benchmark(
+            self.out / "interpret_benchmark", self.config.interpret_benchmark, sim_dir=self._benchmark_sim(), log=self.log
+        )
+        self.manifest.progress("interpret_benchmark", 1, 1)
+        return f"{table.height} method(s)"
+
+
+_UNITS = {
+    "simulate": "step",
+    "scan": "shards",
+    "label": "step",
+    "train": "models",
+    "evaluate": "step",
+    "predict": "items",
+    "interpret": "step",
+    "interpret_benchmark": "step",
+}
+
+
+def manifest_printer(stream: TextIO | None = None, *, min_interval: float = 5.0) -> Callable[[dict[str, Any]], None]:
+    """An ``on_manifest`` callback printing the document as one ``SCANNER_MANIFEST {json}`` log line.
+
+    Lines are printed when a stage changes status, and otherwise at most every ``min_interval`` s, so a
+    long job's log stays small. ``scanner status`` reads the last such line when it cannot read
+    ``OUT/manifest.json`` itself.
+    """
+    state: dict[str, Any] = {"t": 0.0, "statuses": None}
+
+    def emit(doc: dict[str, Any]) -> None:
+        statuses = [(n, s.get("status")) for n, s in doc.get("stages", {}).items()]
+        now = time.time()
+        if statuses == state["statuses"] and now - state["t"] < min_interval:
+            return
+        state["t"], state["statuses"] = now, statuses
+        out = stream or sys.stdout
+        out.write(MANIFEST_LOG_PREFIX + json.dumps(doc, separators=(",", ":")) + "\n")
+        out.flush()
+
+    return emit
+
+
+def last_manifest_in_log(text: str) -> dict[str, Any] | None:
+    """The last manifest document a job printed to its log (see :func:`manifest_printer`), or None."""
+    for line in reversed(text.splitlines()):
+        if line.startswith(MANIFEST_LOG_PREFIX):
+            try:
+                return json.loads(line[len(MANIFEST_LOG_PREFIX) :])
+            except json.JSONDecodeError:
+                continue
+    return None

@@ -1,0 +1,273 @@
+"""``scanner report RUN``: one self-contained HTML page summarising a run.
+
+Writes ``RUN/report/index.html`` with every image embedded (base64 PNG, so the page can be mailed or
+moved alone) and the same PNGs beside it. Sections appear when the run has what they need:
+
+* stages: the manifest (status, work units, rows, time per stage);
+* instances: per TF, instances found, labelled bound, predicted bound (``prob_bound >= 0.5``, own model);
+* metrics: ``metrics.parquet`` (auROC, auPRC, motif-score baseline, per TF / model / regime / split);
+* ROC and PR curves per TF and regime (the ``roc.png`` / ``pr.png`` evaluation draws beside each
+  model) and the cross-TF auROC heatmaps (``models/cross_tf_<regime>.png``);
+* interpretation benchmark (``interpret_benchmark/benchmark.parquet`` and its figure);
+* top sites: the explained instances of highest ``prob_bound`` with their attribution track and
+  logos (:func:`scanner.interpret.plots.plot_site`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+import polars as pl
+
+from scanner.errors import InputError
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The page written and the sections it has."""
+
+    path: Path
+    sections: tuple[str, ...]
+    images: tuple[Path, ...] = field(default=())
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
+color:#1d2330;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:1px solid #d6dae3;padding-bottom:.2em;margin-top:2em}
+.sub{color:#5b6475;margin-top:.2em}table{border-collapse:collapse;font-size:.86em;margin:.6em 0}
+th,td{border:1px solid #d6dae3;padding:3px 8px;text-align:right}th{background:#f1f3f7}
+td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:14px}.card{border:1px solid #d6dae3;
+padding:6px;border-radius:4px}.card p{margin:.2em 0;font-size:.85em;color:#5b6475}img{max-width:100%}
+.note{color:#5b6475;font-size:.9em}
+"""
+
+
+def _img(path: Path, width: int | None = None) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    w = f' width="{width}"' if width else ""
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"{w}>'
+
+
+def _table(df: pl.DataFrame, left: int = 0, digits: int = 3) -> str:
+    def cell(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        return html.escape(str(v))
+
+    head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(c)}</th>' for i, c in enumerate(df.columns))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{cell(v)}</td>' for i, v in enumerate(row)) + "</tr>"
+        for row in df.iter_rows()
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _hive_value(path: Path, key: str) -> str | None:
+    for part in path.parts:
+        if part.startswith(key + "="):
+            return unquote(part[len(key) + 1 :])
+    return None
+
+
+def _section_stages(run: Path) -> str | None:
+    from scanner.manifest import read_manifest, status_rows
+
+    if not (run / "manifest.json").is_file():
+        return None
+    rows = status_rows(read_manifest(run))
+    df = pl.DataFrame(rows).select("stage", "status", "progress", "rows", "elapsed", "note")
+    return "<h2>Stages</h2>" + _table(df, left=6)
+
+
+def _section_instances(run: Path) -> str | None:
+    from scanner import query as q
+
+    have = q.available(run)
+    if "instances" not in have:
+        return None
+    df = q.dataset(run, "instances").group_by("tf").agg(pl.len().alias("instances")).collect()
+    if "labelled" in have:
+        lab = q.dataset(run, "labelled").group_by("tf").agg(pl.col("bound").sum().cast(pl.Int64).alias("bound (peaks)"))
+        df = df.join(lab.collect(), on="tf", how="left")
+    if "predictions" in have:
+        pred = (
+            q.dataset(run, "predictions")
+            .filter(pl.col("model_tf") == pl.col("tf"))
+            .group_by("tf", "regime")
+            .agg((pl.col("prob_bound") >= 0.5).sum().cast(pl.Int64).alias("n"))
+            .collect()
+        )
+        for regime in sorted(pred["regime"].unique().to_list()):
+            part = pred.filter(pl.col("regime") == regime).select("tf", pl.col("n").alias(f"predicted bound ({regime})"))
+            df = df.join(part, on="tf", how="left")
+    return "<h2>Instances</h2>" + _table(df.sort("tf"), left=1)
+
+
+def _section_metrics(run: Path) -> str | None:
+    path = run / "metrics.parquet"
+    if not path.is_file():
+        return None
+    df = pl.read_parquet(path).sort("regime", "tf", "model_tf", "split")
+    cols = ["tf", "model_tf", "regime", "split", "n", "n_pos", "auroc", "auprc", "score_auroc", "loss"]
+    return (
+        "<h2>Metrics</h2><p class='note'>auROC / auPRC of each model on the balanced sets; score_auroc: the motif "
+        "score alone (baseline). Rows with model_tf &ne; tf are cross-TF.</p>" + _table(df.select(cols), left=4)
+    )
+
+
+def _section_curves(run: Path, out: Path, images: list[Path]) -> str | None:
+    models = run / "models"
+    cards = []
+    for roc in sorted(models.glob("tf=*/regime=*/roc.png")):
+        tf, regime = _hive_value(roc, "tf"), _hive_value(roc, "regime")
+        pngs = [roc] + ([roc.with_name("pr.png")] if roc.with_name("pr.png").is_file() else [])
+        for p in pngs:
+            copy = out / f"{p.stem}_{tf}_{regime}.png"
+            copy.write_bytes(p.read_bytes())
+            images.append(copy)
+        cards.append(
+            f"<div class='card'><p>{html.escape(str(tf))} / {html.escape(str(regime))}</p>"
+            + "".join(_img(p, 330) for p in pngs)
+            + "</div>"
+        )
+    heat = sorted(models.glob("cross_tf_*.png"))
+    if not cards and not heat:
+        return None
+    text = "<h2>ROC and PR curves</h2><div class='grid'>" + "".join(cards) + "</div>"
+    for h in heat:
+        copy = out / h.name
+        copy.write_bytes(h.read_bytes())
+        images.append(copy)
+        text += f"<h3>Cross-TF auROC ({html.escape(h.stem.removeprefix('cross_tf_'))})</h3>{_img(h, 560)}"
+    return text
+
+
+def _section_benchmark(run: Path, out: Path, images: list[Path]) -> str | None:
+    root = run / "interpret_benchmark"
+    table = root / "benchmark.parquet"
+    if not table.is_file():
+        return None
+    df = pl.read_parquet(table)
+    text = (
+        "<h2>Interpretation benchmark</h2><p class='note'>Simulated sequences with known causal context "
+        "positions: per-position auROC/auPRC of |attribution| against them, and cost.</p>" + _table(df, left=1)
+    )
+    meta = root / "benchmark.json"
+    if meta.is_file():
+        m = json.loads(meta.read_text())
+        text += (
+            f"<p class='note'>model test auROC {m.get('model_test_auroc', float('nan')):.3f}; "
+            f"{m.get('positives', '?')} causal of {m.get('positions', '?')} positions</p>"
+        )
+    png = root / "benchmark.png"
+    if png.is_file():
+        copy = out / "interpret_benchmark.png"
+        copy.write_bytes(png.read_bytes())
+        images.append(copy)
+        text += _img(png, 900)
+    return text
+
+
+def _section_sites(run: Path, out: Path, images: list[Path], top_sites: int) -> str | None:
+    from scanner import query as q
+    from scanner.interpret.plots import plot_site
+
+    if "attributions" not in q.available(run) or top_sites < 1:
+        return None
+    attr = q.dataset(run, "attributions")
+    sites = attr.select("chrom", "start", "end", "strand", "motif_id", "tf", "model_tf", "regime", "method").unique().collect()
+    methods = sorted(sites["method"].unique().to_list())
+    method = "ism" if "ism" in methods else methods[0]
+    sites = sites.filter(pl.col("method") == method).drop("method")
+    if "predictions" in q.available(run):
+        pred = q.dataset(run, "predictions").select(
+            "chrom", "start", "end", "strand", "motif_id", "model_tf", "regime", "prob_bound"
+        )
+        sites = sites.join(
+            pred.collect(), on=["chrom", "start", "end", "strand", "motif_id", "model_tf", "regime"], how="left"
+        )
+    else:
+        sites = sites.with_columns(pl.lit(None, pl.Float32).alias("prob_bound"))
+    sites = sites.sort(["prob_bound", "chrom", "start"], descending=[True, False, False], nulls_last=True).head(top_sites)
+    cards = []
+    for i, r in enumerate(sites.iter_rows(named=True)):
+        png = out / f"site_{i + 1:02d}_{r['model_tf']}_{r['regime']}_{r['chrom']}_{r['start']}.png"
+        try:
+            plot_site(run / "attributions", r["chrom"], r["start"], png, method=method, model_tf=r["model_tf"], regime=r["regime"])
+        except InputError as exc:  # e.g. two sites at one start on different strands
+            cards.append(f"<p class='note'>{html.escape(str(exc))}</p>")
+            continue
+        images.append(png)
+        prob = "-" if r["prob_bound"] is None else f"{r['prob_bound']:.3f}"
+        cards.append(
+            f"<div class='card'><p>{html.escape(r['tf'])} {html.escape(r['chrom'])}:{r['start']}-{r['end']} "
+            f"({r['strand']}), model {html.escape(r['model_tf'])}/{html.escape(r['regime'])}, prob_bound {prob}, "
+            f"{html.escape(method)}</p>{_img(png, 1000)}</div>"
+        )
+    if not cards:
+        return None
+    return "<h2>Top sites</h2>" + "".join(cards)
+
+
+def build_report(run: str | Path, *, out: str | Path | None = None, top_sites: int = 6) -> ReportResult:
+    """Write the HTML report of a run.
+
+    Parameters
+    ----------
+    run : path
+        Run directory.
+    out : path, optional
+        Output directory. Default ``RUN/report``.
+    top_sites : int, optional
+        Explained sites drawn (highest ``prob_bound`` first). Default 6.
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    InputError
+        If ``run`` is not a directory or holds nothing to report.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError("run directory not found", source=run)
+    out = Path(out) if out is not None else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[Path] = []
+    parts: list[tuple[str, str | None]] = [
+        ("stages", _section_stages(run)),
+        ("instances", _section_instances(run)),
+        ("metrics", _section_metrics(run)),
+        ("curves", _section_curves(run, out, images)),
+        ("interpretation benchmark", _section_benchmark(run, out, images)),
+        ("top sites", _section_sites(run, out, images, top_sites)),
+    ]
+    present = [(name, body) for name, body in parts if body]
+    if not present:
+        raise InputError("nothing to report: no manifest, instances, metrics or other outputs", source=run)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>scanner report: {html.escape(run.name)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>scanner report</h1><p class='sub'>{html.escape(str(run.resolve()))} &middot; {when}</p>"
+        + "".join(body for _, body in present)
+        + "<p class='note'>Coordinates are 0-based, half-open. Query the datasets with "
+        f"<code>scanner query {html.escape(str(run))} --sql ...</code>.</p></body></html>\n"
+    )
+    from scanner.io import write_text_atomic
+
+    path = write_text_atomic(page, out / "index.html")
+    return ReportResult(path=path, sections=tuple(n for n, _ in present), images=tuple(images))

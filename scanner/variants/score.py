@@ -1,0 +1,829 @@
+"""The ``scanner variants`` stage for a VCF: every allele against every instance window that holds it.
+
+Input: a VCF, ``OUT/instances`` (INSTANCES, ``tf=/chrom=``; its ``_scan.json`` gives the genome, the
+motifs and the p-value settings) and ``OUT/models/tf=/regime=/`` checkpoints. Output under ``OUT/variants``::
+
+    scores/tf=<tf>/chrom=<chrom>/part-<k>.parquet   VARIANTS: one row per (allele, instance, model)
+    comparison.parquet, correlations.parquet         the regime comparison (scanner.variants.compare)
+    _variants.json                                   settings, the VCF report, counts
+
+Work is cut into items: up to ``chunk_variants`` alleles of one (TF, chromosome, window width) with
+their (allele, instance) pairs, found on the driver (:func:`plan_vcf_items`). :func:`score_vcf_item`
+is the pure kernel: it adds the sites the ALT allele creates, cuts the REF windows (once per site) and
+the ALT windows (once per pair), computes site p-values, runs every model of the TF in
+``batch_size`` batches and returns the rows. :class:`VariantScorer` is the callable class Ray Data
+runs it in (models loaded once per actor, GPU actors when the cluster has GPUs, fractional-CPU actors
+otherwise); ``use_ray=False`` runs the same class in this process. Files are written to a staging
+directory that replaces ``scores/`` only when every item succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scanner.errors import InputError
+from scanner.genome import Genome, encode, open_genome
+from scanner.io import parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.predict import ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome
+from scanner.schemas import VARIANTS
+from scanner.variants.alleles import (
+    alt_window,
+    bases_deleted,
+    gap,
+    nearest_gap,
+    pair_windows,
+    site_in_variant,
+    trim_alleles,
+)
+from scanner.variants.motif import MotifSet, created_hits, site_words, word_pvalues
+
+SCORES_DIR = "scores"
+RECORD = "_variants.json"
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """Settings of ``scanner variants``; each field is a flag.
+
+    Parameters
+    ----------
+    batch_size : int
+        Windows per forward pass. Default 256.
+    rc_average : bool
+        Average each window's logit with its reverse complement's. Default False.
+    on_ref_mismatch : {"error", "skip"}
+        What a REF allele that differs from the genome does. Default ``"error"``.
+    max_allele_length : int
+        Longer REF/ALT alleles are skipped (counted). Default 50; must stay below ``W / 2 - 1``.
+    created_hits : bool
+        Also score sites that only the ALT allele has (``inst_source == "created"``). Default True.
+    chunk_variants : int
+        Alleles per work item (the unit Ray schedules and retries). Default 2048.
+    actors : int, optional
+        Actor-pool size. Default: GPUs in the cluster when it has any, else its CPUs.
+    cpus_per_actor : float
+        CPUs reserved per CPU actor. Default 0.5.
+    top_fraction : float
+        Share of alleles (by ``abs_delta``) that counts as "top" in the regime comparison. Default 0.1.
+    min_delta : float
+        A sign flip needs ``|delta_logit| >= min_delta`` under both regimes. Default 0.1.
+    """
+
+    batch_size: int = 256
+    rc_average: bool = False
+    on_ref_mismatch: str = "error"
+    max_allele_length: int = 50
+    created_hits: bool = True
+    chunk_variants: int = 2048
+    actors: int | None = None
+    cpus_per_actor: float = 0.5
+    top_fraction: float = 0.1
+    min_delta: float = 0.1
+
+    def validate(self) -> VariantConfig:
+        """Return self, or raise :class:`InputError` naming the bad flag."""
+        for name in ("batch_size", "chunk_variants", "max_allele_length"):
+            if getattr(self, name) < 1:
+                raise InputError(
+                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
+                )
+        if self.on_ref_mismatch not in ("error", "skip"):
+            raise InputError(
+                f"must be error or skip, got {self.on_ref_mismatch!r}", field="--on-ref-mismatch"
+            )
+        if self.actors is not None and self.actors < 1:
+            raise InputError(f"must be >= 1, got {self.actors}", field="--actors")
+        if not self.cpus_per_actor > 0:
+            raise InputError(f"must be > 0, got {self.cpus_per_actor}", field="--cpus-per-actor")
+        if not 0 < self.top_fraction < 1:
+            raise InputError(f"must be in (0, 1), got {self.top_fraction}", field="--top-fraction")
+        if self.min_delta < 0:
+            raise InputError(f"must be >= 0, got {self.min_delta}", field="--min-delta")
+        return self
+
+    @property
+    def margin(self) -> int:
+        """Bases fetched beyond each window side to build ALT windows."""
+        return self.max_allele_length + 1
+
+
+@dataclass(frozen=True)
+class VariantItem:
+    """One unit of work.
+
+    ``kind == "vcf"``: ``variants`` holds alleles of one chromosome (:data:`~scanner.variants.vcf.VCF_SCHEMA`
+    plus ``nearest``, the gap to the nearest instance, -1 for none) and ``pairs`` their instance pairs
+    (``var`` index into ``variants``, ``inst_start``, ``inst_end``, ``inst_strand``, ``motif_id``).
+    ``kind == "seq"``: ``variants`` holds TSV rows (``id``, ``line``, ``ref``, ``alt``).
+    """
+
+    kind: str
+    tf: str
+    chrom: str
+    seq_len: int
+    models: tuple[ModelRef, ...]
+    variants: pa.Table
+    pairs: pa.Table | None
+    out_file: str
+
+
+@dataclass
+class VariantSummary:
+    """What a run wrote."""
+
+    out: str
+    mode: str
+    alleles: int
+    rows: int
+    files: int
+    tfs: list[str]
+    models: tuple[ModelRef, ...]
+    report: dict | None = None
+    comparison: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * z.astype(np.float64)))).astype(np.float32)
+
+
+def model_columns(z_ref: np.ndarray, z_alt: np.ndarray, regime: str) -> dict[str, pa.Array]:
+    """The model columns of the output (``regime`` .. ``abs_delta``) from REF and ALT logits."""
+    n = len(z_ref)
+    d = (z_alt.astype(np.float32) - z_ref.astype(np.float32)).astype(np.float32)
+    return {
+        "regime": pa.array([regime] * n, pa.string()),
+        "logit_ref": pa.array(z_ref.astype(np.float32), pa.float32()),
+        "logit_alt": pa.array(z_alt.astype(np.float32), pa.float32()),
+        "prob_ref": pa.array(_sigmoid(z_ref), pa.float32()),
+        "prob_alt": pa.array(_sigmoid(z_alt), pa.float32()),
+        "delta_logit": pa.array(d, pa.float32()),
+        "abs_delta": pa.array(np.abs(d), pa.float32()),
+    }
+
+
+# ---- the kernel ------------------------------------------------------------------------------------
+
+
+def _null(n: int, typ: pa.DataType) -> pa.Array:
+    return pa.nulls(n, typ)
+
+
+def _pairs_with_created(
+    item: VariantItem,
+    genome: Genome,
+    motifs: MotifSet | None,
+    config: VariantConfig,
+    inserted: list[np.ndarray],
+) -> dict[str, np.ndarray]:
+    v, p = item.variants, item.pairs
+    vs, ve = v.column("var_start").to_numpy(), v.column("var_end").to_numpy()
+    out = {
+        "var": p.column("var").to_numpy().astype(np.int64),
+        "start": p.column("inst_start").to_numpy().astype(np.int64),
+        "end": p.column("inst_end").to_numpy().astype(np.int64),
+        "strand": np.asarray(p.column("inst_strand").to_pylist(), dtype=object),
+        "motif_id": np.asarray(p.column("motif_id").to_pylist(), dtype=object),
+        "created": np.zeros(p.num_rows, dtype=bool),
+        "pv_alt": np.full(p.num_rows, np.nan),
+    }
+    n = v.num_rows
+    if config.created_hits and motifs is not None and n:
+        k = motifs.max_length - 1
+        width = 2 * (int((ve - vs).max()) + k + 1)
+        ctx = fetch_windows(genome, np.full(n, item.chrom, dtype=object), vs, vs, width)
+        h = width // 2
+        ref_context = [ctx[i, h - k : h + int(ve[i] - vs[i]) + k] for i in range(n)]
+        ch = created_hits(ref_context, vs, ve, inserted, motifs)
+        ids = np.array([motifs.prepared[m].motif_id for m in ch.motif], dtype=object)
+        known = set(
+            zip(
+                out["var"].tolist(),
+                out["start"].tolist(),
+                out["strand"].tolist(),
+                out["motif_id"].tolist(),
+                strict=True,
+            )
+        )
+        new = np.array(
+            [
+                (int(a), int(b), c, d) not in known
+                for a, b, c, d in zip(ch.variant, ch.start, ch.strand, ids, strict=True)
+            ],
+            dtype=bool,
+        )
+        for key, arr in (
+            ("var", ch.variant),
+            ("start", ch.start),
+            ("end", ch.end),
+            ("strand", ch.strand),
+            ("motif_id", ids),
+            ("created", np.ones(len(ch.variant), dtype=bool)),
+            ("pv_alt", ch.pvalue_alt),
+        ):
+            out[key] = np.concatenate([out[key], np.asarray(arr)[new]])
+    order = np.lexsort(
+        (out["created"], out["motif_id"].astype(str), out["strand"] == "-", out["start"], out["var"])
+    )
+    return {k: a[order] for k, a in out.items()}
+
+
+def score_vcf_item(
+    item: VariantItem,
+    genome: Genome,
+    load: Callable[[ModelRef], Any],
+    motifs: MotifSet | None,
+    config: VariantConfig,
+    device: str = "cpu",
+) -> pa.Table:
+    """VARIANTS rows of one VCF work item.
+
+    Rows: for each model in ``item.models``, the (allele, site) pairs sorted by allele, site start,
+    strand, motif, existing sites before created ones; then one row per allele of the item in no
+    window (``in_window`` false).
+
+    Parameters
+    ----------
+    item : VariantItem
+        ``kind == "vcf"``.
+    genome : Genome
+    load : callable
+        ``ModelRef -> torch model`` (eval mode, on ``device``); callers cache.
+    motifs : MotifSet, optional
+        The TF's motifs (site p-values and created hits). None leaves the site columns null.
+    config : VariantConfig
+    device : str, optional
+
+    Raises
+    ------
+    InputError
+        For a chromosome the genome lacks.
+    """
+    v = item.variants
+    n = v.num_rows
+    width, margin = item.seq_len, config.margin
+    pos = v.column("pos").to_numpy()
+    refs, alts = v.column("ref").to_pylist(), v.column("alt").to_pylist()
+    vs, ve = v.column("var_start").to_numpy(), v.column("var_end").to_numpy()
+    inserted = [encode(trim_alleles(int(pos[i]), refs[i], alts[i])[2]) for i in range(n)]
+    pairs = _pairs_with_created(item, genome, motifs, config, inserted)
+    var, start, end = pairs["var"], pairs["start"], pairs["end"]
+    m = len(var)
+
+    centre = (start + end) // 2
+    ws = centre - width // 2
+    uniq, inv = np.unique(centre, return_inverse=True)
+    ext = fetch_windows(genome, np.full(len(uniq), item.chrom, dtype=object), uniq, uniq, width + 2 * margin)
+    ref_u = np.ascontiguousarray(ext[:, margin : margin + width])
+    alt = np.empty((m, width), dtype=np.uint8)
+    for j in range(m):
+        i = var[j]
+        alt[j] = alt_window(
+            ext[inv[j]], margin, width, int(ws[j]), int(vs[i]), int(ve[i]), inserted[i], int(centre[j])
+        )
+
+    pv_ref, pv_alt = np.full(m, np.nan), np.full(m, np.nan)
+    hit_ref, hit_alt = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+    if motifs is not None and m:
+        offsets = start - ws
+        for mid in dict.fromkeys(pairs["motif_id"].tolist()):
+            pm = motifs.by_id(mid)
+            for strand in ("+", "-"):
+                sel = np.flatnonzero((pairs["motif_id"] == mid) & (pairs["strand"] == strand))
+                if sel.size == 0:
+                    continue
+                minus = np.full(sel.size, strand == "-")
+                wr = site_words(ref_u[inv[sel]], offsets[sel], pm.length, minus)
+                wa = site_words(alt[sel], offsets[sel], pm.length, minus)
+                pv_ref[sel], hit_ref[sel] = word_pvalues(pm, wr, strand)
+                pv_alt[sel], hit_alt[sel] = word_pvalues(pm, wa, strand)
+        created = pairs["created"]
+        pv_alt[created] = pairs["pv_alt"][created]
+        hit_alt[created] = True
+    has_site = motifs is not None
+
+    ins_len = np.array([len(x) for x in inserted], dtype=np.int64)
+    base = v.drop_columns(["nearest"]).take(pa.array(var, pa.int64()))
+    pair_cols: dict[str, pa.Array] = {
+        "tf": pa.array([item.tf] * m, pa.string()),
+        "seq_len": pa.array(np.full(m, width, np.int32), pa.int32()),
+        "in_window": pa.array(np.ones(m, dtype=bool), pa.bool_()),
+        "distance": pa.array(gap(vs[var], ve[var], start, end), pa.int64()),
+        "inst_start": pa.array(start, pa.int64()),
+        "inst_end": pa.array(end, pa.int64()),
+        "inst_strand": pa.array(pairs["strand"].tolist(), pa.string()),
+        "motif_id": pa.array(pairs["motif_id"].tolist(), pa.string()),
+        "inst_source": pa.array(np.where(pairs["created"], "created", "scan").tolist(), pa.string()),
+        "window_start": pa.array(ws, pa.int64()),
+        "var_in_site": pa.array(
+            [
+                site_in_variant(int(vs[i]), int(ve[i]), int(s), int(e))
+                for i, s, e in zip(var, start, end, strict=True)
+            ],
+            pa.bool_(),
+        ),
+        "site_bases_deleted": pa.array(
+            [
+                bases_deleted(int(vs[i]), int(ve[i]), int(ins_len[i]), int(s), int(e))
+                for i, s, e in zip(var, start, end, strict=True)
+            ],
+            pa.int32(),
+        ),
+        "site_pvalue_ref": pa.array(pv_ref, pa.float64(), mask=np.isnan(pv_ref))
+        if has_site
+        else _null(m, pa.float64()),
+        "site_pvalue_alt": pa.array(pv_alt, pa.float64(), mask=np.isnan(pv_alt))
+        if has_site
+        else _null(m, pa.float64()),
+        "hit_ref": pa.array(hit_ref, pa.bool_()) if has_site else _null(m, pa.bool_()),
+        "hit_alt": pa.array(hit_alt, pa.bool_()) if has_site else _null(m, pa.bool_()),
+    }
+    parts = []
+    if m:
+        inputs = np.concatenate([ref_u, alt])
+        for ref in item.models:
+            z = predict_codes(
+                load(ref), inputs, batch_size=config.batch_size, rc_average=config.rc_average, device=device
+            )
+            cols = {
+                **{c: base.column(c) for c in base.column_names},
+                **pair_cols,
+                **model_columns(z[: len(uniq)][inv], z[len(uniq) :], ref.regime),
+            }
+            parts.append(pa.table(cols, schema=VARIANTS))
+    lonely = np.setdiff1d(np.arange(n), var)
+    if lonely.size:
+        k = lonely.size
+        near = v.column("nearest").to_numpy()[lonely]
+        cols = {c: v.column(c).take(pa.array(lonely)) for c in v.column_names if c != "nearest"}
+        cols.update(
+            tf=pa.array([item.tf] * k, pa.string()),
+            seq_len=pa.array(np.full(k, width, np.int32), pa.int32()),
+            in_window=pa.array(np.zeros(k, dtype=bool), pa.bool_()),
+            distance=pa.array(near, pa.int64(), mask=near < 0),
+        )
+        for f in VARIANTS:
+            if f.name not in cols:
+                cols[f.name] = _null(k, f.type)
+        parts.append(pa.table({f.name: cols[f.name] for f in VARIANTS}, schema=VARIANTS))
+    return pa.concat_tables(parts) if parts else VARIANTS.empty_table()
+
+
+# ---- planning --------------------------------------------------------------------------------------
+
+
+_SITES = pa.schema(
+    [
+        pa.field("start", pa.int64()),
+        pa.field("end", pa.int64()),
+        pa.field("strand", pa.string()),
+        pa.field("motif_id", pa.string()),
+    ]
+)
+
+
+def read_sites(instances_root: Path, tf: str, chrom: str) -> pa.Table:
+    """``start, end, strand, motif_id`` of the TF's instances on ``chrom`` (empty when none).
+
+    Raises
+    ------
+    InputError
+        If a file lacks one of these columns or they do not cast to the INSTANCES types.
+    """
+    d = partition_dir(instances_root, [("tf", tf), ("chrom", chrom)])
+    tables = []
+    for f in parquet_files(d) if d.is_dir() else []:
+        names = pq.ParquetFile(f).schema_arrow.names
+        missing = [c for c in _SITES.names if c not in names]
+        if missing:
+            raise InputError(
+                f"column(s) {', '.join(missing)} missing (expected the INSTANCES schema)", source=f
+            )
+        try:
+            tables.append(pq.read_table(f, columns=_SITES.names).cast(_SITES))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"columns do not fit the INSTANCES schema: {exc}", source=f) from exc
+    return pa.concat_tables(tables) if tables else _SITES.empty_table()
+
+
+def plan_vcf_items(
+    variants: pa.Table,
+    instances_root: str | Path,
+    models: Sequence[ModelRef],
+    out_root: str | Path,
+    config: VariantConfig,
+) -> list[VariantItem]:
+    """Pair alleles with the instance windows that hold them and cut the work into items.
+
+    Parameters
+    ----------
+    variants : pyarrow.Table
+        From :func:`scanner.variants.vcf.read_vcf` (sorted by chromosome and ``var_start``).
+    instances_root : path
+    models : sequence of ModelRef
+    out_root : path
+        Where the score files go (``out_root/tf=/chrom=/part-<k>.parquet``).
+    config : VariantConfig
+
+    Returns
+    -------
+    list of VariantItem
+        For each TF, chromosome and window width: alleles in chunks of ``chunk_variants``.
+    """
+    root = Path(instances_root)
+    chroms = variants.column("chrom").to_numpy(zero_copy_only=False)
+    items: list[VariantItem] = []
+    by_tf: dict[str, list[ModelRef]] = {}
+    for ref in models:
+        by_tf.setdefault(ref.tf, []).append(ref)
+    for tf, refs in by_tf.items():
+        widths = sorted({r.seq_len for r in refs})
+        for chrom in dict.fromkeys(chroms.tolist()):
+            idx = np.flatnonzero(chroms == chrom)
+            sub = variants.take(pa.array(idx, pa.int64()))
+            vs, ve = sub.column("var_start").to_numpy(), sub.column("var_end").to_numpy()
+            sites = read_sites(root, tf, chrom)
+            s, e = sites.column("start").to_numpy(), sites.column("end").to_numpy()
+            sub = sub.append_column("nearest", pa.array(nearest_gap(vs, ve, s, e), pa.int64()))
+            k = 0
+            for width in widths:
+                wrefs = tuple(r for r in refs if r.seq_len == width)
+                ws = (s + e) // 2 - width // 2
+                order = np.argsort(ws, kind="stable")
+                vi, wi = pair_windows(vs, ve, ws[order], width)
+                site_rows = sites.take(pa.array(order[wi], pa.int64()))
+                for lo in range(0, len(idx), config.chunk_variants):
+                    hi = min(len(idx), lo + config.chunk_variants)
+                    a, b = np.searchsorted(vi, [lo, hi])
+                    pairs = site_rows.slice(a, b - a)
+                    pairs = pa.table(
+                        {
+                            "var": pa.array(vi[a:b] - lo, pa.int64()),
+                            "inst_start": pairs.column("start"),
+                            "inst_end": pairs.column("end"),
+                            "inst_strand": pairs.column("strand"),
+                            "motif_id": pairs.column("motif_id"),
+                        }
+                    )
+                    out = partition_dir(out_root, [("tf", tf), ("chrom", chrom)]) / f"part-{k:05d}.parquet"
+                    items.append(
+                        VariantItem("vcf", tf, chrom, width, wrefs, sub.slice(lo, hi - lo), pairs, str(out))
+                    )
+                    k += 1
+    return items
+
+
+# ---- the Ray callable class ------------------------------------------------------------------------
+
+
+class VariantScorer:
+    """Callable class for Ray Data ``map_batches``; each input row holds one pickled :class:`VariantItem`.
+
+    Loads models lazily, once per actor, opens the genome once, writes each item's file atomically and
+    returns ``{"out_file", "rows", "error"}`` per item; ``error`` is ``""`` or the JSON of an
+    :class:`InputError` (the driver re-raises it).
+
+    Parameters
+    ----------
+    genome_path : str, optional
+        FASTA (None for ``--sequences`` items).
+    prepared : list
+        ``[dict tf -> list of PreparedMotif]``, or ``[ObjectRef]`` of that dict.
+    config : dict
+        :class:`VariantConfig` as a dict.
+    threads : float
+        Torch threads for this actor.
+    """
+
+    def __init__(
+        self, genome_path: str | None, prepared: list, config: dict[str, Any], threads: float = 1
+    ) -> None:
+        from scanner.predict import _ModelCache
+        from scanner.runtime import set_torch_threads, torch_device
+
+        set_torch_threads(threads)
+        self.device = torch_device()
+        self.genome = open_genome(genome_path) if genome_path else None
+        by_tf = prepared[0]
+        if not isinstance(by_tf, dict):
+            import ray
+
+            by_tf = ray.get(by_tf)
+        self.motifs = {tf: MotifSet.build(pms) for tf, pms in by_tf.items() if pms}
+        self.config = VariantConfig(**config)
+        self.load = _ModelCache(self.device)
+
+    def score(self, item: VariantItem) -> pa.Table:
+        """The rows of one item (not written)."""
+        motifs = self.motifs.get(item.tf)
+        if item.kind == "seq":
+            from scanner.variants.sequences import score_sequence_item
+
+            return score_sequence_item(item, self.load, motifs, self.config, self.device)
+        if self.genome is None:
+            raise ValueError("a VCF item needs a genome")
+        return score_vcf_item(item, self.genome, self.load, motifs, self.config, self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs, counts, errors = [], [], []
+        for payload in batch["item"]:
+            item: VariantItem = pickle.loads(payload)
+            outs.append(item.out_file)
+            try:
+                table = self.score(item)
+            except InputError as exc:
+                counts.append(0)
+                errors.append(json.dumps([exc.message, exc.source, exc.line, exc.field]))
+                continue
+            write_parquet_atomic(table, item.out_file)
+            counts.append(table.num_rows)
+            errors.append("")
+        return {
+            "out_file": np.array(outs, dtype=object),
+            "rows": np.array(counts, dtype=np.int64),
+            "error": np.array(errors, dtype=object),
+        }
+
+
+# ---- running items ---------------------------------------------------------------------------------
+
+
+def run_items(
+    items: list[VariantItem],
+    genome_path: str | None,
+    prepared: dict[str, list],
+    config: VariantConfig,
+    *,
+    use_ray: bool,
+    address: str | None,
+    say: Callable[[str], None],
+) -> dict[str, int]:
+    """Score and write every item (Ray Data actors, or in this process); return ``{out_file: rows}``.
+
+    Raises
+    ------
+    InputError
+        The first input error an item met.
+    """
+    if not use_ray:
+        scorer = VariantScorer(genome_path, [prepared], asdict(config), threads=_local_threads())
+        written = {}
+        for item in items:
+            table = scorer.score(item)
+            write_parquet_atomic(table, item.out_file)
+            written[item.out_file] = table.num_rows
+        return written
+    import ray
+    import ray.data
+
+    from scanner.runtime import cluster_resources, ray_session
+
+    ctx = nullcontext() if ray.is_initialized() else ray_session(address)
+    with ctx:
+        res = cluster_resources()
+        if res.use_gpu:
+            n = min(config.actors or int(res.gpus), len(items))
+            opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0}
+            threads = max(1.0, res.cpus / max(n, 1))
+        else:
+            n = min(config.actors or max(1, int(res.cpus)), len(items))
+            opts = {"num_cpus": config.cpus_per_actor}
+            threads = max(1.0, round(res.cpus / max(n, 1)))
+        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each, {len(items)} item(s)")
+        data_ctx = ray.data.DataContext.get_current()
+        data_ctx.enable_progress_bars = False
+        prepared_ref = ray.put(prepared)
+        ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
+        out = ds.map_batches(
+            VariantScorer,
+            fn_constructor_kwargs={
+                "genome_path": genome_path,
+                "prepared": [prepared_ref],
+                "config": asdict(config),
+                "threads": threads,
+            },
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
+            **opts,
+        )
+        written: dict[str, int] = {}
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            for f, r, e in zip(batch["out_file"], batch["rows"], batch["error"], strict=True):
+                if e:
+                    message, source, line, fld = json.loads(str(e))
+                    raise InputError(message, source=source, line=line, field=fld)
+                written[str(f)] = int(r)
+        return written
+
+
+def _local_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def check_out(out_root: Path, *inputs: Path) -> None:
+    """Refuse an output directory that overlaps an input."""
+    out = out_root.resolve()
+    for other in inputs:
+        o = other.resolve()
+        if out == o or o in out.parents or out in o.parents:
+            raise InputError(f"the output directory overlaps the input {o}", source=out_root)
+
+
+def prepared_by_tf(meta: Any, tfs: Sequence[str]) -> dict[str, list]:
+    """The scan's prepared motifs of each TF (by motif name).
+
+    Raises
+    ------
+    InputError
+        If a TF has no motif in the scan.
+    """
+    prepared = meta.prepared()
+    out = {tf: [p for p in prepared if p.name == tf] for tf in tfs}
+    missing = [tf for tf, pms in out.items() if not pms]
+    if missing:
+        have = sorted({p.name for p in prepared})
+        raise InputError(
+            f"no motif for TF(s) {', '.join(missing)} in the scan; it scanned: {', '.join(have)}",
+            source=Path(meta.genome).name,
+        )
+    return out
+
+
+def stage_and_swap(
+    out_root: Path, items: list[VariantItem], run: Callable[[list[VariantItem]], dict[str, int]]
+) -> dict[str, int]:
+    """Write the items' files under a staging directory, then replace ``out_root/scores`` with it.
+
+    Item ``out_file`` names must lie under ``out_root/scores``; a failure leaves the old scores as they were.
+    """
+    scores = out_root / SCORES_DIR
+    staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
+    moved = [
+        VariantItem(
+            **{**asdict_shallow(it), "out_file": str(staging / Path(it.out_file).relative_to(scores))}
+        )
+        for it in items
+    ]
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        written = run(moved)
+        missing = [it.out_file for it in moved if it.out_file not in written]
+        if missing:
+            raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
+        old = out_root / f".old-{uuid.uuid4().hex[:12]}"
+        if scores.exists():
+            scores.rename(old)
+        staging.rename(scores)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {str(scores / Path(f).relative_to(staging)): r for f, r in written.items()}
+
+
+def asdict_shallow(item: VariantItem) -> dict[str, Any]:
+    """Fields of an item without copying its tables."""
+    return {f: getattr(item, f) for f in VariantItem.__dataclass_fields__}
+
+
+def score_vcf(
+    vcf: str | Path,
+    models_root: str | Path,
+    out_root: str | Path,
+    config: VariantConfig = VariantConfig(),
+    *,
+    instances: str | Path | None = None,
+    genome: str | Path | None = None,
+    tfs: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    use_ray: bool = True,
+    address: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> VariantSummary:
+    """Score every allele of a VCF against the instance windows that hold it, under every model.
+
+    Parameters
+    ----------
+    vcf : path
+        VCF, plain or gzip/bgzip.
+    models_root : path
+        ``OUT/models``.
+    out_root : path
+        ``OUT/variants``; must not overlap the inputs.
+    config : VariantConfig, optional
+    instances : path, optional
+        ``OUT/instances``. Default: ``instances`` beside ``models_root``.
+    genome : path, optional
+        FASTA. Default: the genome recorded in ``instances/_scan.json``.
+    tfs, regimes : sequence of str, optional
+        Restrict to these model TFs / regimes.
+    use_ray : bool, optional
+        Ray Data actors (default), or this process (same results).
+    address : str, optional
+        Ray address; None starts a local Ray when none is running.
+    log : callable, optional
+        Receives progress and report lines.
+
+    Returns
+    -------
+    VariantSummary
+
+    Raises
+    ------
+    InputError
+        Bad VCF (see :mod:`scanner.variants.vcf`), missing models, instances, scan metadata or genome,
+        a TF the scan has no motif for, alleles too long for the window.
+    """
+    from scanner.scan import load_scan_meta
+    from scanner.variants.compare import write_comparison
+    from scanner.variants.vcf import read_vcf
+
+    t0 = time.perf_counter()
+    say = log or (lambda _m: None)
+    config.validate()
+    models_root, out_root = Path(models_root), Path(out_root)
+    instances_root = Path(instances) if instances is not None else models_root.parent / "instances"
+    check_out(out_root, models_root, instances_root)
+    models = discover_models(models_root, tfs, regimes)
+    meta = load_scan_meta(instances_root)
+    genome_path = resolve_genome(instances_root, genome)
+    for w in sorted({m.seq_len for m in models}):
+        if 2 * config.margin >= w:
+            raise InputError(
+                f"--max-allele-length {config.max_allele_length} is too long for {w}-bp windows "
+                f"(must be below {w // 2 - 1})",
+                field="--max-allele-length",
+            )
+    model_tfs = list(dict.fromkeys(m.tf for m in models))
+    prepared = prepared_by_tf(meta, model_tfs)
+    warnings = [
+        f"no instances of TF {tf} under {instances_root}"
+        for tf in model_tfs
+        if not (instances_root / f"tf={tf}").is_dir()
+    ]
+    g = open_genome(genome_path)
+    try:
+        variants, report = read_vcf(
+            vcf, g, on_ref_mismatch=config.on_ref_mismatch, max_allele_length=config.max_allele_length
+        )
+    finally:
+        g.close()
+    for line in report.summary_lines():
+        say(line)
+    for w in warnings:
+        say(f"warning: {w}")
+    items = plan_vcf_items(variants, instances_root, models, out_root / SCORES_DIR, config)
+    say(
+        f"{variants.num_rows} allele(s), {len(model_tfs)} TF(s), {len(models)} model(s), {len(items)} item(s)"
+    )
+    written = stage_and_swap(
+        out_root,
+        items,
+        lambda its: run_items(
+            its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say
+        ),
+    )
+    lines = write_comparison(out_root, SCORES_DIR, config)
+    summary = VariantSummary(
+        out=str(out_root),
+        mode="vcf",
+        alleles=variants.num_rows,
+        rows=sum(written.values()),
+        files=len(written),
+        tfs=model_tfs,
+        models=tuple(models),
+        report=report.to_dict(),
+        comparison=lines,
+        warnings=warnings,
+        seconds=time.perf_counter() - t0,
+    )
+    record = {
+        "mode": "vcf",
+        "vcf": str(Path(vcf).resolve()),
+        "instances": str(instances_root.resolve()),
+        "genome": str(Path(genome_path).resolve()),
+        "models": [asdict(m) for m in models],
+        "config": asdict(config),
+        "report": summary.report,
+        "alleles": summary.alleles,
+        "rows": summary.rows,
+        "files": summary.files,
+        "warnings": warnings,
+    }
+    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / RECORD)
+    return summary

@@ -1,0 +1,308 @@
+"""``scanner variants --sequences``: score ref/alt sequence pairs a user already has.
+
+Input: a TSV (plain or gzip) with a header naming at least the columns ``id``, ``ref`` and ``alt``
+(other columns are ignored; lines starting with ``#`` before the header are comments). Sequences are
+A/C/G/T/N letters, any case. Each sequence is fitted to the model's window W on its own: a longer one
+is cropped and a shorter one N-padded, equally on both sides, the odd base going to the right end (so
+sequences of length W are used as given, and a pair centred on the variant stays centred).
+
+Errors (an :class:`InputError` with the line): no header or a missing column, a row with another
+number of fields than the header, an empty or repeated id, an empty sequence, a letter other than
+A/C/G/T/N (its position is given), a file without rows.
+
+Each pair is scored by every model of each TF: ``logit_ref``, ``logit_alt`` ... as for a VCF. When
+the scan metadata is available (``--instances``, or ``instances`` beside ``--models``) the site columns
+give, in REF and in ALT, the best site of the TF's motifs (lowest p-value, either strand) among the
+windows touching the bases where the two sequences differ (shared prefix and suffix trimmed; all
+windows when they are identical); otherwise they are null.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from scanner.errors import InputError
+from scanner.genome import N_CODE, encode
+from scanner.io import partition_dir, write_text_atomic
+from scanner.predict import ModelRef, discover_models, predict_codes
+from scanner.schemas import VARIANT_SEQUENCES
+from scanner.variants.alleles import trim_alleles
+from scanner.variants.motif import MotifSet, best_site
+from scanner.variants.score import (
+    RECORD,
+    SCORES_DIR,
+    VariantConfig,
+    VariantItem,
+    VariantSummary,
+    check_out,
+    model_columns,
+    prepared_by_tf,
+    run_items,
+    stage_and_swap,
+)
+from scanner.variants.vcf import open_lines
+
+_BASES = re.compile(r"[ACGTNacgtn]+")
+_ROWS = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("line", pa.int64()),
+        pa.field("ref", pa.string()),
+        pa.field("alt", pa.string()),
+    ]
+)
+
+
+def read_sequences(path: str | Path) -> pa.Table:
+    """Read and check a ref/alt TSV.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns ``id``, ``line`` (1-based), ``ref``, ``alt`` (upper case), in file order.
+
+    Raises
+    ------
+    InputError
+        See the module docstring.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("sequences file not found", source=path)
+    header: list[str] | None = None
+    cols: dict[str, list] = {"id": [], "line": [], "ref": [], "alt": []}
+    seen: dict[str, int] = {}
+    for lineno, line in open_lines(path):
+        if not line.strip() or (header is None and line.startswith("#")):
+            continue
+        fields = line.split("\t")
+        if header is None:
+            header = [f.strip() for f in fields]
+            missing = [c for c in ("id", "ref", "alt") if c not in header]
+            if missing:
+                raise InputError(
+                    "the header must name the columns id, ref and alt (tab-separated); "
+                    f"missing {', '.join(missing)}, got {header[:6]}",
+                    source=path,
+                    line=lineno,
+                )
+            at = {c: header.index(c) for c in ("id", "ref", "alt")}
+            continue
+        if len(fields) != len(header):
+            raise InputError(
+                f"expected {len(header)} tab-separated fields (as the header), got {len(fields)}",
+                source=path,
+                line=lineno,
+            )
+        rid = fields[at["id"]].strip()
+        if not rid:
+            raise InputError("empty id", source=path, line=lineno, field="id")
+        if rid in seen:
+            raise InputError(f"id {rid!r} repeats line {seen[rid]}", source=path, line=lineno, field="id")
+        seen[rid] = lineno
+        for c in ("ref", "alt"):
+            seq = fields[at[c]].strip()
+            if not seq:
+                raise InputError("empty sequence", source=path, line=lineno, field=c)
+            if not _BASES.fullmatch(seq):
+                at_bad = next(i for i, ch in enumerate(seq) if ch not in "ACGTNacgtn")
+                raise InputError(
+                    f"letter {seq[at_bad]!r} at position {at_bad + 1} is not A/C/G/T/N",
+                    source=path,
+                    line=lineno,
+                    field=c,
+                )
+            cols[c].append(seq.upper())
+        cols["id"].append(rid)
+        cols["line"].append(lineno)
+    if header is None:
+        raise InputError("no header line (expected columns id, ref, alt)", source=path)
+    if not cols["id"]:
+        raise InputError("no sequence pairs below the header", source=path)
+    return pa.table(cols, schema=_ROWS)
+
+
+def fit_to_window(codes: np.ndarray, width: int) -> np.ndarray:
+    """Crop or N-pad ``codes`` to ``width``, centred (the odd base at the right end)."""
+    n = len(codes)
+    if n >= width:
+        lo = (n - width) // 2
+        return codes[lo : lo + width]
+    out = np.full(width, N_CODE, dtype=np.uint8)
+    left = (width - n) // 2
+    out[left : left + n] = codes
+    return out
+
+
+def score_sequence_item(
+    item: VariantItem,
+    load: Callable[[ModelRef], Any],
+    motifs: MotifSet | None,
+    config: VariantConfig,
+    device: str = "cpu",
+) -> pa.Table:
+    """VARIANT_SEQUENCES rows of one item: for each model, the item's pairs in file order."""
+    t = item.variants
+    n, width = t.num_rows, item.seq_len
+    refs, alts = t.column("ref").to_pylist(), t.column("alt").to_pylist()
+    x = np.empty((2 * n, width), dtype=np.uint8)
+    starts, ends, kinds = [], [], []
+    site = {k: [] for k in ("motif_id", "site_pvalue_ref", "site_pvalue_alt", "hit_ref", "hit_alt")}
+    for i in range(n):
+        rc, ac = encode(refs[i]), encode(alts[i])
+        x[i], x[n + i] = fit_to_window(rc, width), fit_to_window(ac, width)
+        s, e, ins, kind = trim_alleles(0, refs[i], alts[i])
+        starts.append(s)
+        ends.append(e)
+        kinds.append(kind)
+        if motifs is not None:
+            lo_r, hi_r = (s, e) if kind != "none" else (-1, -1)
+            lo_a, hi_a = (s, s + len(ins)) if kind != "none" else (-1, -1)
+            mid, pr, hr = best_site(rc, lo_r, hi_r, motifs)
+            mid_a, pa_, ha = best_site(ac, lo_a, hi_a, motifs)
+            site["motif_id"].append(mid if mid is not None else mid_a)
+            site["site_pvalue_ref"].append(None if np.isnan(pr) else pr)
+            site["site_pvalue_alt"].append(None if np.isnan(pa_) else pa_)
+            site["hit_ref"].append(hr if mid is not None else None)
+            site["hit_alt"].append(ha if mid_a is not None else None)
+        else:
+            for k in site:
+                site[k].append(None)
+    common = {
+        "id": t.column("id"),
+        "line": t.column("line"),
+        "tf": pa.array([item.tf] * n, pa.string()),
+        "seq_len": pa.array(np.full(n, width, np.int32), pa.int32()),
+        "ref_length": pa.array([len(r) for r in refs], pa.int32()),
+        "alt_length": pa.array([len(a) for a in alts], pa.int32()),
+        "kind": pa.array(kinds, pa.string()),
+        "var_start": pa.array(starts, pa.int64()),
+        "var_end": pa.array(ends, pa.int64()),
+        "motif_id": pa.array(site["motif_id"], pa.string()),
+        "site_pvalue_ref": pa.array(site["site_pvalue_ref"], pa.float64()),
+        "site_pvalue_alt": pa.array(site["site_pvalue_alt"], pa.float64()),
+        "hit_ref": pa.array(site["hit_ref"], pa.bool_()),
+        "hit_alt": pa.array(site["hit_alt"], pa.bool_()),
+    }
+    parts = []
+    for ref in item.models:
+        z = predict_codes(
+            load(ref), x, batch_size=config.batch_size, rc_average=config.rc_average, device=device
+        )
+        parts.append(
+            pa.table({**common, **model_columns(z[:n], z[n:], ref.regime)}, schema=VARIANT_SEQUENCES)
+        )
+    return pa.concat_tables(parts) if parts else VARIANT_SEQUENCES.empty_table()
+
+
+def score_sequences(
+    sequences: str | Path,
+    models_root: str | Path,
+    out_root: str | Path,
+    config: VariantConfig = VariantConfig(),
+    *,
+    instances: str | Path | None = None,
+    tfs: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    use_ray: bool = True,
+    address: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> VariantSummary:
+    """Score every ref/alt pair of a TSV under every model; write ``out_root/scores/tf=<tf>/`` and the
+    regime comparison (keyed by ``id``).
+
+    Parameters
+    ----------
+    sequences : path
+        The TSV (see the module docstring).
+    models_root, out_root, config, tfs, regimes, use_ray, address, log
+        As :func:`scanner.variants.score.score_vcf`.
+    instances : path, optional
+        ``OUT/instances`` whose ``_scan.json`` gives the motifs for the site columns. Default:
+        ``instances`` beside ``models_root`` when it exists (else the site columns are null).
+
+    Raises
+    ------
+    InputError
+        Bad TSV, missing models, a TF the scan has no motif for (when a scan is used).
+    """
+    from scanner.scan import load_scan_meta
+    from scanner.variants.compare import write_comparison
+
+    t0 = time.perf_counter()
+    say = log or (lambda _m: None)
+    config.validate()
+    models_root, out_root = Path(models_root), Path(out_root)
+    check_out(out_root, models_root)
+    models = discover_models(models_root, tfs, regimes)
+    rows = read_sequences(sequences)
+    model_tfs = list(dict.fromkeys(m.tf for m in models))
+    root = Path(instances) if instances is not None else models_root.parent / "instances"
+    warnings = []
+    if instances is not None or (root / "_scan.json").is_file():
+        prepared = prepared_by_tf(load_scan_meta(root), model_tfs)
+    else:
+        prepared = {}
+        warnings.append(f"no scan metadata at {root / '_scan.json'}: the site p-value columns are null")
+    lengths = [len(s) for c in ("ref", "alt") for s in rows.column(c).to_pylist()]
+    for w in sorted({m.seq_len for m in models}):
+        cropped = sum(n > w for n in lengths)
+        padded = sum(n < w for n in lengths)
+        if cropped or padded:
+            warnings.append(
+                f"W={w}: {cropped} sequence(s) cropped, {padded} N-padded to the window (centred)"
+            )
+    for w in warnings:
+        say(f"warning: {w}")
+    items = []
+    for tf in model_tfs:
+        refs = [m for m in models if m.tf == tf]
+        k = 0
+        for width in sorted({m.seq_len for m in refs}):
+            wrefs = tuple(m for m in refs if m.seq_len == width)
+            for lo in range(0, rows.num_rows, config.chunk_variants):
+                sub = rows.slice(lo, config.chunk_variants)
+                out = partition_dir(out_root / SCORES_DIR, [("tf", tf)]) / f"part-{k:05d}.parquet"
+                items.append(VariantItem("seq", tf, "", width, wrefs, sub, None, str(out)))
+                k += 1
+    say(f"{rows.num_rows} sequence pair(s), {len(models)} model(s), {len(items)} item(s)")
+    written = stage_and_swap(
+        out_root,
+        items,
+        lambda its: run_items(its, None, prepared, config, use_ray=use_ray, address=address, say=say),
+    )
+    lines = write_comparison(out_root, SCORES_DIR, config)
+    summary = VariantSummary(
+        out=str(out_root),
+        mode="sequences",
+        alleles=rows.num_rows,
+        rows=sum(written.values()),
+        files=len(written),
+        tfs=model_tfs,
+        models=tuple(models),
+        comparison=lines,
+        warnings=warnings,
+        seconds=time.perf_counter() - t0,
+    )
+    record = {
+        "mode": "sequences",
+        "sequences": str(Path(sequences).resolve()),
+        "scan": str(root.resolve()) if prepared else None,
+        "models": [asdict(m) for m in models],
+        "config": asdict(config),
+        "pairs": rows.num_rows,
+        "rows": summary.rows,
+        "files": summary.files,
+        "warnings": warnings,
+    }
+    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / RECORD)
+    return summary

@@ -1,0 +1,240 @@
+"""The genome-wide scan stage: shards, resume, Ray == in-process, output layout, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from scanner.cli import app
+from scanner.errors import InputError
+from scanner.io import read_dataset
+from scanner.motifs import Motif, write_meme
+from scanner.scan import ScanConfig, load_scan_meta, scan_genome
+from scanner.scan.shards import plan_shards
+from scanner.schemas import INSTANCES
+
+SITE = "TTGACGTCAT"  # the planted motif's consensus
+
+
+def _write_genome(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    chroms = {"chr1": 23_000, "chr2": 9_000, "chrM": 400}
+    lines = []
+    for name, n in chroms.items():
+        seq = np.array(list(rng.choice(list("ACGT"), n)))
+        for pos in range(150, n - 20, 997):  # planted sites, some across every shard boundary below
+            seq[pos : pos + len(SITE)] = list(SITE)
+        seq[5000:5100] = "N"
+        seq[7000:7600] = np.char.lower(seq[7000:7600])
+        text = "".join(seq)
+        lines.append(f">{name}")
+        lines.extend(text[i : i + 61] for i in range(0, len(text), 61))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _write_motifs(path: Path) -> Path:
+    idx = ["ACGT".index(c) for c in SITE]
+    probs = np.full((len(SITE), 4), 0.04)
+    probs[np.arange(len(SITE)), idx] = 0.88
+    other = np.random.default_rng(1).dirichlet(np.ones(4) * 0.5, size=7)
+    return write_meme([Motif("SITE1", "SITEF", probs, 40), Motif("RND1", "RNDF", other, 20)], path)
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    return _write_genome(tmp_path / "g.fa"), _write_motifs(tmp_path / "m.meme")
+
+
+def _rows(out: Path) -> pl.DataFrame:
+    return pl.from_arrow(read_dataset(out / "instances", INSTANCES)).sort(["motif_id", "chrom", "start", "strand"])
+
+
+def test_plan_shards_overlap_and_cover():
+    shards = plan_shards({"a": 2500, "b": 999}, 1000, 9)
+    assert [(s.chrom, s.start, s.end, s.read_end) for s in shards] == [
+        ("a", 0, 1000, 1009),
+        ("a", 1000, 2000, 2009),
+        ("a", 2000, 2500, 2500),
+        ("b", 0, 999, 999),
+    ]
+    assert len({s.key for s in shards}) == 4
+
+
+def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path):
+    genome, motifs = inputs
+    one = scan_genome(genome, [str(motifs)], tmp_path / "one", ScanConfig(shard_size=100_000), executor="local")
+    many = scan_genome(genome, [str(motifs)], tmp_path / "many", ScanConfig(shard_size=1000), executor="local")
+    assert many.shards == 23 + 9 + 1 and one.shards == 3
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "many")
+    assert a.equals(b)
+    starts = set(a.filter(pl.col("tf") == "SITEF", pl.col("strand") == "+")["start"].to_list())
+    planted = {p for p in range(150, 23_000 - 20, 997) if not (4990 < p < 5100)}
+    assert planted <= starts  # every planted site on chr1 is found (once: see the uniqueness check)
+    assert a.select(pl.struct("chrom", "start", "strand", "motif_id").is_unique().all()).item()
+
+
+def test_output_layout_metadata_and_polars_read(inputs, tmp_path):
+    genome, motifs = inputs
+    s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(shard_size=5000), executor="local")
+    root = tmp_path / "o" / "instances"
+    assert (root / "tf=SITEF" / "chrom=chr1").is_dir()
+    df = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
+    assert df.height == sum(s.hits.values())
+    assert set(df["tf"].unique()) <= {"SITEF", "RNDF"}
+    width = pl.when(pl.col("tf") == "SITEF").then(10).otherwise(7)
+    assert df.select((pl.col("end") - pl.col("start") == width).all()).item()
+    assert df["pvalue"].max() < 1e-4
+    meta = load_scan_meta(root)
+    assert meta.complete and meta.genome == genome.resolve() and [m.motif_id for m in meta.motifs] == ["SITE1", "RND1"]
+    assert meta.background.is_symmetric
+    lower = df.filter(pl.col("chrom") == "chr1", pl.col("start").is_between(7000, 7590))
+    assert lower.height > 0 and lower["sequence"].str.contains("[acgt]").not_().all()  # upper case
+
+
+def test_skip_masked_and_max_strand_change_the_output(inputs, tmp_path):
+    genome, motifs = inputs
+    base = scan_genome(genome, [str(motifs)], tmp_path / "a", ScanConfig(), executor="local")
+    masked = scan_genome(genome, [str(motifs)], tmp_path / "b", ScanConfig(skip_masked=True), executor="local")
+    best = scan_genome(genome, [str(motifs)], tmp_path / "c", ScanConfig(max_strand=True), executor="local")
+    assert sum(masked.hits.values()) < sum(base.hits.values())
+    df = _rows(tmp_path / "c")
+    assert df.select(pl.struct("chrom", "start", "motif_id").is_unique().all()).item()
+    assert sum(best.hits.values()) <= sum(base.hits.values())
+
+
+def test_interrupted_scan_resumes_and_matches(inputs, tmp_path):
+    genome, motifs = inputs
+    cfg = ScanConfig(shard_size=2000)
+    full = scan_genome(genome, [str(motifs)], tmp_path / "full", cfg, executor="local")
+    out = tmp_path / "part"
+    scan_genome(genome, [str(motifs)], out, cfg, executor="local")
+    # Simulate a crash: half the shards lost their marker (and some of their files).
+    markers = sorted((out / "instances" / "_shards").glob("*.json"))
+    for m in markers[::2]:
+        m.unlink()
+        for f in (out / "instances").rglob(f"part-{m.stem}.parquet"):
+            f.unlink()
+    seen = []
+    again = scan_genome(genome, [str(motifs)], out, cfg, executor="local", progress=lambda d, t, r: seen.append(r))
+    assert again.reused == len(markers) - len(markers[::2]) and seen[0] == again.reused
+    assert _rows(out).equals(_rows(tmp_path / "full"))
+    assert again.hits == full.hits
+    assert not list((out / "instances").rglob(".*.tmp"))
+
+
+def test_existing_output_with_other_settings_is_refused(inputs, tmp_path):
+    genome, motifs = inputs
+    scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(), executor="local")
+    with pytest.raises(InputError, match="other settings"):
+        scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(pvalue=1e-5), executor="local")
+    s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(pvalue=1e-5), executor="local", overwrite=True)
+    assert _rows(tmp_path / "o")["pvalue"].max() < 1e-5 and s.reused == 0
+
+
+def test_missing_and_stale_fai_are_rebuilt_unwritable_dir_is_explained(inputs, tmp_path):
+    genome, motifs = inputs
+    fai = Path(str(genome) + ".fai")
+    assert not fai.exists()
+    scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(chroms=("chr2",)), executor="local")
+    assert fai.exists()
+    fai.write_text("chr1\t999999\t6\t61\t62\n")  # wrong lengths: points past the end
+    os.utime(fai, (genome.stat().st_mtime + 10,) * 2)
+    scan_genome(genome, [str(motifs)], tmp_path / "o2", ScanConfig(chroms=("chr2",)), executor="local")
+    assert "chr2" in fai.read_text()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    g2 = ro / "g.fa"
+    g2.write_text(genome.read_text())
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # running as root: permissions are not enforced
+            pytest.skip("directory permissions are not enforced for this user")
+        with pytest.raises(InputError, match="not writable"):
+            scan_genome(g2, [str(motifs)], tmp_path / "o3", ScanConfig(), executor="local")
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"chroms": ("1",)}, "chromosome '1' is not in the genome.*'chr1'"),
+        ({"pvalue": 0.0}, "p-value threshold"),
+        ({"kernel": "gpu"}, "kernel"),
+        ({"shard_size": 10}, "shard size"),
+    ],
+)
+def test_bad_settings(inputs, tmp_path, kwargs, match):
+    genome, motifs = inputs
+    with pytest.raises(InputError, match=match):
+        scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(**kwargs), executor="local")
+
+
+def test_bad_genome_and_motifs(tmp_path, inputs):
+    genome, motifs = inputs
+    with pytest.raises(InputError, match="FASTA file not found"):
+        scan_genome(tmp_path / "nope.fa", [str(motifs)], tmp_path / "o", executor="local")
+    gz = tmp_path / "g.fa.gz"
+    import gzip
+
+    gz.write_bytes(gzip.compress(genome.read_bytes()))
+    with pytest.raises(InputError, match="plain gzip"):
+        scan_genome(gz, [str(motifs)], tmp_path / "o", executor="local")
+    with pytest.raises(InputError, match="unknown JASPAR"):
+        scan_genome(genome, ["MA9999.9"], tmp_path / "o", executor="local")
+
+
+@pytest.mark.ray
+def test_ray_path_equals_in_process(ray_cluster, inputs, tmp_path):
+    genome, motifs = inputs
+    cfg = ScanConfig(shard_size=4000)
+    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
+    dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, executor="ray")
+    assert dist.hits == local.hits and dist.shards == local.shards
+    assert _rows(tmp_path / "ray").equals(_rows(tmp_path / "local"))
+    markers = {json.loads(p.read_text())["key"] for p in (tmp_path / "ray" / "instances" / "_shards").glob("*.json")}
+    assert len(markers) == dist.shards
+
+
+def test_cli_scan_and_export(inputs, tmp_path):
+    genome, motifs = inputs
+    runner = CliRunner()
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "-o", str(out), "--local"])
+    assert res.exit_code == 0, res.output
+    assert "instances of 2 TFs" in res.output
+    res = runner.invoke(app, ["export", str(out / "instances"), "--fimo"])
+    assert res.exit_code == 0
+    lines = res.output.strip().splitlines()
+    assert lines[0].split("\t")[:4] == ["motif_id", "motif_alt_id", "sequence_name", "start"]
+    df = _rows(out)
+    first = df.sort(["motif_id", "chrom", "start", "strand"]).row(0, named=True)
+    fields = lines[1].split("\t")
+    assert fields[0] == first["motif_id"] and int(fields[3]) == first["start"] + 1 and int(fields[4]) == first["end"]
+    bed = tmp_path / "x.bed"
+    res = runner.invoke(app, ["export", str(out / "instances"), "--bed", "-o", str(bed)])
+    assert res.exit_code == 0
+    b = bed.read_text().splitlines()[0].split("\t")
+    assert int(b[1]) == first["start"] and int(b[2]) == first["end"] and len(b) == 6
+
+
+def test_cli_bad_input_exits_2_with_a_message(inputs, tmp_path):
+    genome, _ = inputs
+    bad = tmp_path / "bad.meme"
+    bad.write_text(
+        "MEME version 4\n\nALPHABET= ACGT\n\nMOTIF X\nletter-probability matrix: alength= 4 w= 1\n 0.5 0.5 0.5 0.5\n"
+    )
+    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(bad), "-o", str(tmp_path / "o"), "--local"])
+    assert res.exit_code == 2
+    assert "bad.meme:7" in res.output and "sums to 2" in res.output
+    res = CliRunner().invoke(
+        app, ["scan", "-g", str(genome), "-m", str(bad), "-o", str(tmp_path / "o"), "--chroms", "chrX"]
+    )
+    assert res.exit_code == 2
