@@ -473,6 +473,21 @@ class _Runner:
         instances, models, out = self.out / "instances", self.out / "models", self.out / "predictions"
         refs = discover_models(models, None if cfg.cross_tf else tfs, regimes)
         items = plan_items(instances, refs, out, cfg, tfs=tfs)
+        record = out / "_predict.json"
+        if owned and record.is_file():
+            # predict refuses an output whose record names other instances or another genome; in
+            # a run directory that was moved or copied the record holds the old absolute paths of
+            # this run's own inputs, so the pipeline (which owns OUT/predictions) lets it go
+            try:
+                old = json.loads(record.read_text())
+                moved = old.get("instances") != str(instances.resolve()) or old.get("genome") != str(
+                    Path(self.inputs.genome).resolve()
+                )
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                moved = True
+            if moved:
+                self.log(f"[predict] {record} names other paths (run directory moved?): replaced")
+                record.unlink()
         total = len(items)
         started = time.time()
 

@@ -15,10 +15,10 @@ def _genome(seed: int, n: int = 6000):
     rng = np.random.default_rng(seed)
     codes = rng.choice(4, n, p=[0.3, 0.2, 0.2, 0.3]).astype(np.uint8)
     codes[300:340] = 4  # an N gap
-    codes[2500] = 4  # a lone N
+    codes[n // 2 + 17] = 4  # a lone N
     codes[-2:] = 4  # N at the end
     lower = np.zeros(n, dtype=bool)
-    lower[1000:1800] = True  # a soft-masked run
+    lower[n // 3 : n // 3 + 600] = True  # a soft-masked run
     return rng, codes, lower
 
 

@@ -407,8 +407,10 @@ def _gather(act: torch.Tensor, ni: torch.Tensor, lo: torch.Tensor, width: int) -
     """``act[ni, lo + j]`` as (width, M, C) for j < width; positions off the layer are clamped."""
     import torch
 
-    pos = (lo.unsqueeze(0) + torch.arange(width, device=lo.device).unsqueeze(1)).clamp_(0, act.shape[1] - 1)
-    return act[ni.unsqueeze(0), pos]
+    g, length, c = act.shape
+    pos = (lo.unsqueeze(0) + torch.arange(width, device=lo.device).unsqueeze(1)).clamp_(0, length - 1)
+    rows = (ni * length).unsqueeze(0) + pos  # (width, M) row indices into act viewed as (G * L, C)
+    return act.view(g * length, c).index_select(0, rows.view(-1)).view(width, -1, c)
 
 
 def _mask_outside(d: torch.Tensor, lo: torch.Tensor, length: int) -> torch.Tensor:
@@ -493,7 +495,8 @@ def _maxpool(
     # The difference laid onto the span: span row r holds d[r - (lo - base)] (a gather, no scatter).
     src = torch.arange(span, device=d.device).unsqueeze(1) - (lo - base).unsqueeze(0)  # (span, M)
     inside = ((src >= 0) & (src < w)).unsqueeze(2)
-    new_in = d[src.clamp(0, w - 1), torch.arange(m, device=d.device).unsqueeze(0)].mul_(inside)
+    rows = src.clamp(0, w - 1) * m + torch.arange(m, device=d.device).unsqueeze(0)
+    new_in = d.reshape(w * m, -1).index_select(0, rows.view(-1)).view(span, m, -1).mul_(inside)
     new_in += _gather(ref_in, ni, base, span)  # (span, M, C)
     if step.module is not None:  # fused activation: pool f(a + d)
         new_in = torch.relu_(new_in) if type(step.module) is torch.nn.ReLU else step.module(new_in)
