@@ -82,12 +82,8 @@ def main() -> None:
     rows: list[dict] = []
 
     def add(name: str, seqs: float, seconds: float, note: str = "") -> None:
-        rows.append(
-            {"method": name, "sequences": seqs, "seconds": seconds, "seq_per_s": seqs / seconds, "note": note}
-        )
-        print(
-            f"{name:<60} {seqs / seconds:10.4f} seq/s  ({seqs:g} seq in {seconds:.1f} s) {note}", flush=True
-        )
+        rows.append({"method": name, "sequences": seqs, "seconds": seconds, "seq_per_s": seqs / seconds, "note": note})
+        print(f"{name:<60} {seqs / seconds:10.4f} seq/s  ({seqs:g} seq in {seconds:.1f} s) {note}", flush=True)
 
     with torch.inference_mode():
         model(x[:8])
@@ -101,9 +97,7 @@ def main() -> None:
     from tangermeme.saturation_mutagenesis import saturation_mutagenesis
 
     tm, t = _timed(
-        lambda: saturation_mutagenesis(
-            model, x[:1], start=0, end=p, fast=False, batch_size=128, raw_outputs=True
-        )
+        lambda: saturation_mutagenesis(model, x[:1], start=0, end=p, fast=False, batch_size=128, raw_outputs=True)
     )
     add("naive ISM, tangermeme saturation_mutagenesis(fast=False)", p / L, t, f"{p} positions, scaled")
     tm_diff = (tm.y_hat[..., 0] - tm.y0[:, None, None, 0]).float()  # (1, 4, p)
@@ -116,21 +110,23 @@ def main() -> None:
     span = float(ours_naive.max() - ours_naive.min())
     diff_ours = float((fast[:1, :, :p] - ours_naive).abs().max())
     diff_tm = float((fast[:1, :, :p] - tm_diff).abs().max())
-    print(
-        f"fast vs naive (ours): max |diff| {diff_ours:.2e}, vs tangermeme naive {diff_tm:.2e}, "
-        f"ISM range {span:.3f}"
-    )
+    print(f"fast vs naive (ours): max |diff| {diff_ours:.2e}, vs tangermeme naive {diff_tm:.2e}, ISM range {span:.3f}")
 
     if not args.skip_tangermeme_fast:
-        _, t = _timed(
-            lambda: saturation_mutagenesis(model, x[:1], fast=True, batch_size=128, raw_outputs=True)
-        )
+        _, t = _timed(lambda: saturation_mutagenesis(model, x[:1], fast=True, batch_size=128, raw_outputs=True))
         add("tangermeme saturation_mutagenesis(fast=True)", 1, t, "one sequence, capture + check included")
 
-    # DeepLIFT
+    # DeepLIFT (each contender warmed up first: numba/JIT compilation is not what is measured)
     from captum.attr import DeepLift
+    from tangermeme.deep_lift_shap import deep_lift_shap
 
+    deeplift(model, x[:1], reference="shuffle", n_shuffles=1)
+    deep_lift_shap(model, x[:1], n_shuffles=1, random_state=0, warning_threshold=1e9)
+    DeepLift(model).attribute(x[:1].clone(), baselines=torch.zeros_like(x[:1]), target=0)
     xd = x[: args.dl_seqs]
+    _, captum_delta = DeepLift(model).attribute(
+        xd[:2].clone(), baselines=torch.zeros_like(xd[:2]), target=0, return_convergence_delta=True
+    )
 
     def captum_zero():
         out = []
@@ -151,8 +147,6 @@ def main() -> None:
         t,
         f"max |delta| {float(ours_shap.delta.abs().max()):.1e}",
     )
-    from tangermeme.deep_lift_shap import deep_lift_shap
-
     _, t = _timed(
         lambda: deep_lift_shap(model, xs, n_shuffles=10, batch_size=20, random_state=0, warning_threshold=1e9)
     )
@@ -163,19 +157,14 @@ def main() -> None:
     fast_rate = by["fast ISM, scanner (ism)"]
     ratios = {
         "fast ISM / naive ISM (scanner)": fast_rate / naive,
-        "fast ISM / tangermeme naive": fast_rate
-        / by["naive ISM, tangermeme saturation_mutagenesis(fast=False)"],
+        "fast ISM / tangermeme naive": fast_rate / by["naive ISM, tangermeme saturation_mutagenesis(fast=False)"],
         "scanner deeplift zero / captum DeepLift zero": by["scanner deeplift, zero reference"]
         / by["captum DeepLift, zero reference"],
-        "scanner deeplift 10 shuffles / tangermeme deep_lift_shap": by[
-            "scanner deeplift, 10 dinucleotide shuffles"
-        ]
+        "scanner deeplift 10 shuffles / tangermeme deep_lift_shap": by["scanner deeplift, 10 dinucleotide shuffles"]
         / by["tangermeme deep_lift_shap, 10 shuffles"],
     }
     if "tangermeme saturation_mutagenesis(fast=True)" in by:
-        ratios["fast ISM / tangermeme fast=True"] = (
-            fast_rate / by["tangermeme saturation_mutagenesis(fast=True)"]
-        )
+        ratios["fast ISM / tangermeme fast=True"] = fast_rate / by["tangermeme saturation_mutagenesis(fast=True)"]
     print("\n| method | sequences / s | x naive ISM (scanner) |\n| --- | --- | --- |")
     for r in rows:
         print(f"| {r['method']} | {r['seq_per_s']:.4g} | {r['seq_per_s'] / naive:.3g} |")
@@ -200,6 +189,11 @@ def main() -> None:
             "relative": max(diff_ours, diff_tm) / span,
         },
         "deeplift_max_abs_diff_vs_captum": float((ours_dl.attributions - theirs).abs().max()),
+        "deeplift_max_abs_delta": {
+            "scanner_zero": float(ours_dl.delta.abs().max()),
+            "scanner_shuffles": float(ours_shap.delta.abs().max()),
+            "captum_zero": float(captum_delta.abs().max()),
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -121,9 +121,7 @@ def main() -> None:
 
     def bare(tfs: tuple[str, ...]):
         def run() -> tuple[int, float]:
-            out = [
-                bare_epoch(data, tf, args.work / f"bare_{tf}", args.batch_size, 1e-3, args.seed) for tf in tfs
-            ]
+            out = [bare_epoch(data, tf, args.work / f"bare_{tf}", args.batch_size, 1e-3, args.seed) for tf in tfs]
             return sum(o[0] for o in out), sum(o[0] for o in out) / sum(o[1] for o in out)
 
         return run
@@ -135,9 +133,7 @@ def main() -> None:
     def on_ray(tfs: list[str]):
         def run() -> tuple[int, float]:
             rs = train_models(data, args.work / "ray", cfg, tfs=tfs, regimes=["pvalue"], evaluate=False)
-            return sum(r.n_train for r in rs), sum(r.n_train for r in rs) / sum(
-                r.n_train / r.samples_per_s for r in rs
-            )
+            return sum(r.n_train for r in rs), sum(r.n_train for r in rs) / sum(r.n_train / r.samples_per_s for r in rs)
 
         return run
 
@@ -178,20 +174,14 @@ def main() -> None:
         best["bare torch loop"]["epoch_samples_per_s"] / best["scanner train, Ray"]["epoch_samples_per_s"] - 1
     )
     fixed = best["scanner train, Ray"]["wall_s"] - best["scanner train, in-process"]["wall_s"]
-    par = (
-        best["bare torch loop, 2 TFs in sequence"]["wall_s"]
-        / best["scanner train, Ray, 2 TFs in parallel"]["wall_s"]
-    )
+    par = best["bare torch loop, 2 TFs in sequence"]["wall_s"] / best["scanner train, Ray, 2 TFs in parallel"]["wall_s"]
     print(
         f"\n1 epoch, {args.n} rows x {args.width} bp (+{args.n_val} validation), small model, "
         f"batch {args.batch_size}, CPU x{os.cpu_count()}"
     )
     print(f"{'method':40s} {'wall s':>7s} {'rows/wall s':>11s} {'epoch samples/s':>16s}")
     for r in table:
-        print(
-            f"{r['method']:40s} {r['wall_s']:7.1f} {r['wall_samples_per_s']:11.0f} "
-            f"{r['epoch_samples_per_s']:16.0f}"
-        )
+        print(f"{r['method']:40s} {r['wall_s']:7.1f} {r['wall_samples_per_s']:11.0f} {r['epoch_samples_per_s']:16.0f}")
     print(f"Ray overhead on an epoch (samples/s): {100 * epoch_overhead:+.1f}% (target < 10%)")
     print(f"fixed cost of a Ray training task (wall, Ray - in-process): {fixed:.1f} s, once per model")
     print(f"2 TFs: Ray in parallel is {par:.2f}x the bare loop in sequence (wall)")

@@ -45,7 +45,11 @@ start)
           --temp-dir "$DIR/ray" --disable-usage-stats)
     [[ -n "${NUM_CPUS:-}" ]] && args+=(--num-cpus "$NUM_CPUS")
     [[ -n "${NUM_GPUS:-}" ]] && args+=(--num-gpus "$NUM_GPUS")
-    setsid ray start "${args[@]}" "$@" >"$DIR/head.log" 2>&1 < /dev/null &
+    # own session and process group (so `stop` signals this head only), SIGINT restored to its
+    # default: a background job of a script starts with SIGINT ignored, and `ray start --block`
+    # cleans up on SIGINT
+    python -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' \
+        ray start "${args[@]}" "$@" >"$DIR/head.log" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 120); do
         if python - "$HOST" "$DASHBOARD_PORT" <<'PY' 2>/dev/null; then
@@ -84,6 +88,8 @@ stop)
         echo "still running after 30 s; sending SIGKILL to its process group" >&2
         kill -KILL -- "-$pid" 2>/dev/null || true
     fi
+    # worker processes Ray started in their own groups exit when their raylet is gone; give them a moment
+    sleep 1
     rm -f "$PIDFILE"
     echo "stopped"
     ;;

@@ -84,9 +84,7 @@ def available_partitions(data_root: str | Path) -> dict[tuple[str, str], set[str
     """
     root = Path(data_root)
     if not root.is_dir():
-        raise InputError(
-            "datasets directory not found (expected DATA/regime=<r>/tf=<tf>/split=<s>/)", source=root
-        )
+        raise InputError("datasets directory not found (expected DATA/regime=<r>/tf=<tf>/split=<s>/)", source=root)
     out: dict[tuple[str, str], set[str]] = {}
     for regime, rdir in _hive_children(root, "regime").items():
         for tf, tdir in _hive_children(rdir, "tf").items():

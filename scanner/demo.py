@@ -102,9 +102,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
     done("simulate")
     with ray_session(config.address) if config.use_ray else nullcontext():
         executor = "ray" if config.use_ray else "local"
-        scan = scan_genome(
-            sim.genome, [str(sim.motifs)], out, ScanConfig(), executor=executor, overwrite=True
-        )
+        scan = scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), executor=executor, overwrite=True)
         say(f"  instances: {scan.hits}")
         done("scan")
         lab = label(
@@ -118,9 +116,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
         )
         say(f"  datasets: {lab.datasets}")
         done("label")
-        train_cfg = TrainConfig(
-            epochs=config.epochs, patience=4, batch_size=64, rc_augment=True, seed=config.seed
-        )
+        train_cfg = TrainConfig(epochs=config.epochs, patience=4, batch_size=64, rc_augment=True, seed=config.seed)
         results = train_models(
             lab.datasets,
             out / "models",
@@ -143,9 +139,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
 def format_demo(result: DemoResult) -> str:
     """Test-split auROC per TF and regime against the motif-score baseline, and where outputs are."""
     rows = [r for r in result.metrics.to_pylist() if r["split"] == "test"]
-    lines = [
-        f"{'tf':8s} {'regime':8s} {'n':>5s} {'model auROC':>12s} {'motif-score auROC':>18s} {'auPRC':>7s}"
-    ]
+    lines = [f"{'tf':8s} {'regime':8s} {'n':>5s} {'model auROC':>12s} {'motif-score auROC':>18s} {'auPRC':>7s}"]
 
     def f(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"

@@ -386,9 +386,7 @@ def format_metrics(table: pa.Table) -> str:
     cells = [cols] + [[fmt(r[c]) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = [
-        "  ".join(
-            c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
+        "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
         for row in cells
     ]
     return "\n".join(lines)

@@ -243,8 +243,11 @@ class _Runner:
     # ---- one stage ---------------------------------------------------------------------------------
     def run_stage(self, name: str, *, force: bool = False) -> bool:
         """Run ``name`` unless it is complete; True when it ran."""
-        inputs = getattr(self, f"_inputs_{name}")()
-        inputs_hash = hash_json(inputs)
+        try:
+            inputs_hash = hash_json(getattr(self, f"_inputs_{name}")())
+        except BaseException as exc:  # e.g. an input file that does not exist
+            self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
+            raise
         if not force and self.manifest.is_complete(name, inputs_hash, self.signature(name)):
             self.log(f"[{name}] complete with unchanged inputs: skipped")
             return False

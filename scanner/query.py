@@ -164,7 +164,8 @@ def parse_locus(text: str) -> tuple[str, int, int]:
 def near(run: str | Path, locus: str, *, window: int = 0, table: str = "instances") -> pl.DataFrame:
     """Rows whose site overlaps ``[start - window, end + window)`` on the locus's chromosome.
 
-    Adds ``distance``: bases between the site and the locus (0 when they overlap). Sorted by start.
+    Adds ``distance``: the bases strictly between the site and the locus (0 when they overlap), so a
+    window ``w`` keeps the sites with ``distance < w``. Sorted by start.
     """
     if window < 0:
         raise InputError(f"must be >= 0, got {window}", field="--window")

@@ -29,6 +29,18 @@ def _quiet_env() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+def quiet_ray_data() -> None:
+    """Keep Ray Data's per-dataset INFO logs and progress bars off the terminal (our CLI prints its own)."""
+    import logging
+
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
 @contextmanager
 def ray_session(
     address: str | None = None,
@@ -36,6 +48,7 @@ def ray_session(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     object_store_memory: int | None = None,
+    verbose: bool = False,
 ) -> Iterator[RayResources]:
     """Use the Ray cluster at ``address``, or start a local one in-process when ``address`` is None.
 
@@ -54,6 +67,8 @@ def ray_session(
         machine with no GPU declares a logical GPU (used by tests of the GPU scheduling path).
     object_store_memory : int, optional
         Bytes for the local object store. Default: Ray's choice.
+    verbose : bool
+        Keep Ray Data's INFO logs and progress bars. Default False (the CLI prints its own progress).
 
     Yields
     ------
@@ -83,6 +98,8 @@ def ray_session(
         else:
             ray.init(address=address, log_to_driver=False)
         started = True
+    if not verbose:
+        quiet_ray_data()
     try:
         res = ray.cluster_resources()
         yield RayResources(cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)))

@@ -154,9 +154,7 @@ def write_toy_datasets(
     return Path(root)
 
 
-def write_toy_genome(
-    path: str | Path, chrom_sizes: dict[str, int], *, seed: int = 0, line_width: int = 60
-) -> Path:
+def write_toy_genome(path: str | Path, chrom_sizes: dict[str, int], *, seed: int = 0, line_width: int = 60) -> Path:
     """Write a random FASTA (ACGT, seeded) and return its path (the index is built on open)."""
     rng = np.random.default_rng(seed)
     path = Path(path)
@@ -225,8 +223,6 @@ def write_toy_instances(
             bounds = np.linspace(0, sub.num_rows, files_per_chrom + 1).astype(int)
             for k in range(files_per_chrom):
                 d = partition_dir(root, [("tf", tf), ("chrom", chrom)])
-                write_parquet_atomic(
-                    sub.slice(bounds[k], bounds[k + 1] - bounds[k]), d / f"part-{k:05d}.parquet"
-                )
+                write_parquet_atomic(sub.slice(bounds[k], bounds[k + 1] - bounds[k]), d / f"part-{k:05d}.parquet")
     write_text_atomic(json.dumps({"genome": str(Path(genome_path).resolve())}), root / "_scan.json")
     return root

@@ -294,9 +294,7 @@ def train_model(
             raise InputError(f"windows are {w} bp in split '{split}' but {width} bp in 'train'", source=fs[0])
     n_train, n_val = count_rows(files["train"]), count_rows(files["val"])
     if n_train < 2:
-        raise InputError(
-            f"the training split has {n_train} row(s); at least 2 are needed", source=files["train"][0]
-        )
+        raise InputError(f"the training split has {n_train} row(s); at least 2 are needed", source=files["train"][0])
     classes = label_values(files["train"])
     if len(classes) < 2:
         raise InputError(
@@ -358,10 +356,7 @@ def train_model(
         history["val_loss"].append(val_loss)
         history["lr"].append(schedule.lr)
         if log is not None:
-            log(
-                f"{tf}/{regime} epoch {epoch}: train {total / max(count, 1):.4f} "
-                f"val {val_loss:.4f} lr {schedule.lr:g}"
-            )
+            log(f"{tf}/{regime} epoch {epoch}: train {total / max(count, 1):.4f} val {val_loss:.4f} lr {schedule.lr:g}")
         if schedule.step(val_loss):
             best_epoch, best_state = epoch, _state_copy(scored)
         if schedule.stop:
@@ -527,8 +522,7 @@ def train_models(
     jobs = resolve_jobs(data_root, tfs, regimes, need_test=evaluate)
     data_root, out_root = Path(data_root), Path(out_root)
     args = [
-        (str(data_root), tf, regime, str(checkpoint_dir(out_root, tf, regime)), config, evaluate)
-        for tf, regime in jobs
+        (str(data_root), tf, regime, str(checkpoint_dir(out_root, tf, regime)), config, evaluate) for tf, regime in jobs
     ]
     say = log or (lambda _m: None)
     if use_ray:
@@ -544,9 +538,7 @@ def train_models(
     return results
 
 
-def _run_on_ray(
-    args: list[tuple], config: TrainConfig, address: str | None, say: Callable[[str], None]
-) -> list:
+def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say: Callable[[str], None]) -> list:
     import ray
 
     from scanner.runtime import cluster_resources, ray_session

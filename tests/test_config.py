@@ -182,3 +182,74 @@ def test_cli_print_config_round_trips(tmp_path):
     assert cfg.out == tmp_path / "o" and cfg.use_ray is False and cfg.train.settings.epochs == 2
     res = CliRunner().invoke(app, ["run", str(tmp_path / "nope.toml")])
     assert res.exit_code == 2 and "config file not found" in res.output
+
+
+# ---- cluster configs ---------------------------------------------------------------------------
+
+CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+
+
+def _containers(pod_template: dict) -> list[dict]:
+    return pod_template["spec"]["containers"]
+
+
+def _check_ray_cluster_spec(spec: dict) -> None:
+    import ray
+
+    assert spec["rayVersion"] == ray.__version__
+    pods = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    images = {c["image"] for p in pods for c in _containers(p)}
+    assert len(images) == 1, images  # the same image on head and workers
+    for pod in pods:
+        env = {e["name"]: e for e in _containers(pod)[0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
+    assert any(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu") for g in spec["workerGroupSpecs"] for c in _containers(g["template"]))
+
+
+def test_kuberay_manifests():
+    import yaml
+
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay-raycluster.yaml").read_text()))
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    assert cluster["apiVersion"] == "ray.io/v1"
+    _check_ray_cluster_spec(cluster["spec"])
+    assert cluster["spec"]["headGroupSpec"]["serviceType"] == "ClusterIP"
+
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()))
+    job = next(d for d in docs if d["kind"] == "RayJob")
+    _check_ray_cluster_spec(job["spec"]["rayClusterSpec"])
+    submitter = {e["name"] for e in _containers(job["spec"]["submitterPodTemplate"])[0]["env"]}
+    assert {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"} <= submitter
+    script = job["spec"]["entrypoint"].split()[1]
+    assert Path(script).name == "run_pipeline.py" and (CLUSTER.parent / "jobs" / "run_pipeline.py").is_file()
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    cfg = from_dict(tomllib.loads(config_map["data"]["run.toml"]))
+    assert str(cfg.out).startswith("/data/") and str(cfg.inputs.genome).startswith("/data/")
+
+
+def test_cluster_launcher_config_validates_against_rays_schema():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((CLUSTER / "aws-gpu.yaml").read_text())
+    validate_config(prepare_config(cfg))
+    assert cfg["available_node_types"][cfg["head_node_type"]]["resources"] == {"CPU": 0}
+    assert any(t.get("resources", {}).get("GPU") for t in cfg["available_node_types"].values())
+    assert cfg["docker"]["image"].startswith("rayproject/ray:2.60.0")
+    text = (CLUSTER / "aws-gpu.yaml").read_text()
+    starts = " ".join(cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in starts and "--dashboard-host=127.0.0.1" in starts
+    assert "ray stop" not in starts
+    # every top-level key carries a comment line right above it
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line and not line[0].isspace() and not line.startswith("#") and ":" in line:
+            assert lines[i - 1].startswith("#"), line
+
+
+def test_local_head_script_binds_loopback():
+    text = (CLUSTER / "local.sh").read_text()
+    assert 'HOST=${HOST:-127.0.0.1}' in text
+    assert '--node-ip-address "$HOST" --dashboard-host "$HOST"' in text
+    assert "ray stop" not in text.replace("`ray stop`", "")  # only mentioned, never run

@@ -71,9 +71,7 @@ def test_references():
     for i in range(2):
         bases = x[i][:, (x[i] == 1).any(0)]
         g = float(bases[1:3].sum() / bases.shape[1])
-        assert torch.allclose(
-            gc[i, 0, :, 7], torch.tensor([(1 - g) / 2, g / 2, g / 2, (1 - g) / 2], dtype=x.dtype)
-        )
+        assert torch.allclose(gc[i, 0, :, 7], torch.tensor([(1 - g) / 2, g / 2, g / 2, (1 - g) / 2], dtype=x.dtype))
     shuf = make_references(x, "shuffle", n_shuffles=4, seed=3)
     assert shuf.shape == (2, 4, 4, 50)
     for i in range(2):
@@ -114,9 +112,7 @@ def test_agrees_with_captum_where_captum_is_exact():
         assert torch.allclose(ours, theirs.detach(), atol=1e-12)
     # a network without consecutive non-linear modules: captum on the caller's model, shuffled refs
     torch.manual_seed(4)
-    plain = nn.Sequential(
-        nn.Conv1d(4, 6, 5), nn.ReLU(), nn.Conv1d(6, 3, 3), nn.Flatten(), nn.Linear(3 * 194, 1)
-    )
+    plain = nn.Sequential(nn.Conv1d(4, 6, 5), nn.ReLU(), nn.Conv1d(6, 3, 3), nn.Flatten(), nn.Linear(3 * 194, 1))
     plain = plain.double().eval()
     ours = deeplift(plain, x, reference="shuffle", n_shuffles=1, seed=2).attributions
     refs = make_references(x, "shuffle", n_shuffles=1, seed=2)[:, 0]
@@ -156,9 +152,7 @@ def test_toy_linear_model_exact():
 def test_model_unchanged_after_success_and_error():
     model = _model(4).float().train()
     model[0].weight.requires_grad_(False)
-    hooks_before = [
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
-    ]
+    hooks_before = [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()]
     attrs_before = [set(vars(m)) for m in model.modules()]
     x = _onehot(1, 200, 6).float()
     deeplift(model, x, reference="gc")

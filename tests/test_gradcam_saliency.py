@@ -164,7 +164,5 @@ def test_every_method_leaves_the_model_unchanged(method):
     attribute(model, _onehot(1, 300, 3), method, start=140, end=150, options=MethodOptions(n_shuffles=2))
     assert all(m.training for m in model.modules())
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
-    assert all(
-        not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules()
-    )
+    assert all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

@@ -196,9 +196,7 @@ def test_checkpoint_round_trips(trained, data):
     assert (out / "roc.png").stat().st_size > 0 and (out / "pr.png").stat().st_size > 0
     # the saved weights reproduce the recorded test loss
     y, z, _ = predict_files(model, partition_files(data, "pvalue", "TOY", "test"), width=200)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.tensor(z), torch.tensor(y, dtype=torch.float)
-    )
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(y, dtype=torch.float))
     recorded = next(m for m in result.metrics if m["split"] == "test")["loss"]
     assert float(loss) == pytest.approx(recorded, rel=1e-5)
 
@@ -321,12 +319,8 @@ def test_ray_training_equals_in_process(ray_cluster, data, tmp_path):
     remote = train_models(data, tmp_path / "ray" / "models", cfg, use_ray=True)
     assert [(r.tf, r.regime) for r in remote] == [("TOY", "pvalue")]
     assert remote[0].history["train_loss"] == pytest.approx(local[0].history["train_loss"], rel=1e-4)
-    sa = torch.load(
-        checkpoint_dir(tmp_path / "local" / "models", "TOY", "pvalue") / "model.pt", weights_only=True
-    )
-    sb = torch.load(
-        checkpoint_dir(tmp_path / "ray" / "models", "TOY", "pvalue") / "model.pt", weights_only=True
-    )
+    sa = torch.load(checkpoint_dir(tmp_path / "local" / "models", "TOY", "pvalue") / "model.pt", weights_only=True)
+    sb = torch.load(checkpoint_dir(tmp_path / "ray" / "models", "TOY", "pvalue") / "model.pt", weights_only=True)
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5)
     a = pq.read_table(tmp_path / "local" / "metrics.parquet").to_pylist()

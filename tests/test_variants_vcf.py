@@ -61,9 +61,7 @@ def test_plain_and_gzip_equal_and_split_multiallelic(genome, tmp_path):
     # sorted by chromosome (genome order), then position; three alleles from the multi-allelic record
     assert [r["chrom"] for r in rows] == ["chr1"] * 5 + ["chr2"]
     multi = [r for r in rows if r["pos"] == 99]
-    assert (
-        len(multi) == 3 and {r["vcf_id"] for r in multi} == {"rsA"} and all(r["kind"] == "snv" for r in multi)
-    )
+    assert len(multi) == 3 and {r["vcf_id"] for r in multi} == {"rsA"} and all(r["kind"] == "snv" for r in multi)
     dele = next(r for r in rows if r["pos"] == 199)
     # two bases deleted after the padding base: [200, 202), or [199, 201) when the suffix is shared
     want = (199, 201) if r2[2] == r2[0] else (200, 202)

@@ -24,13 +24,9 @@ def register(app: typer.Typer) -> None:
         tf: Annotated[Optional[list[str]], typer.Option(help="Model TF(s). Default: all.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Regime(s). Default: all.")] = None,
         split: Annotated[Optional[list[str]], typer.Option(help="Split(s). Default: val,test.")] = None,
-        cross_tf: Annotated[
-            bool, typer.Option(help="Apply every TF's model to every TF's data (TF x TF).")
-        ] = False,
+        cross_tf: Annotated[bool, typer.Option(help="Apply every TF's model to every TF's data (TF x TF).")] = False,
         batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
-        rc_average: Annotated[
-            bool, typer.Option(help="Average logits with the reverse complement's.")
-        ] = False,
+        rc_average: Annotated[bool, typer.Option(help="Average logits with the reverse complement's.")] = False,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
     ) -> None:

@@ -23,23 +23,15 @@ def register(app: typer.Typer) -> None:
             Optional[list[str]], typer.Option(help="Instance TF(s) to score. Default: all with a model.")
         ] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Model regime(s). Default: all.")] = None,
-        cross_tf: Annotated[
-            bool, typer.Option(help="Score every TF's instances with every TF's model.")
-        ] = False,
+        cross_tf: Annotated[bool, typer.Option(help="Score every TF's instances with every TF's model.")] = False,
         batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
-        rc_average: Annotated[
-            bool, typer.Option(help="Average logits with the reverse complement's.")
-        ] = False,
+        rc_average: Annotated[bool, typer.Option(help="Average logits with the reverse complement's.")] = False,
         genome: Annotated[
             Optional[Path],
             typer.Option(help="FASTA. Default: the genome recorded in OUT/instances/_scan.json."),
         ] = None,
-        chunk_rows: Annotated[
-            int, typer.Option(help="Instances per work item (unit of scheduling/retry).")
-        ] = 16384,
-        actors: Annotated[
-            Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")
-        ] = None,
+        chunk_rows: Annotated[int, typer.Option(help="Instances per work item (unit of scheduling/retry).")] = 16384,
+        actors: Annotated[Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
     ) -> None:

@@ -26,49 +26,31 @@ def register(app: typer.Typer) -> None:
             Optional[list[str]],
             typer.Option(help="Regime(s): pvalue, gc, open, random. Default: all present."),
         ] = None,
-        arch: Annotated[
-            str, typer.Option(help="Network: small (CPU, tests) or deepsea (the reference's).")
-        ] = "small",
+        arch: Annotated[str, typer.Option(help="Network: small (CPU, tests) or deepsea (the reference's).")] = "small",
         epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
         batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
         lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
         weight_decay: Annotated[float, typer.Option(help="L2 penalty (Adam weight_decay).")] = 5e-7,
-        patience: Annotated[
-            int, typer.Option(help="Epochs without a lower validation loss before acting.")
-        ] = 3,
+        patience: Annotated[int, typer.Option(help="Epochs without a lower validation loss before acting.")] = 3,
         schedule: Annotated[
             str,
-            typer.Option(
-                help="early-stop: stop after --patience flat epochs; reference: lr/10, stop below --min-lr."
-            ),
+            typer.Option(help="early-stop: stop after --patience flat epochs; reference: lr/10, stop below --min-lr."),
         ] = "early-stop",
         min_lr: Annotated[float, typer.Option(help="Reference schedule: stop once lr < this.")] = 1e-4,
-        ema: Annotated[
-            Optional[float], typer.Option(help="Weight EMA decay, e.g. 0.999. Default: off.")
-        ] = None,
+        ema: Annotated[Optional[float], typer.Option(help="Weight EMA decay, e.g. 0.999. Default: off.")] = None,
         seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
-        rc_augment: Annotated[
-            bool, typer.Option(help="Reverse-complement training rows at random (p=1/2).")
-        ] = False,
-        gpus_per_model: Annotated[
-            float, typer.Option(help="GPUs per training task when the cluster has GPUs.")
-        ] = 1.0,
-        cpus_per_model: Annotated[
-            float, typer.Option(help="CPUs (and torch threads) per training task.")
-        ] = 1.0,
+        rc_augment: Annotated[bool, typer.Option(help="Reverse-complement training rows at random (p=1/2).")] = False,
+        gpus_per_model: Annotated[float, typer.Option(help="GPUs per training task when the cluster has GPUs.")] = 1.0,
+        cpus_per_model: Annotated[float, typer.Option(help="CPUs (and torch threads) per training task.")] = 1.0,
         reference: Annotated[
             bool, typer.Option(help="Start from the reference's settings (deepsea, lr 0.01, EMA, schedule).")
         ] = False,
         metrics: Annotated[
             Optional[Path], typer.Option(help="Metrics file. Default: OUT/metrics.parquet beside --out.")
         ] = None,
-        evaluate: Annotated[
-            bool, typer.Option(help="Evaluate on val/test and write metrics and curves.")
-        ] = True,
+        evaluate: Annotated[bool, typer.Option(help="Evaluate on val/test and write metrics and curves.")] = True,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
-        ray: Annotated[
-            bool, typer.Option(help="Use Ray (--no-ray: train in this process, one by one).")
-        ] = True,
+        ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: train in this process, one by one).")] = True,
     ) -> None:
         """Train one bound/unbound model per (TF, regime) and evaluate it on the test chromosomes."""
         from dataclasses import replace
@@ -96,8 +78,7 @@ def register(app: typer.Typer) -> None:
             explicit = {
                 k: v
                 for k, v in flags.items()
-                if ctx.get_parameter_source(k) is not None
-                and ctx.get_parameter_source(k).name == "COMMANDLINE"
+                if ctx.get_parameter_source(k) is not None and ctx.get_parameter_source(k).name == "COMMANDLINE"
             }
             config = replace(base, **explicit).validate()
         else:

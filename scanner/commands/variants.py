@@ -32,18 +32,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         tf: Annotated[Optional[list[str]], typer.Option(help="Model TF(s). Default: all.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Model regime(s). Default: all.")] = None,
-        rc_average: Annotated[
-            bool, typer.Option(help="Average logits with the reverse complement's.")
-        ] = False,
+        rc_average: Annotated[bool, typer.Option(help="Average logits with the reverse complement's.")] = False,
         on_ref_mismatch: Annotated[
             str, typer.Option(help="REF differs from the genome: 'error' (stop) or 'skip' (count, drop).")
         ] = "error",
         max_allele_length: Annotated[
             int, typer.Option(help="Skip (and count) alleles whose REF or ALT is longer.")
         ] = 50,
-        created_hits: Annotated[
-            bool, typer.Option(help="Also score motif hits that only the ALT allele has.")
-        ] = True,
+        created_hits: Annotated[bool, typer.Option(help="Also score motif hits that only the ALT allele has.")] = True,
         batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 256,
         chunk_variants: Annotated[int, typer.Option(help="Alleles per work item.")] = 2048,
         top_fraction: Annotated[
@@ -52,9 +48,7 @@ def register(app: typer.Typer) -> None:
         min_delta: Annotated[
             float, typer.Option(help="Comparison: |delta_logit| both regimes need for a sign flip.")
         ] = 0.1,
-        actors: Annotated[
-            Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")
-        ] = None,
+        actors: Annotated[Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         local: Annotated[bool, typer.Option(help="Run in this process, without Ray.")] = False,
     ) -> None:

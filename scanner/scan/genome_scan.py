@@ -84,6 +84,7 @@ class ScanSummary:
     seconds: float = 0.0
     background: list[float] = field(default_factory=list)
     inexact_motifs: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # ---- one shard: a pure function used by the Ray worker and the in-process loop ------------------
@@ -325,8 +326,13 @@ def scan_genome(
     out.mkdir(parents=True, exist_ok=True)
 
     def _run(executor_obj) -> ScanSummary:
+        timings = {"setup_s": time.perf_counter() - t0}
+        t = time.perf_counter()
         background = _resolve_background(config, genome_path, shards, executor_obj, cached_bg)
+        timings["background_s"] = time.perf_counter() - t
+        t = time.perf_counter()
         prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
+        timings["prepare_s"] = time.perf_counter() - t
         meta = {
             "fingerprint": fp,
             "genome": str(genome_path.resolve()),
@@ -355,6 +361,7 @@ def scan_genome(
         reused = len(shards) - len(todo)
         if progress:
             progress(reused, len(shards), reused)
+        t = time.perf_counter()
         if todo:
             if executor == "local":
                 plan = build_lookup_plan(prepared)
@@ -372,6 +379,7 @@ def scan_genome(
                         progress(reused + i, len(shards), reused)
             else:
                 _run_ray(genome_path, todo, prepared, out, config, progress, reused, len(shards))
+        timings["shards_s"] = time.perf_counter() - t
         hits: dict[str, int] = {}
         for f in (out / SHARD_DIR).glob("*.json"):
             for tf, n in json.loads(f.read_text())["hits"].items():
@@ -387,6 +395,7 @@ def scan_genome(
             seconds=time.perf_counter() - t0,
             background=background.to_list(),
             inexact_motifs=[k for k, v in meta["exact_pvalues"].items() if not v],
+            timings=timings,
         )
 
     if executor == "local":
@@ -409,12 +418,11 @@ def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) 
     items = [{"shard": json.dumps(s.to_dict())} for s in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     if res.use_gpu:
-        compute = {"num_gpus": 1, "num_cpus": 0, "concurrency": max(1, int(res.gpus))}
+        resources = {"num_gpus": 1, "num_cpus": 0}
+        actors = max(1, int(res.gpus))
     else:
-        compute = {"num_cpus": 1, "concurrency": max(1, min(len(todo), int(res.cpus)))}
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
+        resources = {"num_cpus": 1}
+        actors = max(1, min(len(todo), int(res.cpus)))
     results = ds.map_batches(
         ScanShardWorker,
         fn_constructor_kwargs={
@@ -424,8 +432,10 @@ def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) 
             "config": asdict(config),
             "use_gpu": res.use_gpu,
         },
-        batch_size=1,  # Ray Data restarts dead actors and retries their shards (max_restarts=-1 default)
-        **compute,
+        batch_size=1,
+        # Ray Data restarts dead actors and retries their shards (its default max_restarts=-1).
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        **resources,
     )
     done = reused
     for _ in results.iter_rows():

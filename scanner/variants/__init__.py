@@ -10,7 +10,8 @@ See ``docs/variants.md``.
 """
 
 from scanner.variants.compare import compare_regimes, spearman
-from scanner.variants.score import VariantConfig, VariantSummary, score_vcf
+from scanner.variants.items import VariantConfig, VariantSummary
+from scanner.variants.score import score_vcf
 from scanner.variants.sequences import read_sequences, score_sequences
 from scanner.variants.vcf import VcfReport, read_vcf
 

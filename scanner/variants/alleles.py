@@ -96,9 +96,7 @@ def gap(var_start: np.ndarray, var_end: np.ndarray, start: np.ndarray, end: np.n
     return np.maximum(0, np.maximum(np.asarray(start) - var_end, np.asarray(var_start) - end))
 
 
-def nearest_gap(
-    var_start: np.ndarray, var_end: np.ndarray, starts: np.ndarray, ends: np.ndarray
-) -> np.ndarray:
+def nearest_gap(var_start: np.ndarray, var_end: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """For each variant, :func:`gap` to the nearest site; -1 when there is no site.
 
     Parameters

@@ -127,9 +127,7 @@ def compare_regimes(
             pl.lit(0, pl.Int32).alias("_n_top"),
         )
     wide = wide.with_columns(
-        ((pl.col("delta_max") >= min_delta) & (pl.col("delta_min") <= -min_delta))
-        .fill_null(False)
-        .alias("sign_flip"),
+        ((pl.col("delta_max") >= min_delta) & (pl.col("delta_min") <= -min_delta)).fill_null(False).alias("sign_flip"),
         ((pl.col("_n_top") > 0) & (pl.col("_n_top") < pl.col("n_regimes"))).alias("rank_flip"),
     ).sort(["tf", *key])
     comparison = wide.select(schema.names).to_arrow().cast(schema)
@@ -197,10 +195,12 @@ def write_comparison(out_root: Path, scores_dir: str, config: object) -> list[st
     """Compare regimes over ``out_root/scores_dir`` and write ``comparison.parquet`` and
     ``correlations.parquet`` beside it; return the summary lines."""
     files = parquet_files(out_root / scores_dir)
-    if not files:
-        scores = pl.DataFrame()
-    else:
-        scores = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+    scores = pl.DataFrame()
+    if files:
+        lazy = pl.scan_parquet(files, hive_partitioning=False)
+        have = lazy.collect_schema().names()
+        wanted = [*VARIANT_KEY, *SEQUENCE_KEY, "tf", "regime", "delta_logit", "abs_delta", "distance", "inst_start"]
+        scores = lazy.select([c for c in wanted if c in have]).collect()
     key = VARIANT_KEY if "variant_id" in scores.columns or scores.is_empty() else SEQUENCE_KEY
     if scores.is_empty():
         schema = variant_comparison_schema([], key)

@@ -163,9 +163,7 @@ def created_hits(
     n = len(ref_context)
     lens = np.array([p.length for p in motifs.prepared], dtype=np.int64)
     ref_len = np.asarray(var_end) - np.asarray(var_start)
-    alt_ctx = [
-        np.concatenate([ref_context[i][:k], inserted[i], ref_context[i][k + ref_len[i] :]]) for i in range(n)
-    ]
+    alt_ctx = [np.concatenate([ref_context[i][:k], inserted[i], ref_context[i][k + ref_len[i] :]]) for i in range(n)]
     ref_hits = _scan_stretches(ref_context, motifs)
     alt_hits = _scan_stretches(alt_ctx, motifs)
 

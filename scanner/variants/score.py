@@ -20,13 +20,9 @@ directory that replaces ``scores/`` only when every item succeeded.
 from __future__ import annotations
 
 import json
-import pickle
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +32,7 @@ import pyarrow.parquet as pq
 
 from scanner.errors import InputError
 from scanner.genome import Genome, encode, open_genome
-from scanner.io import parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.io import parquet_files, partition_dir, write_text_atomic
 from scanner.predict import ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome
 from scanner.schemas import VARIANTS
 from scanner.variants.alleles import (
@@ -48,133 +44,9 @@ from scanner.variants.alleles import (
     site_in_variant,
     trim_alleles,
 )
+from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, created_hits, site_words, word_pvalues
-
-SCORES_DIR = "scores"
-RECORD = "_variants.json"
-
-
-@dataclass(frozen=True)
-class VariantConfig:
-    """Settings of ``scanner variants``; each field is a flag.
-
-    Parameters
-    ----------
-    batch_size : int
-        Windows per forward pass. Default 256.
-    rc_average : bool
-        Average each window's logit with its reverse complement's. Default False.
-    on_ref_mismatch : {"error", "skip"}
-        What a REF allele that differs from the genome does. Default ``"error"``.
-    max_allele_length : int
-        Longer REF/ALT alleles are skipped (counted). Default 50; must stay below ``W / 2 - 1``.
-    created_hits : bool
-        Also score sites that only the ALT allele has (``inst_source == "created"``). Default True.
-    chunk_variants : int
-        Alleles per work item (the unit Ray schedules and retries). Default 2048.
-    actors : int, optional
-        Actor-pool size. Default: GPUs in the cluster when it has any, else its CPUs.
-    cpus_per_actor : float
-        CPUs reserved per CPU actor. Default 0.5.
-    top_fraction : float
-        Share of alleles (by ``abs_delta``) that counts as "top" in the regime comparison. Default 0.1.
-    min_delta : float
-        A sign flip needs ``|delta_logit| >= min_delta`` under both regimes. Default 0.1.
-    """
-
-    batch_size: int = 256
-    rc_average: bool = False
-    on_ref_mismatch: str = "error"
-    max_allele_length: int = 50
-    created_hits: bool = True
-    chunk_variants: int = 2048
-    actors: int | None = None
-    cpus_per_actor: float = 0.5
-    top_fraction: float = 0.1
-    min_delta: float = 0.1
-
-    def validate(self) -> VariantConfig:
-        """Return self, or raise :class:`InputError` naming the bad flag."""
-        for name in ("batch_size", "chunk_variants", "max_allele_length"):
-            if getattr(self, name) < 1:
-                raise InputError(
-                    f"must be >= 1, got {getattr(self, name)}", field="--" + name.replace("_", "-")
-                )
-        if self.on_ref_mismatch not in ("error", "skip"):
-            raise InputError(
-                f"must be error or skip, got {self.on_ref_mismatch!r}", field="--on-ref-mismatch"
-            )
-        if self.actors is not None and self.actors < 1:
-            raise InputError(f"must be >= 1, got {self.actors}", field="--actors")
-        if not self.cpus_per_actor > 0:
-            raise InputError(f"must be > 0, got {self.cpus_per_actor}", field="--cpus-per-actor")
-        if not 0 < self.top_fraction < 1:
-            raise InputError(f"must be in (0, 1), got {self.top_fraction}", field="--top-fraction")
-        if self.min_delta < 0:
-            raise InputError(f"must be >= 0, got {self.min_delta}", field="--min-delta")
-        return self
-
-    @property
-    def margin(self) -> int:
-        """Bases fetched beyond each window side to build ALT windows."""
-        return self.max_allele_length + 1
-
-
-@dataclass(frozen=True)
-class VariantItem:
-    """One unit of work.
-
-    ``kind == "vcf"``: ``variants`` holds alleles of one chromosome (:data:`~scanner.variants.vcf.VCF_SCHEMA`
-    plus ``nearest``, the gap to the nearest instance, -1 for none) and ``pairs`` their instance pairs
-    (``var`` index into ``variants``, ``inst_start``, ``inst_end``, ``inst_strand``, ``motif_id``).
-    ``kind == "seq"``: ``variants`` holds TSV rows (``id``, ``line``, ``ref``, ``alt``).
-    """
-
-    kind: str
-    tf: str
-    chrom: str
-    seq_len: int
-    models: tuple[ModelRef, ...]
-    variants: pa.Table
-    pairs: pa.Table | None
-    out_file: str
-
-
-@dataclass
-class VariantSummary:
-    """What a run wrote."""
-
-    out: str
-    mode: str
-    alleles: int
-    rows: int
-    files: int
-    tfs: list[str]
-    models: tuple[ModelRef, ...]
-    report: dict | None = None
-    comparison: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * z.astype(np.float64)))).astype(np.float32)
-
-
-def model_columns(z_ref: np.ndarray, z_alt: np.ndarray, regime: str) -> dict[str, pa.Array]:
-    """The model columns of the output (``regime`` .. ``abs_delta``) from REF and ALT logits."""
-    n = len(z_ref)
-    d = (z_alt.astype(np.float32) - z_ref.astype(np.float32)).astype(np.float32)
-    return {
-        "regime": pa.array([regime] * n, pa.string()),
-        "logit_ref": pa.array(z_ref.astype(np.float32), pa.float32()),
-        "logit_alt": pa.array(z_alt.astype(np.float32), pa.float32()),
-        "prob_ref": pa.array(_sigmoid(z_ref), pa.float32()),
-        "prob_alt": pa.array(_sigmoid(z_alt), pa.float32()),
-        "delta_logit": pa.array(d, pa.float32()),
-        "abs_delta": pa.array(np.abs(d), pa.float32()),
-    }
-
+from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
 
 # ---- the kernel ------------------------------------------------------------------------------------
 
@@ -236,9 +108,7 @@ def _pairs_with_created(
             ("pv_alt", ch.pvalue_alt),
         ):
             out[key] = np.concatenate([out[key], np.asarray(arr)[new]])
-    order = np.lexsort(
-        (out["created"], out["motif_id"].astype(str), out["strand"] == "-", out["start"], out["var"])
-    )
+    order = np.lexsort((out["created"], out["motif_id"].astype(str), out["strand"] == "-", out["start"], out["var"]))
     return {k: a[order] for k, a in out.items()}
 
 
@@ -292,16 +162,21 @@ def score_vcf_item(
     alt = np.empty((m, width), dtype=np.uint8)
     for j in range(m):
         i = var[j]
-        alt[j] = alt_window(
-            ext[inv[j]], margin, width, int(ws[j]), int(vs[i]), int(ve[i]), inserted[i], int(centre[j])
-        )
+        alt[j] = alt_window(ext[inv[j]], margin, width, int(ws[j]), int(vs[i]), int(ve[i]), inserted[i], int(centre[j]))
 
     pv_ref, pv_alt = np.full(m, np.nan), np.full(m, np.nan)
     hit_ref, hit_alt = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
     if motifs is not None and m:
         offsets = start - ws
         for mid in dict.fromkeys(pairs["motif_id"].tolist()):
-            pm = motifs.by_id(mid)
+            try:
+                pm = motifs.by_id(mid)
+            except KeyError:
+                raise InputError(
+                    f"instance motif {mid!r} of TF {item.tf} is not among the scan's motifs "
+                    f"({', '.join(p.motif_id for p in motifs.prepared)}); were the instances made by this scan?",
+                    field="motif_id",
+                ) from None
             for strand in ("+", "-"):
                 sel = np.flatnonzero((pairs["motif_id"] == mid) & (pairs["strand"] == strand))
                 if sel.size == 0:
@@ -330,10 +205,7 @@ def score_vcf_item(
         "inst_source": pa.array(np.where(pairs["created"], "created", "scan").tolist(), pa.string()),
         "window_start": pa.array(ws, pa.int64()),
         "var_in_site": pa.array(
-            [
-                site_in_variant(int(vs[i]), int(ve[i]), int(s), int(e))
-                for i, s, e in zip(var, start, end, strict=True)
-            ],
+            [site_in_variant(int(vs[i]), int(ve[i]), int(s), int(e)) for i, s, e in zip(var, start, end, strict=True)],
             pa.bool_(),
         ),
         "site_bases_deleted": pa.array(
@@ -410,9 +282,7 @@ def read_sites(instances_root: Path, tf: str, chrom: str) -> pa.Table:
         names = pq.ParquetFile(f).schema_arrow.names
         missing = [c for c in _SITES.names if c not in names]
         if missing:
-            raise InputError(
-                f"column(s) {', '.join(missing)} missing (expected the INSTANCES schema)", source=f
-            )
+            raise InputError(f"column(s) {', '.join(missing)} missing (expected the INSTANCES schema)", source=f)
         try:
             tables.append(pq.read_table(f, columns=_SITES.names).cast(_SITES))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -480,225 +350,9 @@ def plan_vcf_items(
                         }
                     )
                     out = partition_dir(out_root, [("tf", tf), ("chrom", chrom)]) / f"part-{k:05d}.parquet"
-                    items.append(
-                        VariantItem("vcf", tf, chrom, width, wrefs, sub.slice(lo, hi - lo), pairs, str(out))
-                    )
+                    items.append(VariantItem("vcf", tf, chrom, width, wrefs, sub.slice(lo, hi - lo), pairs, str(out)))
                     k += 1
     return items
-
-
-# ---- the Ray callable class ------------------------------------------------------------------------
-
-
-class VariantScorer:
-    """Callable class for Ray Data ``map_batches``; each input row holds one pickled :class:`VariantItem`.
-
-    Loads models lazily, once per actor, opens the genome once, writes each item's file atomically and
-    returns ``{"out_file", "rows", "error"}`` per item; ``error`` is ``""`` or the JSON of an
-    :class:`InputError` (the driver re-raises it).
-
-    Parameters
-    ----------
-    genome_path : str, optional
-        FASTA (None for ``--sequences`` items).
-    prepared : list
-        ``[dict tf -> list of PreparedMotif]``, or ``[ObjectRef]`` of that dict.
-    config : dict
-        :class:`VariantConfig` as a dict.
-    threads : float
-        Torch threads for this actor.
-    """
-
-    def __init__(
-        self, genome_path: str | None, prepared: list, config: dict[str, Any], threads: float = 1
-    ) -> None:
-        from scanner.predict import _ModelCache
-        from scanner.runtime import set_torch_threads, torch_device
-
-        set_torch_threads(threads)
-        self.device = torch_device()
-        self.genome = open_genome(genome_path) if genome_path else None
-        by_tf = prepared[0]
-        if not isinstance(by_tf, dict):
-            import ray
-
-            by_tf = ray.get(by_tf)
-        self.motifs = {tf: MotifSet.build(pms) for tf, pms in by_tf.items() if pms}
-        self.config = VariantConfig(**config)
-        self.load = _ModelCache(self.device)
-
-    def score(self, item: VariantItem) -> pa.Table:
-        """The rows of one item (not written)."""
-        motifs = self.motifs.get(item.tf)
-        if item.kind == "seq":
-            from scanner.variants.sequences import score_sequence_item
-
-            return score_sequence_item(item, self.load, motifs, self.config, self.device)
-        if self.genome is None:
-            raise ValueError("a VCF item needs a genome")
-        return score_vcf_item(item, self.genome, self.load, motifs, self.config, self.device)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs, counts, errors = [], [], []
-        for payload in batch["item"]:
-            item: VariantItem = pickle.loads(payload)
-            outs.append(item.out_file)
-            try:
-                table = self.score(item)
-            except InputError as exc:
-                counts.append(0)
-                errors.append(json.dumps([exc.message, exc.source, exc.line, exc.field]))
-                continue
-            write_parquet_atomic(table, item.out_file)
-            counts.append(table.num_rows)
-            errors.append("")
-        return {
-            "out_file": np.array(outs, dtype=object),
-            "rows": np.array(counts, dtype=np.int64),
-            "error": np.array(errors, dtype=object),
-        }
-
-
-# ---- running items ---------------------------------------------------------------------------------
-
-
-def run_items(
-    items: list[VariantItem],
-    genome_path: str | None,
-    prepared: dict[str, list],
-    config: VariantConfig,
-    *,
-    use_ray: bool,
-    address: str | None,
-    say: Callable[[str], None],
-) -> dict[str, int]:
-    """Score and write every item (Ray Data actors, or in this process); return ``{out_file: rows}``.
-
-    Raises
-    ------
-    InputError
-        The first input error an item met.
-    """
-    if not use_ray:
-        scorer = VariantScorer(genome_path, [prepared], asdict(config), threads=_local_threads())
-        written = {}
-        for item in items:
-            table = scorer.score(item)
-            write_parquet_atomic(table, item.out_file)
-            written[item.out_file] = table.num_rows
-        return written
-    import ray
-    import ray.data
-
-    from scanner.runtime import cluster_resources, ray_session
-
-    ctx = nullcontext() if ray.is_initialized() else ray_session(address)
-    with ctx:
-        res = cluster_resources()
-        if res.use_gpu:
-            n = min(config.actors or int(res.gpus), len(items))
-            opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0}
-            threads = max(1.0, res.cpus / max(n, 1))
-        else:
-            n = min(config.actors or max(1, int(res.cpus)), len(items))
-            opts = {"num_cpus": config.cpus_per_actor}
-            threads = max(1.0, round(res.cpus / max(n, 1)))
-        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each, {len(items)} item(s)")
-        data_ctx = ray.data.DataContext.get_current()
-        data_ctx.enable_progress_bars = False
-        prepared_ref = ray.put(prepared)
-        ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
-        out = ds.map_batches(
-            VariantScorer,
-            fn_constructor_kwargs={
-                "genome_path": genome_path,
-                "prepared": [prepared_ref],
-                "config": asdict(config),
-                "threads": threads,
-            },
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
-            **opts,
-        )
-        written: dict[str, int] = {}
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-            for f, r, e in zip(batch["out_file"], batch["rows"], batch["error"], strict=True):
-                if e:
-                    message, source, line, fld = json.loads(str(e))
-                    raise InputError(message, source=source, line=line, field=fld)
-                written[str(f)] = int(r)
-        return written
-
-
-def _local_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def check_out(out_root: Path, *inputs: Path) -> None:
-    """Refuse an output directory that overlaps an input."""
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input {o}", source=out_root)
-
-
-def prepared_by_tf(meta: Any, tfs: Sequence[str]) -> dict[str, list]:
-    """The scan's prepared motifs of each TF (by motif name).
-
-    Raises
-    ------
-    InputError
-        If a TF has no motif in the scan.
-    """
-    prepared = meta.prepared()
-    out = {tf: [p for p in prepared if p.name == tf] for tf in tfs}
-    missing = [tf for tf, pms in out.items() if not pms]
-    if missing:
-        have = sorted({p.name for p in prepared})
-        raise InputError(
-            f"no motif for TF(s) {', '.join(missing)} in the scan; it scanned: {', '.join(have)}",
-            source=Path(meta.genome).name,
-        )
-    return out
-
-
-def stage_and_swap(
-    out_root: Path, items: list[VariantItem], run: Callable[[list[VariantItem]], dict[str, int]]
-) -> dict[str, int]:
-    """Write the items' files under a staging directory, then replace ``out_root/scores`` with it.
-
-    Item ``out_file`` names must lie under ``out_root/scores``; a failure leaves the old scores as they were.
-    """
-    scores = out_root / SCORES_DIR
-    staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
-    moved = [
-        VariantItem(
-            **{**asdict_shallow(it), "out_file": str(staging / Path(it.out_file).relative_to(scores))}
-        )
-        for it in items
-    ]
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        written = run(moved)
-        missing = [it.out_file for it in moved if it.out_file not in written]
-        if missing:
-            raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
-        old = out_root / f".old-{uuid.uuid4().hex[:12]}"
-        if scores.exists():
-            scores.rename(old)
-        staging.rename(scores)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {str(scores / Path(f).relative_to(staging)): r for f, r in written.items()}
-
-
-def asdict_shallow(item: VariantItem) -> dict[str, Any]:
-    """Fields of an item without copying its tables."""
-    return {f: getattr(item, f) for f in VariantItem.__dataclass_fields__}
 
 
 def score_vcf(
@@ -761,6 +415,7 @@ def score_vcf(
     check_out(out_root, models_root, instances_root)
     models = discover_models(models_root, tfs, regimes)
     meta = load_scan_meta(instances_root)
+    warnings = [] if meta.complete else [f"the scan in {instances_root} did not finish: instances may be missing"]
     genome_path = resolve_genome(instances_root, genome)
     for w in sorted({m.seq_len for m in models}):
         if 2 * config.margin >= w:
@@ -770,8 +425,8 @@ def score_vcf(
                 field="--max-allele-length",
             )
     model_tfs = list(dict.fromkeys(m.tf for m in models))
-    prepared = prepared_by_tf(meta, model_tfs)
-    warnings = [
+    prepared = prepared_by_tf(meta, model_tfs, instances_root / "_scan.json")
+    warnings += [
         f"no instances of TF {tf} under {instances_root}"
         for tf in model_tfs
         if not (instances_root / f"tf={tf}").is_dir()
@@ -788,15 +443,11 @@ def score_vcf(
     for w in warnings:
         say(f"warning: {w}")
     items = plan_vcf_items(variants, instances_root, models, out_root / SCORES_DIR, config)
-    say(
-        f"{variants.num_rows} allele(s), {len(model_tfs)} TF(s), {len(models)} model(s), {len(items)} item(s)"
-    )
+    say(f"{variants.num_rows} allele(s), {len(model_tfs)} TF(s), {len(models)} model(s), {len(items)} item(s)")
     written = stage_and_swap(
         out_root,
         items,
-        lambda its: run_items(
-            its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say
-        ),
+        lambda its: run_items(its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say),
     )
     lines = write_comparison(out_root, SCORES_DIR, config)
     summary = VariantSummary(

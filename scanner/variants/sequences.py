@@ -36,19 +36,9 @@ from scanner.io import partition_dir, write_text_atomic
 from scanner.predict import ModelRef, discover_models, predict_codes
 from scanner.schemas import VARIANT_SEQUENCES
 from scanner.variants.alleles import trim_alleles
+from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, best_site
-from scanner.variants.score import (
-    RECORD,
-    SCORES_DIR,
-    VariantConfig,
-    VariantItem,
-    VariantSummary,
-    check_out,
-    model_columns,
-    prepared_by_tf,
-    run_items,
-    stage_and_swap,
-)
+from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
 from scanner.variants.vcf import open_lines
 
 _BASES = re.compile(r"[ACGTNacgtn]+")
@@ -195,12 +185,8 @@ def score_sequence_item(
     }
     parts = []
     for ref in item.models:
-        z = predict_codes(
-            load(ref), x, batch_size=config.batch_size, rc_average=config.rc_average, device=device
-        )
-        parts.append(
-            pa.table({**common, **model_columns(z[:n], z[n:], ref.regime)}, schema=VARIANT_SEQUENCES)
-        )
+        z = predict_codes(load(ref), x, batch_size=config.batch_size, rc_average=config.rc_average, device=device)
+        parts.append(pa.table({**common, **model_columns(z[:n], z[n:], ref.regime)}, schema=VARIANT_SEQUENCES))
     return pa.concat_tables(parts) if parts else VARIANT_SEQUENCES.empty_table()
 
 
@@ -249,7 +235,10 @@ def score_sequences(
     root = Path(instances) if instances is not None else models_root.parent / "instances"
     warnings = []
     if instances is not None or (root / "_scan.json").is_file():
-        prepared = prepared_by_tf(load_scan_meta(root), model_tfs)
+        prepared = prepared_by_tf(load_scan_meta(root), model_tfs, root / "_scan.json", strict=False)
+        lacking = [tf for tf in model_tfs if tf not in prepared]
+        if lacking:
+            warnings.append(f"no motif for {', '.join(lacking)} in the scan: their site columns are null")
     else:
         prepared = {}
         warnings.append(f"no scan metadata at {root / '_scan.json'}: the site p-value columns are null")
@@ -258,9 +247,7 @@ def score_sequences(
         cropped = sum(n > w for n in lengths)
         padded = sum(n < w for n in lengths)
         if cropped or padded:
-            warnings.append(
-                f"W={w}: {cropped} sequence(s) cropped, {padded} N-padded to the window (centred)"
-            )
+            warnings.append(f"W={w}: {cropped} sequence(s) cropped, {padded} N-padded to the window (centred)")
     for w in warnings:
         say(f"warning: {w}")
     items = []

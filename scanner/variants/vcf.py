@@ -95,13 +95,11 @@ class VcfReport:
         for reason, n in sorted(self.skipped.items()):
             lines = ", ".join(map(str, self.skipped_lines.get(reason, [])))
             out.append(
-                f"  skipped {n} allele(s): {SKIP_REASONS[reason]} "
-                f"(line {lines}{', ...' if n > MAX_EXAMPLES else ''})"
+                f"  skipped {n} allele(s): {SKIP_REASONS[reason]} (line {lines}{', ...' if n > MAX_EXAMPLES else ''})"
             )
         for ex in self.mismatch_examples[:3]:
             out.append(
-                f"  REF mismatch at line {ex['line']}: {ex['chrom']}:{ex['pos']} REF {ex['ref']}, "
-                f"genome {ex['genome']}"
+                f"  REF mismatch at line {ex['line']}: {ex['chrom']}:{ex['pos']} REF {ex['ref']}, genome {ex['genome']}"
             )
         out += [f"  warning: {w}" for w in self.warnings]
         return out
@@ -136,9 +134,7 @@ def open_lines(path: Path) -> Iterator[tuple[int, str]]:
             f"cannot read the compressed VCF (truncated or corrupt?): {exc}", source=path, line=lineno + 1
         ) from exc
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"not a text VCF (undecodable bytes: {exc.reason})", source=path, line=lineno + 1
-        ) from exc
+        raise InputError(f"not a text VCF (undecodable bytes: {exc.reason})", source=path, line=lineno + 1) from exc
 
 
 def _check_header(fields: list[str], path: Path, line: int) -> None:
@@ -152,8 +148,7 @@ def _check_header(fields: list[str], path: Path, line: int) -> None:
             line=line,
         )
     raise InputError(
-        "the header line must start with #CHROM, POS, ID, REF, ALT (tab-separated); "
-        f"got {' '.join(names[:5])!r}",
+        f"the header line must start with #CHROM, POS, ID, REF, ALT (tab-separated); got {' '.join(names[:5])!r}",
         source=path,
         line=line,
     )
@@ -162,9 +157,7 @@ def _check_header(fields: list[str], path: Path, line: int) -> None:
 def _parse_record(fields: list[str], path: Path, line: int, report: VcfReport, max_len: int) -> _Record:
     if len(fields) < 5:
         hint = (
-            " (is the file space-separated? VCF columns are separated by tabs)"
-            if len(fields[0].split()) >= 5
-            else ""
+            " (is the file space-separated? VCF columns are separated by tabs)" if len(fields[0].split()) >= 5 else ""
         )
         raise InputError(
             f"expected at least 5 tab-separated fields (CHROM POS ID REF ALT), got {len(fields)}{hint}",
@@ -173,9 +166,7 @@ def _parse_record(fields: list[str], path: Path, line: int, report: VcfReport, m
         )
     chrom, pos_text, vcf_id, ref, alt_text = fields[:5]
     if not chrom or any(c.isspace() for c in chrom):
-        raise InputError(
-            f"CHROM must be a name without spaces, got {chrom!r}", source=path, line=line, field="CHROM"
-        )
+        raise InputError(f"CHROM must be a name without spaces, got {chrom!r}", source=path, line=line, field="CHROM")
     try:
         pos = int(pos_text)
     except ValueError:
@@ -212,8 +203,7 @@ def _parse_record(fields: list[str], path: Path, line: int, report: VcfReport, m
             raise InputError(f"empty ALT allele in {alt_text!r}", source=path, line=line, field="ALT")
         elif not _BASES.fullmatch(alt):
             raise InputError(
-                f"ALT allele {alt!r} is not A/C/G/T/N letters, a symbolic allele <...>, "
-                "a breakend, '*' or '.'",
+                f"ALT allele {alt!r} is not A/C/G/T/N letters, a symbolic allele <...>, a breakend, '*' or '.'",
                 source=path,
                 line=line,
                 field="ALT",
@@ -272,9 +262,7 @@ def _check_chroms(records: list[_Record], genome: Genome, path: Path, report: Vc
                 report.skip("unknown_chrom", r.line, len(r.alts))
         else:
             kept.append(r)
-    report.warnings.append(
-        f"chromosome(s) not in the genome, their records skipped: {', '.join(sorted(unknown))}"
-    )
+    report.warnings.append(f"chromosome(s) not in the genome, their records skipped: {', '.join(sorted(unknown))}")
     return kept
 
 
@@ -420,8 +408,7 @@ def read_vcf(
     for name, n in contigs.items():
         if name in genome.lengths and genome.lengths[name] != n:
             report.warnings.append(
-                f"##contig {name} has length {n} but the genome's {name} has {genome.lengths[name]} "
-                "(another assembly?)"
+                f"##contig {name} has length {n} but the genome's {name} has {genome.lengths[name]} (another assembly?)"
             )
     records = _check_chroms(records, genome, path, report)
     records = _check_refs(records, genome, report)

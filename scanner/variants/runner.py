@@ -1,0 +1,249 @@
+"""Running variant work items: the Ray Data callable class, the in-process loop, staged output.
+
+:class:`VariantScorer` turns a :class:`~scanner.variants.items.VariantItem` into a Parquet file with
+the kernel of its kind (:func:`scanner.variants.score.score_vcf_item` or
+:func:`scanner.variants.sequences.score_sequence_item`). :func:`run_items` runs it through Ray Data
+``map_batches`` (one model load per actor; GPU actors with ``num_cpus=0`` when the cluster has GPUs,
+``cpus_per_actor`` fractional CPUs otherwise) or in this process; :func:`stage_and_swap` writes every
+file under a staging directory and replaces ``OUT/variants/scores`` only when all items succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from scanner.errors import InputError
+from scanner.genome import open_genome
+from scanner.io import write_parquet_atomic
+from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem
+from scanner.variants.motif import MotifSet
+
+
+class VariantScorer:
+    """Callable class for Ray Data ``map_batches``; each input row holds one pickled :class:`VariantItem`.
+
+    Loads models lazily, once per actor, opens the genome once, writes each item's file atomically and
+    returns ``{"out_file", "rows", "error"}`` per item; ``error`` is ``""`` or the JSON of an
+    :class:`InputError` (the driver re-raises it).
+
+    Parameters
+    ----------
+    genome_path : str, optional
+        FASTA (None for ``--sequences`` items).
+    prepared : list
+        ``[dict tf -> list of PreparedMotif]``, or ``[ObjectRef]`` of that dict.
+    config : dict
+        :class:`VariantConfig` as a dict.
+    threads : float
+        Torch threads for this actor.
+    """
+
+    def __init__(self, genome_path: str | None, prepared: list, config: dict[str, Any], threads: float = 1) -> None:
+        from scanner.predict import _ModelCache
+        from scanner.runtime import set_torch_threads, torch_device
+
+        set_torch_threads(threads)
+        self.device = torch_device()
+        self.genome = open_genome(genome_path) if genome_path else None
+        by_tf = prepared[0]
+        if not isinstance(by_tf, dict):
+            import ray
+
+            by_tf = ray.get(by_tf)
+        self.motifs = {tf: MotifSet.build(pms) for tf, pms in by_tf.items() if pms}
+        self.config = VariantConfig(**config)
+        self.load = _ModelCache(self.device)
+
+    def score(self, item: VariantItem) -> pa.Table:
+        """The rows of one item (not written)."""
+        from scanner.variants.score import score_vcf_item
+
+        motifs = self.motifs.get(item.tf)
+        if item.kind == "seq":
+            from scanner.variants.sequences import score_sequence_item
+
+            return score_sequence_item(item, self.load, motifs, self.config, self.device)
+        if self.genome is None:
+            raise ValueError("a VCF item needs a genome")
+        return score_vcf_item(item, self.genome, self.load, motifs, self.config, self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs, counts, errors = [], [], []
+        for payload in batch["item"]:
+            item: VariantItem = pickle.loads(payload)
+            outs.append(item.out_file)
+            try:
+                table = self.score(item)
+            except InputError as exc:
+                counts.append(0)
+                errors.append(json.dumps([exc.message, exc.source, exc.line, exc.field]))
+                continue
+            write_parquet_atomic(table, item.out_file)
+            counts.append(table.num_rows)
+            errors.append("")
+        return {
+            "out_file": np.array(outs, dtype=object),
+            "rows": np.array(counts, dtype=np.int64),
+            "error": np.array(errors, dtype=object),
+        }
+
+
+# ---- running items ---------------------------------------------------------------------------------
+
+
+def run_items(
+    items: list[VariantItem],
+    genome_path: str | None,
+    prepared: dict[str, list],
+    config: VariantConfig,
+    *,
+    use_ray: bool,
+    address: str | None,
+    say: Callable[[str], None],
+) -> dict[str, int]:
+    """Score and write every item (Ray Data actors, or in this process); return ``{out_file: rows}``.
+
+    Raises
+    ------
+    InputError
+        The first input error an item met.
+    """
+    if not use_ray:
+        scorer = VariantScorer(genome_path, [prepared], asdict(config), threads=_local_threads())
+        written = {}
+        for item in items:
+            table = scorer.score(item)
+            write_parquet_atomic(table, item.out_file)
+            written[item.out_file] = table.num_rows
+        return written
+    import ray
+    import ray.data
+
+    from scanner.runtime import cluster_resources, ray_session
+
+    ctx = nullcontext() if ray.is_initialized() else ray_session(address)
+    with ctx:
+        res = cluster_resources()
+        if res.use_gpu:
+            n = min(config.actors or int(res.gpus), len(items))
+            opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0}
+            threads = max(1.0, res.cpus / max(n, 1))
+        else:
+            n = min(config.actors or max(1, int(res.cpus)), len(items))
+            opts = {"num_cpus": config.cpus_per_actor}
+            threads = max(1.0, round(res.cpus / max(n, 1)))
+        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each, {len(items)} item(s)")
+        data_ctx = ray.data.DataContext.get_current()
+        data_ctx.enable_progress_bars = False
+        prepared_ref = ray.put(prepared)
+        ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
+        out = ds.map_batches(
+            VariantScorer,
+            fn_constructor_kwargs={
+                "genome_path": genome_path,
+                "prepared": [prepared_ref],
+                "config": asdict(config),
+                "threads": threads,
+            },
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
+            **opts,
+        )
+        written: dict[str, int] = {}
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            for f, r, e in zip(batch["out_file"], batch["rows"], batch["error"], strict=True):
+                if e:
+                    message, source, line, fld = json.loads(str(e))
+                    raise InputError(message, source=source, line=line, field=fld)
+                written[str(f)] = int(r)
+        return written
+
+
+def _local_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def check_out(out_root: Path, *inputs: Path) -> None:
+    """Refuse an output directory that overlaps an input."""
+    out = out_root.resolve()
+    for other in inputs:
+        o = other.resolve()
+        if out == o or o in out.parents or out in o.parents:
+            raise InputError(f"the output directory overlaps the input {o}", source=out_root)
+
+
+def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool = True) -> dict[str, list]:
+    """The scan's prepared motifs of each TF (matched by motif name).
+
+    Parameters
+    ----------
+    meta : ScanMeta
+        From :func:`scanner.scan.load_scan_meta`.
+    tfs : sequence of str
+    source : Path
+        The scan's ``_scan.json`` (named in errors).
+    strict : bool, optional
+        Raise for a TF without a motif (default); otherwise leave it out of the result.
+
+    Raises
+    ------
+    InputError
+        If ``strict`` and a TF has no motif in the scan.
+    """
+    prepared = meta.prepared()
+    out = {tf: [p for p in prepared if p.name == tf] for tf in tfs}
+    missing = [tf for tf, pms in out.items() if not pms]
+    if missing and strict:
+        have = sorted({p.name for p in prepared})
+        raise InputError(
+            f"no motif for TF(s) {', '.join(missing)} in the scan; it scanned: {', '.join(have)}",
+            source=source,
+        )
+    return {tf: pms for tf, pms in out.items() if pms}
+
+
+def stage_and_swap(
+    out_root: Path, items: list[VariantItem], run: Callable[[list[VariantItem]], dict[str, int]]
+) -> dict[str, int]:
+    """Write the items' files under a staging directory, then replace ``out_root/scores`` with it.
+
+    Item ``out_file`` names must lie under ``out_root/scores``; a failure leaves the old scores as they were.
+    """
+    scores = out_root / SCORES_DIR
+    staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
+    moved = [
+        VariantItem(**{**asdict_shallow(it), "out_file": str(staging / Path(it.out_file).relative_to(scores))})
+        for it in items
+    ]
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        written = run(moved)
+        missing = [it.out_file for it in moved if it.out_file not in written]
+        if missing:
+            raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
+        old = out_root / f".old-{uuid.uuid4().hex[:12]}"
+        if scores.exists():
+            scores.rename(old)
+        staging.rename(scores)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {str(scores / Path(f).relative_to(staging)): r for f, r in written.items()}
+
+
+def asdict_shallow(item: VariantItem) -> dict[str, Any]:
+    """Fields of an item without copying its tables."""
+    return {f: getattr(item, f) for f in VariantItem.__dataclass_fields__}
