@@ -53,8 +53,11 @@ start)
     echo $! >"$PIDFILE"
     for _ in $(seq 1 120); do
         if python - "$HOST" "$DASHBOARD_PORT" <<'PY' 2>/dev/null; then
-import sys, urllib.request
-urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/api/version", timeout=2)
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/api/version", timeout=2)
+except urllib.error.HTTPError:
+    pass  # it answered (401 with token auth): the server is up
 PY
             echo "Ray head up (pid $(cat "$PIDFILE"), auth: $RAY_AUTH_MODE); log: $DIR/head.log"
             echo "export RAY_API_SERVER_ADDRESS=http://$HOST:$DASHBOARD_PORT   # for scanner submit/jobs/status"

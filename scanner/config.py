@@ -13,6 +13,7 @@ with ``_`` for ``-`` (``[scan] shard_size = 1000000`` is ``scanner scan --shard-
     [evaluate]                   # EvaluateSection           (scanner evaluate)
     [predict]                    # PredictConfig + tfs, regimes (scanner predict)
     [interpret]                  # optional: InterpretConfig + bedgraph (scanner interpret)
+    [variants]                   # optional: vcf + VariantConfig + tfs, regimes (scanner variants)
     [interpret_benchmark]        # optional: BenchmarkConfig (scanner benchmark-interpret)
 
 Loading is strict: an unknown key, a value of the wrong type or a missing required key raises
@@ -24,13 +25,14 @@ null: leave a key out to keep its default (``None`` where the flag is optional).
 from __future__ import annotations
 
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union
+
+import tomllib
 
 from scanner.errors import InputError
 from scanner.interpret.benchmark import BenchmarkConfig
@@ -40,6 +42,7 @@ from scanner.predict import PredictConfig
 from scanner.scan.genome_scan import ScanConfig
 from scanner.simulate import SimulationConfig
 from scanner.train import TrainConfig
+from scanner.variants import VariantConfig
 
 #: Field metadata marking a nested dataclass whose keys sit directly in the parent's TOML table.
 FLATTEN = {"flatten": True}
@@ -124,6 +127,19 @@ class InterpretSection:
 
 
 @dataclass(frozen=True)
+class VariantsSection:
+    """``scanner variants``: a VCF scored under every model (:class:`~scanner.variants.VariantConfig` flags).
+
+    ``vcf`` is required; ``tfs`` / ``regimes`` empty (default) = every model.
+    """
+
+    vcf: Path
+    settings: VariantConfig = field(default_factory=VariantConfig, metadata=FLATTEN)
+    tfs: tuple[str, ...] = ()
+    regimes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One run: where it writes, where Ray is, and the settings of every stage.
 
@@ -144,6 +160,8 @@ class RunConfig:
         Stage settings (defaults: each command's defaults).
     interpret : InterpretSection, optional
         Explain predictions (``OUT/attributions``). Default None: the stage is not run.
+    variants : VariantsSection, optional
+        Score a VCF's alleles under every model (``OUT/variants``). Default None: not run.
     interpret_benchmark : BenchmarkConfig, optional
         Run the simulated attribution benchmark into ``OUT/interpret_benchmark``. Default None.
     """
@@ -159,6 +177,7 @@ class RunConfig:
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     predict: PredictSection = field(default_factory=PredictSection)
     interpret: InterpretSection | None = None
+    variants: VariantsSection | None = None
     interpret_benchmark: BenchmarkConfig | None = None
 
     def validate(self, source: str | Path | None = None) -> RunConfig:
@@ -179,6 +198,8 @@ class RunConfig:
         ]
         if self.interpret is not None:
             checks.append(("interpret", lambda: self.interpret.settings.validate()))
+        if self.variants is not None:
+            checks.append(("variants", lambda: self.variants.settings.validate()))
         if self.interpret_benchmark is not None:
             checks.append(("interpret_benchmark", lambda: self.interpret_benchmark.resolved()))
         for section, check in checks:

@@ -99,6 +99,7 @@ class JobsClient:
     def __init__(
         self, address: str | None = None, *, headers: Mapping[str, str] | None = None, verify: bool | str = True
     ) -> None:
+        from ray.exceptions import AuthenticationError
         from ray.job_submission import JobSubmissionClient
 
         self.address = address or DEFAULT_ADDRESS
@@ -110,10 +111,16 @@ class JobsClient:
                 "(cluster/local.sh start, or `ray start --head` with the dashboard)?",
                 field="--address",
             ) from None
+        except AuthenticationError as exc:
+            raise InputError(_auth_hint(exc), field="--address") from None
 
     def _call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
+        from ray.exceptions import AuthenticationError
+
         try:
             return getattr(self._client, fn)(*args, **kwargs)
+        except AuthenticationError as exc:
+            raise InputError(_auth_hint(exc), field="--address") from None
         except RuntimeError as exc:
             text = str(exc)
             if "does not exist" in text or "404" in text:
@@ -149,9 +156,7 @@ class JobsClient:
         try:
             (staging / "run.toml").write_text(dumps(config))
             script = entrypoint_script()
-            args = " ".join(
-                [*([f"--until {until}"] if until else []), *(f"--force {s}" for s in force)]
-            ).strip()
+            args = " ".join([*([f"--until {until}"] if until else []), *(f"--force {s}" for s in force)]).strip()
             if script is not None:
                 shutil.copy2(script, staging / ENTRYPOINT)
                 entrypoint = f"python {ENTRYPOINT} run.toml {args}".strip()
@@ -167,7 +172,8 @@ class JobsClient:
             if entrypoint_num_cpus is not None:
                 kwargs["entrypoint_num_cpus"] = entrypoint_num_cpus
             try:
-                return self._client.submit_job(
+                return self._call(
+                    "submit_job",
                     entrypoint=entrypoint,
                     submission_id=job_id,
                     runtime_env=runtime_env,
@@ -263,6 +269,14 @@ class JobsClient:
                 except InputError:
                     pass
         return last_manifest_in_log(self.logs(info.job_id))
+
+
+def _auth_hint(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"the Jobs API refused the request ({first}); this cluster uses token authentication: run with "
+        "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+    )
 
 
 def entrypoint_script() -> Path | None:

@@ -350,7 +350,7 @@ def _fmt_seconds(s: float | None) -> str:
     s = max(0.0, float(s))
     if s < 60:
         return f"{s:.1f}s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     if m < 60:
         return f"{m}m{sec:02d}s"
     h, m = divmod(m, 60)

@@ -10,6 +10,7 @@ Stages (those that apply to the config, in this order)::
     evaluate             OUT/metrics.parquet (+ ROC/PR curves beside each model)
     predict              OUT/predictions/
     interpret            OUT/attributions/                only with [interpret]
+    variants             OUT/variants/                    only with [variants] (a VCF)
     interpret_benchmark  OUT/interpret_benchmark/         only with [interpret_benchmark]
 
 Every stage is the same public function its command calls (:func:`scanner.scan.scan_genome`,
@@ -70,6 +71,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "evaluate": ("metrics.parquet",),
     "predict": ("predictions/**/*.parquet",),
     "interpret": ("attributions/**/*.parquet",),
+    "variants": ("variants/**/*.parquet",),
     "interpret_benchmark": ("interpret_benchmark/benchmark.parquet",),
 }
 
@@ -80,6 +82,7 @@ _ROWS_OF = {
     "evaluate": "metrics.parquet",
     "predict": "predictions/**/*.parquet",
     "interpret": "attributions/**/*.parquet",
+    "variants": "variants/scores/**/*.parquet",
 }
 
 ALL_STAGES = tuple(STAGE_OUTPUTS)
@@ -91,6 +94,8 @@ def stage_names(config: RunConfig) -> list[str]:
     names += ["scan", "label", "train", "evaluate", "predict"]
     if config.interpret is not None:
         names.append("interpret")
+    if config.variants is not None:
+        names.append("variants")
     if config.interpret_benchmark is not None:
         names.append("interpret_benchmark")
     return names
@@ -264,9 +269,7 @@ class _Runner:
         pattern = _ROWS_OF.get(name)
         rows = parquet_rows(output_files(self.out, [pattern])) if pattern else None
         self.manifest.finish(name, outputs=self.signature(name), rows=rows, note=note)
-        self.log(
-            f"[{name}] done in {time.perf_counter() - t:.1f} s" + (f", {rows:,} rows" if rows is not None else "")
-        )
+        self.log(f"[{name}] done in {time.perf_counter() - t:.1f} s" + (f", {rows:,} rows" if rows is not None else ""))
         return True
 
     # ---- simulate ------------------------------------------------------------------------------------
@@ -553,6 +556,43 @@ class _Runner:
         self.manifest.progress("interpret", 1, 1)
         return f"{summary.instances} instance(s) explained"
 
+    # ---- variants ---------------------------------------------------------------------------------
+    def _inputs_variants(self) -> dict[str, Any]:
+        v = self.config.variants
+        return {
+            "config": asdict(v.settings),
+            "tfs": list(v.tfs),
+            "regimes": list(v.regimes),
+            "vcf": self.fp(v.vcf),
+            "instances": self.signature("scan"),
+            "models": self.signature("train"),
+            "genome": self.fp(self.inputs.genome),
+        }
+
+    def _run_variants(self, owned: bool) -> str:
+        from scanner.variants import score_vcf
+
+        if self.config.use_ray:
+            self.ensure_ray()
+        v = self.config.variants
+        summary = score_vcf(
+            v.vcf,
+            self.out / "models",
+            self.out / "variants",
+            v.settings,
+            instances=self.out / "instances",
+            genome=self.inputs.genome,
+            tfs=list(v.tfs) or None,
+            regimes=list(v.regimes) or None,
+            use_ray=self.config.use_ray,
+            address=self.config.address,
+            log=self.log,
+        )
+        self.manifest.progress("variants", 1, 1)
+        return f"{summary.alleles} allele(s), {len(summary.tfs)} TF(s)" + (
+            f"; {len(summary.warnings)} warning(s)" if summary.warnings else ""
+        )
+
     # ---- interpretation benchmark -----------------------------------------------------------------
     def _benchmark_sim(self) -> Path | None:
         sim, bm = self.config.simulate, self.config.interpret_benchmark
@@ -569,7 +609,10 @@ class _Runner:
         from scanner.interpret.benchmark import run_benchmark
 
         table = run_benchmark(
-            self.out / "interpret_benchmark", self.config.interpret_benchmark, sim_dir=self._benchmark_sim(), log=self.log
+            self.out / "interpret_benchmark",
+            self.config.interpret_benchmark,
+            sim_dir=self._benchmark_sim(),
+            log=self.log,
         )
         self.manifest.progress("interpret_benchmark", 1, 1)
         return f"{table.height} method(s)"
@@ -583,6 +626,7 @@ _UNITS = {
     "evaluate": "step",
     "predict": "items",
     "interpret": "step",
+    "variants": "step",
     "interpret_benchmark": "step",
 }
 

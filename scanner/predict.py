@@ -686,11 +686,6 @@ def _run_on_ray(
             # one item at a time per actor: items take seconds, and a queue on a busy actor would
             # leave another idle at the end
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
-            # a dead actor (worker or node lost) is restarted without limit; an item whose task
-            # kills its worker 3 times fails the run instead of retrying forever. Safe to retry: an
-            # item's output file has a deterministic name and is written atomically.
-            max_restarts=-1,
-            max_task_retries=3,
             **opts,
         )
         written: dict[str, int] = {}

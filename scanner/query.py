@@ -71,7 +71,12 @@ def dataset(run: str | Path, name: str) -> pl.LazyFrame:
 
 
 def top_bound(
-    run: str | Path, n: int = 10, *, tfs: list[str] | None = None, regimes: list[str] | None = None, own_model: bool = True
+    run: str | Path,
+    n: int = 10,
+    *,
+    tfs: list[str] | None = None,
+    regimes: list[str] | None = None,
+    own_model: bool = True,
 ) -> pl.DataFrame:
     """The ``n`` instances with the highest ``prob_bound`` per (TF, regime).
 
@@ -99,7 +104,10 @@ def top_bound(
     if regimes:
         lf = lf.filter(pl.col("regime").is_in(regimes))
     return (
-        lf.sort(["tf", "regime", "prob_bound", "chrom", "start", "strand"], descending=[False, False, True, False, False, False])
+        lf.sort(
+            ["tf", "regime", "prob_bound", "chrom", "start", "strand"],
+            descending=[False, False, True, False, False, False],
+        )
         .group_by(["tf", "regime"], maintain_order=True)
         .head(n)
         .collect()
@@ -230,7 +238,9 @@ def sql(run: str | Path, query: str) -> pl.DataFrame:
         raise InputError(f"query failed: {exc}", field="--sql") from None
 
 
-def write_result(df: pl.DataFrame, *, fmt: str = "table", output: str | Path | None = None, limit: int = 50) -> str | None:
+def write_result(
+    df: pl.DataFrame, *, fmt: str = "table", output: str | Path | None = None, limit: int = 50
+) -> str | None:
     """Render ``df`` as a text table or CSV (returned when ``output`` is None), or write CSV/Parquet.
 
     Parameters

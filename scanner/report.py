@@ -109,7 +109,9 @@ def _section_instances(run: Path) -> str | None:
             .collect()
         )
         for regime in sorted(pred["regime"].unique().to_list()):
-            part = pred.filter(pl.col("regime") == regime).select("tf", pl.col("n").alias(f"predicted bound ({regime})"))
+            part = pred.filter(pl.col("regime") == regime).select(
+                "tf", pl.col("n").alias(f"predicted bound ({regime})")
+            )
             df = df.join(part, on="tf", how="left")
     return "<h2>Instances</h2>" + _table(df.sort("tf"), left=1)
 
@@ -186,7 +188,11 @@ def _section_sites(run: Path, out: Path, images: list[Path], top_sites: int) -> 
     if "attributions" not in q.available(run) or top_sites < 1:
         return None
     attr = q.dataset(run, "attributions")
-    sites = attr.select("chrom", "start", "end", "strand", "motif_id", "tf", "model_tf", "regime", "method").unique().collect()
+    sites = (
+        attr.select("chrom", "start", "end", "strand", "motif_id", "tf", "model_tf", "regime", "method")
+        .unique()
+        .collect()
+    )
     methods = sorted(sites["method"].unique().to_list())
     method = "ism" if "ism" in methods else methods[0]
     sites = sites.filter(pl.col("method") == method).drop("method")
@@ -199,12 +205,22 @@ def _section_sites(run: Path, out: Path, images: list[Path], top_sites: int) -> 
         )
     else:
         sites = sites.with_columns(pl.lit(None, pl.Float32).alias("prob_bound"))
-    sites = sites.sort(["prob_bound", "chrom", "start"], descending=[True, False, False], nulls_last=True).head(top_sites)
+    sites = sites.sort(["prob_bound", "chrom", "start"], descending=[True, False, False], nulls_last=True).head(
+        top_sites
+    )
     cards = []
     for i, r in enumerate(sites.iter_rows(named=True)):
         png = out / f"site_{i + 1:02d}_{r['model_tf']}_{r['regime']}_{r['chrom']}_{r['start']}.png"
         try:
-            plot_site(run / "attributions", r["chrom"], r["start"], png, method=method, model_tf=r["model_tf"], regime=r["regime"])
+            plot_site(
+                run / "attributions",
+                r["chrom"],
+                r["start"],
+                png,
+                method=method,
+                model_tf=r["model_tf"],
+                regime=r["regime"],
+            )
         except InputError as exc:  # e.g. two sites at one start on different strands
             cards.append(f"<p class='note'>{html.escape(str(exc))}</p>")
             continue

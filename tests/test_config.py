@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 import typing
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from scanner.config import (
@@ -26,6 +26,7 @@ from scanner.predict import PredictConfig
 from scanner.scan import ScanConfig
 from scanner.simulate import SimulationConfig
 from scanner.train import TrainConfig
+from scanner.variants import VariantConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -47,6 +48,7 @@ def _full(tmp_path: Path) -> dict:
         "evaluate": {"cross_tf": True, "splits": ["test"]},
         "predict": {"chunk_rows": 1000, "actors": 2, "regimes": ["pvalue"]},
         "interpret": {"methods": ["ism", "saliency"], "top": 5, "flank": 100, "bedgraph": True},
+        "variants": {"vcf": "calls.vcf.gz", "rc_average": True, "regimes": ["pvalue"]},
         "interpret_benchmark": {"n_sequences": 20, "methods": ["ism"]},
     }
 
@@ -57,9 +59,14 @@ def test_full_config_builds_the_stage_dataclasses(tmp_path):
     assert cfg.address == "auto" and cfg.use_ray is False
     assert cfg.inputs.genome == (tmp_path / "data/hg38.fa").resolve()
     assert cfg.inputs.motifs == (str((tmp_path / "motifs/ctcf.meme").resolve()), "MA0139.2")
-    assert cfg.inputs.peaks == {"CTCF": (tmp_path / "peaks/ctcf.narrowPeak").resolve(), "FOS::JUN": Path("/abs/fosjun.bed")}
+    assert cfg.inputs.peaks == {
+        "CTCF": (tmp_path / "peaks/ctcf.narrowPeak").resolve(),
+        "FOS::JUN": Path("/abs/fosjun.bed"),
+    }
     assert cfg.inputs.blacklist is None
-    assert cfg.scan == ScanConfig(pvalue=1e-5, chroms=("chr1", "chr2"), shard_size=1_000_000, background=str((tmp_path / "bg.txt").resolve()))
+    assert cfg.scan == ScanConfig(
+        pvalue=1e-5, chroms=("chr1", "chr2"), shard_size=1_000_000, background=str((tmp_path / "bg.txt").resolve())
+    )
     assert cfg.label == LabelConfig(regimes=("pvalue", "gc"), val_chroms=("chr8",), window=500)
     assert cfg.train.settings == TrainConfig(epochs=2, ema=0.999)
     assert cfg.train.tfs == ("CTCF",) and cfg.train.regimes == ("pvalue",)
@@ -67,6 +74,8 @@ def test_full_config_builds_the_stage_dataclasses(tmp_path):
     assert cfg.predict.settings == PredictConfig(chunk_rows=1000, actors=2)
     assert cfg.interpret.settings.methods == ("ism", "saliency") and cfg.interpret.bedgraph is True
     assert cfg.interpret_benchmark == BenchmarkConfig(n_sequences=20, methods=("ism",))
+    assert cfg.variants.vcf == (tmp_path / "calls.vcf.gz").resolve()
+    assert cfg.variants.settings == VariantConfig(rc_average=True) and cfg.variants.regimes == ("pvalue",)
 
 
 def test_toml_round_trip(tmp_path):
@@ -107,7 +116,11 @@ def test_flattened_sections_do_not_shadow_keys():
     [
         ({"simulate": {}}, "out", "required"),
         ({"out": "x"}, None, "exactly one of"),
-        ({"out": "x", "simulate": {}, "inputs": {"genome": "g", "motifs": ["m"], "peaks": {"A": "p"}}}, None, "exactly one"),
+        (
+            {"out": "x", "simulate": {}, "inputs": {"genome": "g", "motifs": ["m"], "peaks": {"A": "p"}}},
+            None,
+            "exactly one",
+        ),
         ({"out": "x", "simulate": {"size_mb": "big"}}, "simulate.size_mb", "expected a number, got 'big'"),
         ({"out": "x", "simulate": {"n_chroms": 2.5}}, "simulate.n_chroms", "expected an integer"),
         ({"out": "x", "simulate": {"n_chroms": True}}, "simulate.n_chroms", "expected an integer"),
@@ -123,6 +136,12 @@ def test_flattened_sections_do_not_shadow_keys():
         ({"out": "x", "simulate": {"tfs": ["OMEGA"]}}, "simulate.tfs", "unknown simulated TF"),
         ({"out": "x", "simulate": {}, "interpret": {"methods": ["magic"]}}, "interpret.method", "magic"),
         ({"out": "x", "inputs": {"genome": "g", "motifs": [], "peaks": {"A": "p"}}}, "inputs.motifs", "at least one"),
+        ({"out": "x", "simulate": {}, "variants": {"chunk_variants": 1}}, "variants.vcf", "required"),
+        (
+            {"out": "x", "simulate": {}, "variants": {"vcf": "v", "chunk_variants": 0}},
+            "variants.chunk_variants",
+            ">= 1",
+        ),
         ({"out": "x", "inputs": {"genome": "g", "motifs": ["m"]}}, "inputs.peaks", "required"),
     ],
 )
@@ -146,11 +165,15 @@ def test_load_config_errors(tmp_path):
 def test_paths_resolve_against_the_config_file(tmp_path):
     d = tmp_path / "configs"
     d.mkdir()
-    (d / "a.toml").write_text('out = "../runs/a"\n[inputs]\ngenome = "g.fa"\nmotifs = ["m.meme", "MA0139"]\npeaks = { X = "p.bed" }\n')
+    (d / "a.toml").write_text(
+        'out = "../runs/a"\n[inputs]\ngenome = "g.fa"\nmotifs = ["m.meme", "MA0139"]\npeaks = { X = "p.bed" }\n'
+    )
     cfg = load_config(d / "a.toml")
     assert cfg.out == (tmp_path / "runs" / "a").resolve()
     assert cfg.inputs == InputsSection(
-        genome=(d / "g.fa").resolve(), motifs=(str((d / "m.meme").resolve()), "MA0139"), peaks={"X": (d / "p.bed").resolve()}
+        genome=(d / "g.fa").resolve(),
+        motifs=(str((d / "m.meme").resolve()), "MA0139"),
+        peaks={"X": (d / "p.bed").resolve()},
     )
 
 
@@ -204,7 +227,11 @@ def _check_ray_cluster_spec(spec: dict) -> None:
         env = {e["name"]: e for e in _containers(pod)[0]["env"]}
         assert env["RAY_AUTH_MODE"]["value"] == "token"
         assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
-    assert any(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu") for g in spec["workerGroupSpecs"] for c in _containers(g["template"]))
+    assert any(
+        c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+        for g in spec["workerGroupSpecs"]
+        for c in _containers(g["template"])
+    )
 
 
 def test_kuberay_manifests():
@@ -250,6 +277,6 @@ def test_cluster_launcher_config_validates_against_rays_schema():
 
 def test_local_head_script_binds_loopback():
     text = (CLUSTER / "local.sh").read_text()
-    assert 'HOST=${HOST:-127.0.0.1}' in text
+    assert "HOST=${HOST:-127.0.0.1}" in text
     assert '--node-ip-address "$HOST" --dashboard-host "$HOST"' in text
     assert "ray stop" not in text.replace("`ray stop`", "")  # only mentioned, never run

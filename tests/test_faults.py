@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -24,12 +23,12 @@ import pytest
 import tomli_w
 from polars.testing import assert_frame_equal
 
+# the loopback head fixture of test_jobs (module scope: this module starts its own head)
+from test_jobs import ray_head  # noqa: F401
+
 from scanner.config import from_dict, load_config
 from scanner.manifest import read_manifest
 from scanner.pipeline import run_pipeline
-
-# the loopback head fixture of test_jobs (module scope: this module starts its own head)
-from test_jobs import ray_head  # noqa: F401
 
 KEY = ["chrom", "start", "end", "strand", "motif_id"]
 DATASETS = ("instances", "labelled", "datasets", "predictions")
@@ -77,7 +76,7 @@ def test_killed_driver_resumes_to_identical_output(reference, tmp_path):
     total = read_manifest(reference)["stages"]["scan"]["total"]
     markers = out / "instances" / "_shards"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "driver.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "scanner.cli", "run", str(config), "--no-ray"], stdout=log, stderr=log, env=env
     )
@@ -165,7 +164,9 @@ def test_worker_killed_during_predict_is_retried(reference, ray_head, tmp_path):
     total = doc["stages"]["predict"]["total"]
     assert written_at_kill < total, "the worker was not killed during predict"
     restarted = [
-        a for a in list_actors(address=ray_head.url, detail=True, raise_on_missing_output=False) if a.actor_id == victim.actor_id
+        a
+        for a in list_actors(address=ray_head.url, detail=True, raise_on_missing_output=False)
+        if a.actor_id == victim.actor_id
     ]
     assert restarted and restarted[0].num_restarts >= 1
 

@@ -155,7 +155,12 @@ def test_submit_poll_logs_status(ray_head, tmp_path):
 
 def test_stop_a_running_job(ray_head, tmp_path):
     out = tmp_path / "big"
-    config = write_config(tmp_path / "big.toml", out, simulate={"size_mb": 60.0, "n_chroms": 10}, label={"val_chroms": ["chr8"], "test_chroms": ["chr9"]})
+    config = write_config(
+        tmp_path / "big.toml",
+        out,
+        simulate={"size_mb": 60.0, "n_chroms": 10},
+        label={"val_chroms": ["chr8"], "test_chroms": ["chr9"]},
+    )
     client = JobsClient(ray_head.url)
     job_id = f"scanner-stop-{uuid.uuid4().hex[:8]}"
     assert client.submit_run(config, job_id=job_id) == job_id

@@ -51,7 +51,13 @@ def tiny_config(out: Path, **sections: dict) -> dict:
         "train": {"epochs": 1, "batch_size": 32},
         "predict": {"chunk_rows": 256},
         "interpret": {"methods": ["saliency"], "top": 2, "flank": 30},
-        "interpret_benchmark": {"tf": "ALPHA", "methods": ["saliency"], "n_sequences": 5, "naive_sequences": 0, "epochs": 1},
+        "interpret_benchmark": {
+            "tf": "ALPHA",
+            "methods": ["saliency"],
+            "n_sequences": 5,
+            "naive_sequences": 0,
+            "epochs": 1,
+        },
     }
     doc.update(sections)
     return doc
@@ -128,7 +134,9 @@ def test_rerun_skips_complete_stages(run_copy):
 def test_changed_setting_reruns_only_what_depends_on_it(run_copy):
     before = _table(run_copy.out, "predictions")
     items_before = read_manifest(run_copy.out)["stages"]["predict"]["total"]
-    cfg = replace(run_copy, predict=replace(run_copy.predict, settings=replace(run_copy.predict.settings, chunk_rows=16)))
+    cfg = replace(
+        run_copy, predict=replace(run_copy.predict, settings=replace(run_copy.predict.settings, chunk_rows=16))
+    )
     result = run_pipeline(cfg)
     # other file names: the predictions' signature changes, so interpret (which reads them) re-runs;
     # evaluate and interpret_benchmark do not read them
@@ -175,7 +183,9 @@ def test_a_failed_stage_is_recorded_and_retried(run_copy, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash in predict")
 
-    cfg = replace(run_copy, predict=replace(run_copy.predict, settings=replace(run_copy.predict.settings, batch_size=7)))
+    cfg = replace(
+        run_copy, predict=replace(run_copy.predict, settings=replace(run_copy.predict.settings, batch_size=7))
+    )
     monkeypatch.setattr(scanner.predict, "predict", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_pipeline(cfg)
@@ -199,6 +209,34 @@ def test_until_force_and_bad_stage_names(run_copy):
         run_pipeline(replace(run_copy, interpret=None), until="interpret")
 
 
+def test_variants_stage_scores_a_vcf(run_copy, tmp_path):
+    from scanner import query as q
+    from scanner.genome import open_genome
+
+    inst = _table(run_copy.out, "instances").sort("chrom", "start").head(3)
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    with open_genome(run_copy.out / "sim" / "genome.fa") as g:
+        for i, r in enumerate(inst.iter_rows(named=True)):
+            pos = (r["start"] + r["end"]) // 2  # 0-based, inside the site
+            ref = g.fetch(r["chrom"], pos, pos + 1).upper()
+            alt = "A" if ref != "A" else "C"
+            lines.append(f"{r['chrom']}\t{pos + 1}\trs{i}\t{ref}\t{alt}\t.\tPASS\t.")
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    doc = tiny_config(run_copy.out, variants={"vcf": str(vcf), "chunk_variants": 2})
+    cfg = from_dict(doc)
+    assert stage_names(cfg)[-2:] == ["variants", "interpret_benchmark"]
+    result = run_pipeline(cfg)
+    assert result.ran == ("variants",)
+    rec = result.manifest["stages"]["variants"]
+    assert rec["status"] == "done" and rec["rows"] >= 3
+    got = q.variant_scores(run_copy.out, "rs0")
+    assert got.height >= 1 and "delta_pvalue" in got.columns
+    assert run_pipeline(cfg).ran == ()
+    vcf.write_text("\n".join(lines[:-1]) + "\n")  # the VCF changed: only variants re-runs
+    assert run_pipeline(cfg).ran == ("variants",)
+
+
 def test_one_driver_per_run_directory(tmp_path):
     with run_lock(tmp_path):
         with pytest.raises(InputError, match="another `scanner run` is using"):
@@ -211,7 +249,11 @@ def test_one_driver_per_run_directory(tmp_path):
 def test_bad_input_marks_the_stage_failed(tmp_path):
     doc = tiny_config(tmp_path / "bad")
     doc.pop("simulate")
-    doc["inputs"] = {"genome": str(tmp_path / "missing.fa"), "motifs": ["MA0139.2"], "peaks": {"CTCF": str(tmp_path / "p.bed")}}
+    doc["inputs"] = {
+        "genome": str(tmp_path / "missing.fa"),
+        "motifs": ["MA0139.2"],
+        "peaks": {"CTCF": str(tmp_path / "p.bed")},
+    }
     with pytest.raises(InputError, match="not found"):
         run_pipeline(from_dict(doc))
     rec = read_manifest(tmp_path / "bad")["stages"]["scan"]

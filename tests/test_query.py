@@ -52,7 +52,9 @@ def run(tmp_path_factory) -> Path:
             cols = _instances(rng, tf, chrom, int(rng.integers(5, 30)))
             n = len(cols["start"])
             inst = pa.table(cols, schema=INSTANCES)
-            write_parquet_atomic(inst, partition_dir(root / "instances", [("tf", tf), ("chrom", chrom)]) / "part-0.parquet")
+            write_parquet_atomic(
+                inst, partition_dir(root / "instances", [("tf", tf), ("chrom", chrom)]) / "part-0.parquet"
+            )
             lab = dict(cols)
             lab.update(
                 bound=rng.random(n) < 0.3,
@@ -63,11 +65,12 @@ def run(tmp_path_factory) -> Path:
                 window_padded=[False] * n,
             )
             write_parquet_atomic(
-                pa.table(lab, schema=LABELLED), partition_dir(root / "labelled", [("tf", tf), ("chrom", chrom)]) / "part-0.parquet"
+                pa.table(lab, schema=LABELLED),
+                partition_dir(root / "labelled", [("tf", tf), ("chrom", chrom)]) / "part-0.parquet",
             )
             parts = []
             for regime in REGIMES:
-                for model_tf in ([tf, "BETA"] if tf == "ALPHA" else [tf]):
+                for model_tf in [tf, "BETA"] if tf == "ALPHA" else [tf]:
                     prob = np.round(rng.random(n), 1).astype(np.float32)  # many ties
                     extra = {
                         "regime": [regime] * n,
@@ -77,12 +80,25 @@ def run(tmp_path_factory) -> Path:
                     }
                     parts.append(pa.table({**cols, **extra}, schema=PREDICTIONS))
             write_parquet_atomic(
-                pa.concat_tables(parts), partition_dir(root / "predictions", [("tf", tf), ("chrom", chrom)]) / "part-0-c0000.parquet"
+                pa.concat_tables(parts),
+                partition_dir(root / "predictions", [("tf", tf), ("chrom", chrom)]) / "part-0-c0000.parquet",
             )
     metrics = [
-        {"tf": tf, "model_tf": tf, "regime": r, "split": "test", "n": 100, "n_pos": 50, "n_neg": 50,
-         "auroc": 0.9, "auprc": 0.8, "score_auroc": 0.6, "loss": 0.4}
-        for tf in TFS for r in REGIMES
+        {
+            "tf": tf,
+            "model_tf": tf,
+            "regime": r,
+            "split": "test",
+            "n": 100,
+            "n_pos": 50,
+            "n_neg": 50,
+            "auroc": 0.9,
+            "auprc": 0.8,
+            "score_auroc": 0.6,
+            "loss": 0.4,
+        }
+        for tf in TFS
+        for r in REGIMES
     ]
     write_parquet_atomic(pa.Table.from_pylist(metrics, schema=METRICS), root / "metrics.parquet")
     rows = []
@@ -91,19 +107,51 @@ def run(tmp_path_factory) -> Path:
             for regime in REGIMES:
                 d = float(rng.normal())
                 rows.append(
-                    {"chrom": vid.split(":")[0], "pos": 100, "ref": "A", "alt": "G", "variant_id": vid, "vcf_id": vcf_id,
-                     "vcf_line": 3, "kind": "snv", "var_start": 100, "var_end": 101, "tf": tf, "seq_len": 1000,
-                     "in_window": True, "distance": 0, "inst_start": inst_start, "inst_end": inst_start + 12,
-                     "inst_strand": "+", "motif_id": f"M_{tf}", "inst_source": "scan", "window_start": inst_start - 494,
-                     "var_in_site": False, "site_bases_deleted": 0, "site_pvalue_ref": 1e-5, "site_pvalue_alt": 1e-5,
-                     "hit_ref": True, "hit_alt": True, "regime": regime, "logit_ref": 0.1, "logit_alt": 0.1 + d,
-                     "prob_ref": 0.5, "prob_alt": 0.6, "delta_logit": d, "abs_delta": abs(d)}
+                    {
+                        "chrom": vid.split(":")[0],
+                        "pos": 100,
+                        "ref": "A",
+                        "alt": "G",
+                        "variant_id": vid,
+                        "vcf_id": vcf_id,
+                        "vcf_line": 3,
+                        "kind": "snv",
+                        "var_start": 100,
+                        "var_end": 101,
+                        "tf": tf,
+                        "seq_len": 1000,
+                        "in_window": True,
+                        "distance": 0,
+                        "inst_start": inst_start,
+                        "inst_end": inst_start + 12,
+                        "inst_strand": "+",
+                        "motif_id": f"M_{tf}",
+                        "inst_source": "scan",
+                        "window_start": inst_start - 494,
+                        "var_in_site": False,
+                        "site_bases_deleted": 0,
+                        "site_pvalue_ref": 1e-5,
+                        "site_pvalue_alt": 1e-5,
+                        "hit_ref": True,
+                        "hit_alt": True,
+                        "regime": regime,
+                        "logit_ref": 0.1,
+                        "logit_alt": 0.1 + d,
+                        "prob_ref": 0.5,
+                        "prob_alt": 0.6,
+                        "delta_logit": d,
+                        "abs_delta": abs(d),
+                    }
                 )
-    rows.append({**rows[0], "in_window": False, "inst_start": None, "inst_end": None, "regime": None, "delta_logit": None})
+    rows.append(
+        {**rows[0], "in_window": False, "inst_start": None, "inst_end": None, "regime": None, "delta_logit": None}
+    )
     table = pa.Table.from_pylist(rows, schema=VARIANTS)
     for tf in ("ALPHA", "BETA"):
         part = table.filter(pa.compute.equal(table["tf"], tf))
-        write_parquet_atomic(part, partition_dir(root / "variants" / "scores", [("tf", tf), ("chrom", "chr1")]) / "part-0.parquet")
+        write_parquet_atomic(
+            part, partition_dir(root / "variants" / "scores", [("tf", tf), ("chrom", "chr1")]) / "part-0.parquet"
+        )
     return root
 
 
@@ -163,7 +211,9 @@ def test_chrom_counts_equal_direct_counts(run):
     got = q.chrom_counts(run, table="predictions", min_prob=0.7)
     assert got.height == len(TFS) * len(CHROMS) * len(REGIMES)
     for r in got.iter_rows(named=True):
-        sel = pred.filter((pl.col("tf") == r["tf"]) & (pl.col("regime") == r["regime"]) & (pl.col("chrom") == r["chrom"]))
+        sel = pred.filter(
+            (pl.col("tf") == r["tf"]) & (pl.col("regime") == r["regime"]) & (pl.col("chrom") == r["chrom"])
+        )
         assert (r["n"], r["n_predicted_bound"]) == (sel.height, int((sel["prob_bound"] >= 0.7).sum()))
     with pytest.raises(InputError, match="predictions"):
         q.chrom_counts(run, min_prob=0.5)
@@ -221,7 +271,11 @@ def test_variant_scores_across_regimes(run):
 
 
 def test_sql_equals_direct_polars(run):
-    got = q.sql(run, "SELECT tf, regime, COUNT(*) AS n FROM predictions WHERE prob_bound > 0.5 GROUP BY tf, regime ORDER BY tf, regime")
+    got = q.sql(
+        run,
+        "SELECT tf, regime, COUNT(*) AS n FROM predictions WHERE prob_bound > 0.5 "
+        "GROUP BY tf, regime ORDER BY tf, regime",
+    )
     pred = _read_all(run / "predictions").filter(pl.col("prob_bound") > 0.5)
     expected = pred.group_by("tf", "regime").agg(pl.len().alias("n")).sort("tf", "regime")
     assert_frame_equal(got, expected, check_dtypes=False)
@@ -258,7 +312,9 @@ def test_cli(run, tmp_path):
     expected = q.top_bound(run, 2)
     assert_frame_equal(pl.read_csv(io.StringIO(res.stdout), schema=expected.schema), expected)
     out = tmp_path / "counts.parquet"
-    res = runner.invoke(app, ["query", str(run), "--counts", "--table", "predictions", "--format", "parquet", "--output", str(out)])
+    res = runner.invoke(
+        app, ["query", str(run), "--counts", "--table", "predictions", "--format", "parquet", "--output", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert_frame_equal(pl.read_parquet(out), q.chrom_counts(run, table="predictions"))
     res = runner.invoke(app, ["query", str(run), "--sql", "SELECT COUNT(*) AS n FROM instances", "--format", "csv"])

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         sql: Annotated[
             Optional[str],
-            typer.Option(help="Polars SQL over the run's tables, e.g. \"SELECT tf, count(*) FROM instances GROUP BY tf\"."),
+            typer.Option(
+                help='Polars SQL over the run\'s tables, e.g. "SELECT tf, count(*) FROM instances GROUP BY tf".'
+            ),
         ] = None,
         tables: Annotated[bool, typer.Option("--tables", help="List the tables this run has.")] = False,
         table: Annotated[
@@ -45,9 +47,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         tf: Annotated[Optional[list[str]], typer.Option(help="Restrict to these TFs.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Restrict to these regimes (--top-bound).")] = None,
-        all_models: Annotated[
-            bool, typer.Option(help="--top-bound: also rows scored by another TF's model.")
-        ] = False,
+        all_models: Annotated[bool, typer.Option(help="--top-bound: also rows scored by another TF's model.")] = False,
         format: Annotated[str, typer.Option("--format", help="table, csv or parquet.")] = "table",
         output: Annotated[Optional[Path], typer.Option(help="Write the result to this file.")] = None,
         limit: Annotated[int, typer.Option(help="Rows shown in a table.")] = 50,

@@ -17,9 +17,7 @@ def register(app: typer.Typer) -> None:
     @reports_input_errors
     def run(
         config: Annotated[Path, typer.Argument(help="Run config (TOML; see examples/simulated.toml).")],
-        out: Annotated[
-            Optional[Path], typer.Option(help="Run directory. Default: `out` of the config.")
-        ] = None,
+        out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: `out` of the config.")] = None,
         address: Annotated[
             Optional[str],
             typer.Option(help="Ray address (auto, host:6379, ray://host:10001). Default: the config's."),

@@ -109,9 +109,7 @@ def register(app: typer.Typer) -> None:
         job: Annotated[Optional[str], typer.Argument(help="Job ID. Default: the latest scanner job.")] = None,
         address: Address = None,
         header: Header = None,
-        out: Annotated[
-            Optional[Path], typer.Option(help="Run directory: show its manifest (no job needed).")
-        ] = None,
+        out: Annotated[Optional[Path], typer.Option(help="Run directory: show its manifest (no job needed).")] = None,
         watch: Annotated[bool, typer.Option(help="Refresh until the job (or run) ends.")] = False,
         interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 2.0,
     ) -> None:
@@ -148,9 +146,7 @@ def register(app: typer.Typer) -> None:
         def clean(text: str) -> str:
             if manifest_lines:
                 return text
-            return "".join(
-                line for line in text.splitlines(keepends=True) if not line.startswith(MANIFEST_LOG_PREFIX)
-            )
+            return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(MANIFEST_LOG_PREFIX))
 
         if follow:
             for chunk in client.follow(job):

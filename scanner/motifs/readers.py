@@ -8,6 +8,7 @@ naming the file and line.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -332,7 +333,9 @@ def fetch_jaspar(motif_id: str, release: str | None = None) -> Motif:
 
     db = jaspardb(release=release) if release else jaspardb()
     try:
-        m = db.fetch_motif_by_id(motif_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyjaspar warns before returning None for unknown IDs
+            m = db.fetch_motif_by_id(motif_id)
     except Exception:
         m = None
     if m is None:

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def dp_pmf(q: np.ndarray, probs: np.ndarray, qmax: int) -> np.ndarray:  # pragma: no cover - numba
     """Distribution of Q = sum_j q[j, b_j] with b_j ~ probs independently; q (L, 4) int64 >= 0."""
     length = q.shape[0]
@@ -34,7 +34,7 @@ def dp_pmf(q: np.ndarray, probs: np.ndarray, qmax: int) -> np.ndarray:  # pragma
     return cur
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def enumerate_tail(
     w: np.ndarray, bg: np.ndarray, suffix_max: np.ndarray, target: float, capacity: int
 ) -> tuple[np.ndarray, np.ndarray, int]:  # pragma: no cover - numba
@@ -78,7 +78,7 @@ def enumerate_tail(
     return scores, probs, n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def enumerate_all(w: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """Sequential float64 sums and probabilities of all 4**L configurations of w (L, 4)."""
     length = w.shape[0]
@@ -97,7 +97,7 @@ def enumerate_all(w: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return scores, probs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mitm_tail(
     a_desc: np.ndarray, pa_desc: np.ndarray, b_asc: np.ndarray, suffix_b: np.ndarray, s: float
 ) -> float:  # pragma: no cover - numba

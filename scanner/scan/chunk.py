@@ -23,7 +23,7 @@ def candidates_numba(
     n = codes.shape[0]
     core_end = n if core_end is None else core_end
     keys, order, starts = kmer_keys(codes)
-    cap = max(4096, n // 64)
+    cap = max(4096, n // 8)
     while True:
         pos = np.empty(cap, dtype=np.int64)
         mat = np.empty(cap, dtype=np.int64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,15 +66,20 @@ def prepare_motifs(
     -------
     list of PreparedMotif
     """
-    out = []
     bg = background.freqs
     bg_comp = bg[_COMP]
-    for m in motifs:
+
+    def one(m: Motif) -> PreparedMotif:
         w = log_odds(m, background, pseudocount)
         plus = PValueTable.build(w, bg, pvalue, mode)
         minus = plus if background.is_symmetric else PValueTable.build(w, bg_comp, pvalue, mode)
-        out.append(PreparedMotif(m.motif_id, m.name, w, {"+": plus, "-": minus}))
-    return out
+        return PreparedMotif(m.motif_id, m.name, w, {"+": plus, "-": minus})
+
+    if len(motifs) < 4:
+        return [one(m) for m in motifs]
+    # The numba kernels release the GIL: tables of different motifs are built in parallel threads.
+    with ThreadPoolExecutor(max_workers=min(len(motifs), os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, motifs))
 
 
 @dataclass
@@ -110,7 +117,7 @@ _DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], ax
 
 
 #: A matrix is swept when more than this fraction of windows would pass its 8-mer filter.
-SWEEP_ABOVE = 0.03
+SWEEP_ABOVE = 0.3
 
 
 def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, np.ndarray, float]:

@@ -38,7 +38,7 @@ from scanner.errors import InputError
 #: Scores within this many bits are ties (float64 sums of the same real number in another order).
 TIE_TOLERANCE = 1e-9
 #: Grid bins over a motif's score range for the bounding dynamic program.
-DP_BINS = 1 << 17
+DP_BINS = 1 << 15
 #: Grid bins for motifs whose upper tail is too large to enumerate.
 DP_BINS_LONG = 1 << 20
 #: Largest number of upper-tail words enumerated for exact p-values.

@@ -42,7 +42,6 @@ from scanner.variants.alleles import (
     nearest_gap,
     pair_windows,
     site_in_variant,
-    trim_alleles,
 )
 from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, created_hits, site_words, word_pvalues
@@ -149,7 +148,9 @@ def score_vcf_item(
     pos = v.column("pos").to_numpy()
     refs, alts = v.column("ref").to_pylist(), v.column("alt").to_pylist()
     vs, ve = v.column("var_start").to_numpy(), v.column("var_end").to_numpy()
-    inserted = [encode(trim_alleles(int(pos[i]), refs[i], alts[i])[2]) for i in range(n)]
+    # the trimmed ALT bases: REF and ALT lost the same prefix (var_start - pos) and suffix
+    head, tail = vs - pos, pos + np.array([len(r) for r in refs], dtype=np.int64) - ve
+    inserted = [encode(alts[i][head[i] : len(alts[i]) - tail[i]]) for i in range(n)]
     pairs = _pairs_with_created(item, genome, motifs, config, inserted)
     var, start, end = pairs["var"], pairs["start"], pairs["end"]
     m = len(var)

@@ -463,8 +463,13 @@ def _to_table(records: list[_Record], genome: Genome, report: VcfReport) -> pa.T
         return table
     order_of = {c: i for i, c in enumerate(genome.chroms)}
     chrom_rank = np.array([order_of[c] for c in cols["chrom"]], dtype=np.int64)
-    idx = sorted(
-        range(table.num_rows),
-        key=lambda i: (chrom_rank[i], cols["var_start"][i], cols["pos"][i], cols["ref"][i], cols["alt"][i]),
+    idx = np.lexsort(
+        (
+            np.array(cols["alt"], dtype=object).astype(str),
+            np.array(cols["ref"], dtype=object).astype(str),
+            np.array(cols["pos"], dtype=np.int64),
+            np.array(cols["var_start"], dtype=np.int64),
+            chrom_rank,
+        )
     )
     return table.take(pa.array(idx, pa.int64()))
