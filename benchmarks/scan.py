@@ -94,7 +94,11 @@ def child(tool: str, genome: Path, meme: Path, out: Path, cache: Path) -> None:
     t0 = time.perf_counter()
     info: dict = {}
     if tool == "scanner":
+        import shutil
+
         from scanner.runtime import ray_session
+
+        shutil.rmtree(out / "run", ignore_errors=True)  # a fresh scan, not a resumed one
         from scanner.scan import ScanConfig, scan_genome
 
         with ray_session(None) as res:

@@ -257,12 +257,14 @@ class _Runner:
             self.log(f"[{name}] complete with unchanged inputs: skipped")
             return False
         rec = self.manifest.stages.get(name)
-        resume = rec is not None and rec.inputs_hash == inputs_hash and not force
+        # the stage ran in this directory before (under this manifest): its outputs are the pipeline's own
+        owned = rec is not None and rec.attempts > 0
+        resume = owned and rec.inputs_hash == inputs_hash and not force
         self.manifest.start(name, inputs_hash, unit=_UNITS[name])
         self.log(f"[{name}] running" + (" (resuming)" if resume else ""))
         t = time.perf_counter()
         try:
-            note = getattr(self, f"_run_{name}")(owned=rec is not None)
+            note = getattr(self, f"_run_{name}")(owned=owned)
         except BaseException as exc:
             self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
             raise

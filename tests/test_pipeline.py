@@ -237,6 +237,18 @@ def test_variants_stage_scores_a_vcf(run_copy, tmp_path):
     assert run_pipeline(cfg).ran == ("variants",)
 
 
+def test_a_scan_the_pipeline_did_not_make_is_not_replaced(run_copy, tmp_path):
+    out = tmp_path / "foreign"
+    shutil.copytree(run_copy.out / "sim", out / "sim")
+    shutil.copytree(run_copy.out / "instances", out / "instances")  # no manifest: not the pipeline's
+    files = sorted((out / "instances").rglob("*.parquet"))
+    cfg = replace(run_copy, out=out, scan=replace(run_copy.scan, pvalue=1e-5))
+    with pytest.raises(InputError, match="other settings"):
+        run_pipeline(cfg)
+    assert sorted((out / "instances").rglob("*.parquet")) == files
+    assert read_manifest(out)["stages"]["scan"]["status"] == "failed"
+
+
 def test_one_driver_per_run_directory(tmp_path):
     with run_lock(tmp_path):
         with pytest.raises(InputError, match="another `scanner run` is using"):

@@ -94,6 +94,9 @@ def test_output_layout_metadata_and_polars_read(inputs, tmp_path):
     meta = load_scan_meta(root)
     assert meta.complete and meta.genome == genome.resolve() and [m.motif_id for m in meta.motifs] == ["SITE1", "RND1"]
     assert meta.background.is_symmetric
+    recorded = json.loads((root / "_scan.json").read_text())
+    assert recorded["exact_pvalues"] == {"SITE1": True, "RND1": True}
+    assert recorded["hits"] == s.hits
     lower = df.filter(pl.col("chrom") == "chr1", pl.col("start").is_between(7000, 7590))
     assert lower.height > 0 and lower["sequence"].str.contains("[acgt]").not_().all()  # upper case
 

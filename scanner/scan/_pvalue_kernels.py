@@ -113,3 +113,4 @@ def mitm_tail(
             break
         total += pa_desc[i] * suffix_b[j]
     return total
+

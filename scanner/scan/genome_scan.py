@@ -130,24 +130,41 @@ def run_shard(
         "hits": hits,
         "seconds": time.perf_counter() - t0,
         "bases": shard.end - shard.start,
+        "pvalues": _pvalue_info(prepared),
     }
     write_text_atomic(json.dumps(summary), out_dir / SHARD_DIR / f"{shard.key}.json")
     return summary
 
 
+def _pvalue_info(prepared: list[PreparedMotif]) -> dict[str, list]:
+    """Per motif: [whether every p-value is exact, worst relative width of the p-value bounds]."""
+    return {
+        p.motif_id: [all(t.exact for t in p.tables.values()), max(t.max_rel_error for t in p.tables.values())]
+        for p in prepared
+    }
+
+
 class ScanShardWorker:
     """Ray Data callable class: one per actor; opens the genome and loads the motifs once."""
 
-    def __init__(self, genome_path: str, prepared_ref: list, out_dir: str, config: dict, use_gpu: bool) -> None:
-        import ray
-
+    def __init__(
+        self, genome_path: str, motifs: list[dict], background: list[float], out_dir: str, config: dict, use_gpu: bool
+    ) -> None:
         from scanner.runtime import torch_device
 
         self.genome = Genome(genome_path)
-        self.prepared = ray.get(prepared_ref[0])
+        self.config = ScanConfig(**config)
+        # Each actor builds its own tables (seconds at most, in parallel with the other actors) rather
+        # than receiving them through the object store: they can be hundreds of MB.
+        self.prepared = prepare_motifs(
+            [_motif_from_dict(d) for d in motifs],
+            Background(np.array(background)),
+            self.config.pvalue,
+            self.config.pvalue_mode,
+            self.config.pseudocount,
+        )
         self.plan = build_lookup_plan(self.prepared)
         self.out_dir = Path(out_dir)
-        self.config = ScanConfig(**config)
         self.device = torch_device() if use_gpu else "cpu"
         kernel = self.config.kernel
         if kernel == "auto":
@@ -172,6 +189,14 @@ class ScanShardWorker:
             seconds.append(s["seconds"])
             nhits.append(json.dumps(s["hits"]))
         return {"key": np.array(keys), "seconds": np.array(seconds), "hits": np.array(nhits)}
+
+
+def _motif_to_dict(m: Motif) -> dict:
+    return {"motif_id": m.motif_id, "tf": m.name, "length": m.length, "nsites": m.nsites, "probs": m.probs.tolist()}
+
+
+def _motif_from_dict(d: dict, source: str = "") -> Motif:
+    return Motif(d["motif_id"], d["tf"], np.array(d["probs"], dtype=np.float64), int(d["nsites"]), source)
 
 
 def _count_bases(genome_path: str, shard: dict) -> list[int]:
@@ -330,30 +355,21 @@ def scan_genome(
         t = time.perf_counter()
         background = _resolve_background(config, genome_path, shards, executor_obj, cached_bg)
         timings["background_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
-        timings["prepare_s"] = time.perf_counter() - t
+        prepared = None
+        if executor == "local":
+            t = time.perf_counter()
+            prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
+            timings["prepare_s"] = time.perf_counter() - t
         meta = {
             "fingerprint": fp,
             "genome": str(genome_path.resolve()),
-            "motifs": [
-                {
-                    "motif_id": m.motif_id,
-                    "tf": m.name,
-                    "length": m.length,
-                    "nsites": m.nsites,
-                    "probs": m.probs.tolist(),
-                }
-                for m in motifs
-            ],
+            "motifs": [_motif_to_dict(m) for m in motifs],
             "pvalue": config.pvalue,
             "pvalue_mode": config.pvalue_mode,
             "pseudocount": config.pseudocount,
             "background": {"freqs": background.to_list(), "source": background.source},
             "shards_total": len(shards),
             "complete": False,
-            "exact_pvalues": {p.motif_id: all(t.exact for t in p.tables.values()) for p in prepared},
-            "max_rel_pvalue_error": {p.motif_id: max(t.max_rel_error for t in p.tables.values()) for p in prepared},
         }
         write_text_atomic(json.dumps(meta, indent=2), meta_path)
         done_keys = {p.stem for p in (out / SHARD_DIR).glob("*.json")} if (out / SHARD_DIR).exists() else set()
@@ -378,14 +394,19 @@ def scan_genome(
                     if progress:
                         progress(reused + i, len(shards), reused)
             else:
-                _run_ray(genome_path, todo, prepared, out, config, progress, reused, len(shards))
+                _run_ray(genome_path, todo, motifs, background, out, config, progress, reused, len(shards))
         timings["shards_s"] = time.perf_counter() - t
         hits: dict[str, int] = {}
+        pinfo: dict[str, list] = {}
         for f in (out / SHARD_DIR).glob("*.json"):
-            for tf, n in json.loads(f.read_text())["hits"].items():
+            done = json.loads(f.read_text())
+            pinfo = pinfo or done.get("pvalues", {})
+            for tf, n in done["hits"].items():
                 hits[tf] = hits.get(tf, 0) + n
         meta["complete"] = True
         meta["hits"] = dict(sorted(hits.items()))
+        meta["exact_pvalues"] = {k: bool(v[0]) for k, v in pinfo.items()}
+        meta["max_rel_pvalue_error"] = {k: float(v[1]) for k, v in pinfo.items()}
         write_text_atomic(json.dumps(meta, indent=2), meta_path)
         return ScanSummary(
             out_dir=out,
@@ -408,13 +429,12 @@ def scan_genome(
         return _run(_RayExecutor())
 
 
-def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) -> None:
+def _run_ray(genome_path, todo, motifs, background, out, config, progress, reused, total) -> None:
     import ray
 
     from scanner.runtime import cluster_resources
 
     res = cluster_resources()
-    prepared_ref = ray.put(prepared)
     items = [{"shard": json.dumps(s.to_dict())} for s in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     if res.use_gpu:
@@ -427,7 +447,8 @@ def _run_ray(genome_path, todo, prepared, out, config, progress, reused, total) 
         ScanShardWorker,
         fn_constructor_kwargs={
             "genome_path": str(genome_path),
-            "prepared_ref": [prepared_ref],
+            "motifs": [_motif_to_dict(m) for m in motifs],
+            "background": background.to_list(),
             "out_dir": str(out),
             "config": asdict(config),
             "use_gpu": res.use_gpu,
@@ -474,10 +495,7 @@ def load_scan_meta(instances_dir: str | Path) -> ScanMeta:
         raise InputError(f"{Path(instances_dir)} is not a scanner scan output (no {SCAN_META})", source=path)
     try:
         meta = json.loads(path.read_text())
-        motifs = [
-            Motif(d["motif_id"], d["tf"], np.array(d["probs"], dtype=np.float64), int(d["nsites"]), str(path))
-            for d in meta["motifs"]
-        ]
+        motifs = [_motif_from_dict(d, str(path)) for d in meta["motifs"]]
         bg = Background(np.array(meta["background"]["freqs"]), meta["background"].get("source", "genome"))
         return ScanMeta(
             genome=Path(meta["genome"]),
