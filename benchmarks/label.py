@@ -62,9 +62,7 @@ def phase_setup(size_mb: float) -> dict:
     t0 = time.perf_counter()
     sim = simulate(WORK / "sim", SimulationConfig(size_mb=size_mb, tfs=TFS))
     t1 = time.perf_counter()
-    summary = scan_genome(
-        sim.genome, [str(sim.motifs)], WORK / "run", ScanConfig(), executor="local", overwrite=True
-    )
+    summary = scan_genome(sim.genome, [str(sim.motifs)], WORK / "run", ScanConfig(), executor="local", overwrite=True)
     t2 = time.perf_counter()
     paths = {
         "genome": str(sim.genome),
@@ -178,9 +176,7 @@ def phase_reference() -> dict:
     ref = _bisect_reference(inst, peaks, open_iv, black_iv)
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
-    bound = pl.concat(
-        [contained_in(part, peaks[tf[0]]) for tf, part in inst.group_by("tf", maintain_order=True)]
-    )
+    bound = pl.concat([contained_in(part, peaks[tf[0]]) for tf, part in inst.group_by("tf", maintain_order=True)])
     ordered = pl.concat([part for _, part in inst.group_by("tf", maintain_order=True)])
     ours = (
         bound.to_list(),
@@ -222,9 +218,7 @@ def phase_reference() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=float, default=100.0)
-    ap.add_argument(
-        "--reuse-setup", action="store_true", help="reuse the simulated genome and scan of the last run"
-    )
+    ap.add_argument("--reuse-setup", action="store_true", help="reuse the simulated genome and scan of the last run")
     ap.add_argument("--phase", choices=["setup", "local", "ray", "reference"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -266,10 +260,7 @@ def main() -> None:
         ("windows+GC: batched window_codes", ref["windows_ours_s"], None, f"agree={ref['windows_agree']}"),
         ("windows+GC: pyfaidx per row", ref["windows_reference_s"], None, ""),
     ]
-    print(
-        f"\nLabelling a simulated {args.size_mb:g} Mb genome, 3 TFs ({n_inst:,} instances), "
-        f"{os.cpu_count()} CPUs"
-    )
+    print(f"\nLabelling a simulated {args.size_mb:g} Mb genome, 3 TFs ({n_inst:,} instances), {os.cpu_count()} CPUs")
     print(f"{'step':40s} {'seconds':>9s} {'peak RSS MiB':>13s}  note")
     for name, sec, rss, note in rows:
         print(f"{name:40s} {sec:9.2f} {'' if rss is None else f'{rss:13.0f}':>13s}  {note}")

@@ -176,9 +176,9 @@ def child(tool: str, genome: Path, meme: Path, out: Path, cache: Path) -> None:
                     seq.append(line.strip())
         flush()
         info["scan_s"] = time.perf_counter() - t1
-        pl.DataFrame(rows, schema={"motif_id": pl.Utf8, "chrom": pl.Utf8, "start": pl.Int64, "strand": pl.Utf8}).write_parquet(
-            out / "hits.parquet"
-        )
+        pl.DataFrame(
+            rows, schema={"motif_id": pl.Utf8, "chrom": pl.Utf8, "start": pl.Int64, "strand": pl.Utf8}
+        ).write_parquet(out / "hits.parquet")
     elif tool == "fimo":
         import polars as pl
         from pymemesuite.common import Alphabet, Array, Background, MotifFile, Sequence
@@ -342,7 +342,12 @@ def yeast_section() -> dict | None:
         if r.returncode != 0:
             raise RuntimeError(r.stderr[-2000:])
         meta = json.loads((Path(d) / "instances" / "_scan.json").read_text())
-        return {"genome": "sacCer3 (12.2 Mb)", "motifs": len(meta["motifs"]), "hits": sum(meta["hits"].values()), "wall_s": wall}
+        return {
+            "genome": "sacCer3 (12.2 Mb)",
+            "motifs": len(meta["motifs"]),
+            "hits": sum(meta["hits"].values()),
+            "wall_s": wall,
+        }
 
 
 def main() -> None:

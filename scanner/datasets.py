@@ -34,6 +34,7 @@ import pyarrow as pa
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.runtime import bind_constructor
 from scanner.schemas import DATASETS, INSTANCE_KEY
 
 if TYPE_CHECKING:
@@ -210,8 +211,7 @@ def _fetch_on_ray(table: pa.Table, kwargs: dict, batch_size: int) -> list[pa.Tab
         per_block = -(-table.num_rows // min(n_blocks, 4 * n_actors))
         blocks = [table.slice(i, per_block) for i in range(0, table.num_rows, per_block)]
         ds = ray.data.from_arrow(blocks).map_batches(  # pre-cut blocks: no repartition shuffle
-            WindowReader,
-            fn_constructor_kwargs=kwargs,
+            bind_constructor(WindowReader, **kwargs),
             batch_size=batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
@@ -398,9 +398,7 @@ def build_datasets(
     for sel in chosen:
         sel = sel.join(lookup, on=key, how="left", maintain_order="left").select(DATASETS.names)
         for (regime, tf, split), part in sel.group_by("regime", "tf", "split", maintain_order=True):
-            path = (
-                partition_dir(root, [("regime", regime), ("tf", tf), ("split", split)]) / "part-00000.parquet"
-            )
+            path = partition_dir(root, [("regime", regime), ("tf", tf), ("split", split)]) / "part-00000.parquet"
             write_parquet_atomic(part.to_arrow().cast(DATASETS), path)
             written.add(path)
     from scanner.labels import remove_stale

@@ -101,9 +101,7 @@ def parquet_files(root: str | Path) -> list[Path]:
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-        out.extend(
-            Path(dirpath) / f for f in filenames if f.endswith(".parquet") and not f.startswith((".", "_"))
-        )
+        out.extend(Path(dirpath) / f for f in filenames if f.endswith(".parquet") and not f.startswith((".", "_")))
     return sorted(out)
 
 

@@ -100,11 +100,7 @@ def read_intervals(
     """
     path = Path(path)
     lines = _read_lines(path)
-    data = [
-        (i + 1, ln)
-        for i, ln in enumerate(lines)
-        if ln.strip() and not ln.startswith(("#", "track", "browser"))
-    ]
+    data = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith(("#", "track", "browser"))]
     if not data:
         if allow_empty:
             return pl.DataFrame(schema=_INTERVALS_SCHEMA)
@@ -112,9 +108,7 @@ def read_intervals(
     lineno = pl.Series("line", [d[0] for d in data], dtype=pl.Int64)
     text = pl.Series("text", [d[1] for d in data], dtype=pl.String)
     text = pl.select(
-        pl.when(text.str.contains("\t"))
-        .then(text)
-        .otherwise(text.str.strip_chars().str.replace_all(r"\s+", "\t"))
+        pl.when(text.str.contains("\t")).then(text).otherwise(text.str.strip_chars().str.replace_all(r"\s+", "\t"))
     ).to_series()
     fields = text.str.split("\t")
     nfields = fields.list.len()
@@ -122,9 +116,7 @@ def read_intervals(
     short = df.filter(pl.col("n") < 3)
     if short.height:
         ln, n = short.row(0)[0], short.row(0)[2]
-        raise InputError(
-            f"expected at least 3 tab-separated fields (chrom, start, end), got {n}", source=path, line=ln
-        )
+        raise InputError(f"expected at least 3 tab-separated fields (chrom, start, end), got {n}", source=path, line=ln)
     narrow = ".narrowpeak" in path.name.lower() or bool((nfields == 10).all())
     cols = [
         pl.col("line"),
@@ -148,14 +140,11 @@ def read_intervals(
             )
     bad = df.filter(pl.col("start") < 0)
     if bad.height:
-        raise InputError(
-            f"start must be >= 0, got {bad['start'][0]}", source=path, line=bad["line"][0], field="start"
-        )
+        raise InputError(f"start must be >= 0, got {bad['start'][0]}", source=path, line=bad["line"][0], field="start")
     bad = df.filter(pl.col("end") <= pl.col("start"))
     if bad.height:
         raise InputError(
-            f"end ({bad['end'][0]}) must be greater than start ({bad['start'][0]}) "
-            "(BED is 0-based half-open)",
+            f"end ({bad['end'][0]}) must be greater than start ({bad['start'][0]}) (BED is 0-based half-open)",
             source=path,
             line=bad["line"][0],
             field="end",
@@ -198,12 +187,8 @@ def _check_chroms(df: pl.DataFrame, lengths: Mapping[str, int], path: Path, what
     missing = j.filter(pl.col("_len").is_null())
     if missing.height:
         names = missing["chrom"].unique(maintain_order=True)
-        extra = (
-            f" ({len(names)} unknown names: {', '.join(names.head(5).to_list())})" if len(names) > 1 else ""
-        )
-        raise InputError(
-            chrom_mismatch_message(names[0], dict(lengths)) + extra, source=path, line=missing["line"][0]
-        )
+        extra = f" ({len(names)} unknown names: {', '.join(names.head(5).to_list())})" if len(names) > 1 else ""
+        raise InputError(chrom_mismatch_message(names[0], dict(lengths)) + extra, source=path, line=missing["line"][0])
     past = j.filter(pl.col("end") > pl.col("_len"))
     if past.height:
         r = past.row(0, named=True)
@@ -220,9 +205,7 @@ def _check_chroms(df: pl.DataFrame, lengths: Mapping[str, int], path: Path, what
 _SHIFT = 1 << 40  # key = chromosome index * 2**40 + position: one integer sort instead of (chrom, pos)
 
 
-def _asof(
-    left: pl.DataFrame, left_pos: pl.Expr, right: pl.DataFrame, right_pos: str, strategy: str
-) -> pl.DataFrame:
+def _asof(left: pl.DataFrame, left_pos: pl.Expr, right: pl.DataFrame, right_pos: str, strategy: str) -> pl.DataFrame:
     """As-of join of ``left`` (with ``_row``) to ``right`` on the same chromosome; rows in ``_row`` order.
 
     Both sides get the key ``chrom_index * 2**40 + position``; a match from another chromosome is
@@ -297,9 +280,7 @@ def summit_distance(sites: pl.DataFrame, peaks: pl.DataFrame) -> pl.Series:
     """
     if sites.height == 0:
         return pl.Series("distance", [], dtype=pl.Int64)
-    summits = peaks.select(
-        "chrom", pl.coalesce("summit", (pl.col("start") + pl.col("end")) // 2).alias("pos")
-    ).unique()
+    summits = peaks.select("chrom", pl.coalesce("summit", (pl.col("start") + pl.col("end")) // 2).alias("pos")).unique()
     if summits.height == 0:
         return pl.Series("distance", [None] * sites.height, dtype=pl.Int64)
     base = _with_row(sites)
@@ -384,9 +365,7 @@ def resolve_splits(
         test = [t]
     both = sorted(set(val) & set(test))
     if both:
-        raise InputError(
-            f"chromosome(s) {', '.join(both)} given as both validation and test", field="--test-chroms"
-        )
+        raise InputError(f"chromosome(s) {', '.join(both)} given as both validation and test", field="--test-chroms")
     out = dict.fromkeys(chroms, "train")
     out.update(dict.fromkeys(val, "val"))
     out.update(dict.fromkeys(test, "test"))
@@ -441,9 +420,7 @@ class LabelConfig:
         if self.window < 1:
             raise InputError(f"window must be >= 1 bp, got {self.window}", field="--window")
         if self.summit_distance is not None and self.summit_distance < 0:
-            raise InputError(
-                f"summit distance must be >= 0, got {self.summit_distance}", field="--summit-distance"
-            )
+            raise InputError(f"summit distance must be >= 0, got {self.summit_distance}", field="--summit-distance")
         if self.regimes is not None:
             bad = [r for r in self.regimes if r not in REGIMES]
             if bad or not self.regimes:
@@ -574,9 +551,7 @@ def label_table(
         bound = contained_in(df, peaks)
     else:
         bound = (summit_distance(df, peaks) <= config.summit_distance).fill_null(False)
-    in_open = (
-        contained_in(df, open_chromatin) if open_chromatin is not None else pl.Series([False] * df.height)
-    )
+    in_open = contained_in(df, open_chromatin) if open_chromatin is not None else pl.Series([False] * df.height)
     lengths = pl.DataFrame(
         {"chrom": list(chrom_lengths), "_len": list(chrom_lengths.values())},
         schema={"chrom": pl.String, "_len": pl.Int64},
@@ -592,9 +567,7 @@ def label_table(
         .join(splits, on="chrom", how="left", maintain_order="left")
         .with_columns(window_starts(pl.col("start"), pl.col("end"), w).alias("window_start"))
         .with_columns(
-            ((pl.col("window_start") < 0) | (pl.col("window_start") + w > pl.col("_len"))).alias(
-                "window_padded"
-            )
+            ((pl.col("window_start") < 0) | (pl.col("window_start") + w > pl.col("_len"))).alias("window_padded")
         )
         .drop("_len")
         .sort("chrom", "start", "end", "strand", "motif_id")
@@ -702,14 +675,9 @@ def label(
         batch_size=cfg.batch_size,
         use_ray=use_ray,
     )
-    labelled = (
-        labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
-    )
+    labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
     for tf, split in (
-        labelled.group_by("tf", "split")
-        .agg(pl.col("bound").any())
-        .filter(~pl.col("bound"))
-        .select("tf", "split")
+        labelled.group_by("tf", "split").agg(pl.col("bound").any()).filter(~pl.col("bound")).select("tf", "split")
     ).iter_rows():
         hint = f"; choose other --{split}-chroms?" if split != "train" else ""
         _warn(f"TF {tf}: the {split} split has no bound instance{hint}")

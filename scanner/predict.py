@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from scanner.errors import InputError
 from scanner.genome import Genome, one_hot, open_genome
 from scanner.io import parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.runtime import bind_constructor
 from scanner.schemas import INSTANCES, PREDICTIONS
 
 #: Output file names: ``<input stem>-c<item index>.parquet``.
@@ -680,8 +681,7 @@ def _run_on_ray(
         ctx_data.enable_progress_bars = False
         ds = ray.data.from_items([_item_to_row(it) for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
-            Predictor,
-            fn_constructor_kwargs={"genome_path": genome_path, "config": asdict(config), "threads": threads},
+            bind_constructor(Predictor, **{"genome_path": genome_path, "config": asdict(config), "threads": threads}),
             batch_size=1,
             # one item at a time per actor: items take seconds, and a queue on a busy actor would
             # leave another idle at the end

@@ -108,6 +108,21 @@ def ray_session(
             ray.shutdown()
 
 
+def bind_constructor(cls: type, **kwargs: object) -> type:
+    """A subclass of ``cls`` whose no-argument constructor calls ``cls(**kwargs)``.
+
+    Ray Data puts ``fn_constructor_kwargs`` in the object store, and Ray then logs an error-level
+    warning for every restartable actor created from object-store arguments. Handing Ray Data a class
+    that carries its (small) settings avoids both; the subclass is pickled by value, ``cls`` by
+    reference, so ``cls`` must still be importable on the workers.
+    """
+
+    def __init__(self: object) -> None:
+        cls.__init__(self, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+
+
 def cluster_resources() -> RayResources:
     """Resources of the Ray cluster this process is connected to."""
     import ray

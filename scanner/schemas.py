@@ -25,17 +25,11 @@ INSTANCES = pa.schema(
         pa.field("start", pa.int64(), nullable=False, metadata={"doc": "0-based start of the site"}),
         pa.field("end", pa.int64(), nullable=False, metadata={"doc": "0-based exclusive end of the site"}),
         pa.field("strand", pa.string(), nullable=False, metadata={"doc": "'+' or '-'"}),
-        pa.field(
-            "motif_id", pa.string(), nullable=False, metadata={"doc": "motif identifier, e.g. MA0139.2"}
-        ),
+        pa.field("motif_id", pa.string(), nullable=False, metadata={"doc": "motif identifier, e.g. MA0139.2"}),
         pa.field("tf", pa.string(), nullable=False, metadata={"doc": "motif name (the TF), e.g. CTCF"}),
         pa.field("score", pa.float32(), nullable=False, metadata={"doc": "log-odds score in bits"}),
-        pa.field(
-            "pvalue", pa.float64(), nullable=False, metadata={"doc": "P(S >= score) under the background"}
-        ),
-        pa.field(
-            "sequence", pa.string(), nullable=False, metadata={"doc": "matched site on the motif's strand"}
-        ),
+        pa.field("pvalue", pa.float64(), nullable=False, metadata={"doc": "P(S >= score) under the background"}),
+        pa.field("sequence", pa.string(), nullable=False, metadata={"doc": "matched site on the motif's strand"}),
     ]
 )
 
@@ -58,21 +52,11 @@ LABELLED = _extend(
     INSTANCES,
     [
         pa.field("bound", pa.bool_(), nullable=False, metadata={"doc": "site inside a peak of this TF"}),
-        pa.field(
-            "in_open", pa.bool_(), nullable=False, metadata={"doc": "site inside an open-chromatin peak"}
-        ),
-        pa.field(
-            "gc", pa.float32(), nullable=False, metadata={"doc": "GC fraction of the window's A/C/G/T bases"}
-        ),
-        pa.field(
-            "split", pa.string(), nullable=False, metadata={"doc": "'train', 'val' or 'test' (by chromosome)"}
-        ),
-        pa.field(
-            "window_start", pa.int64(), nullable=False, metadata={"doc": "0-based window start (may be < 0)"}
-        ),
-        pa.field(
-            "window_padded", pa.bool_(), nullable=False, metadata={"doc": "window runs off the chromosome"}
-        ),
+        pa.field("in_open", pa.bool_(), nullable=False, metadata={"doc": "site inside an open-chromatin peak"}),
+        pa.field("gc", pa.float32(), nullable=False, metadata={"doc": "GC fraction of the window's A/C/G/T bases"}),
+        pa.field("split", pa.string(), nullable=False, metadata={"doc": "'train', 'val' or 'test' (by chromosome)"}),
+        pa.field("window_start", pa.int64(), nullable=False, metadata={"doc": "0-based window start (may be < 0)"}),
+        pa.field("window_padded", pa.bool_(), nullable=False, metadata={"doc": "window runs off the chromosome"}),
     ],
 )
 
@@ -81,20 +65,14 @@ LABELLED = _extend(
 DATASETS = _extend(
     LABELLED,
     [
-        pa.field(
-            "regime", pa.string(), nullable=False, metadata={"doc": "'pvalue', 'gc', 'open' or 'random'"}
-        ),
+        pa.field("regime", pa.string(), nullable=False, metadata={"doc": "'pvalue', 'gc', 'open' or 'random'"}),
         pa.field("label", pa.int8(), nullable=False, metadata={"doc": "1 bound, 0 unbound"}),
-        pa.field(
-            "match_bin", pa.int32(), nullable=False, metadata={"doc": "matching bin (-1: unmatched regime)"}
-        ),
+        pa.field("match_bin", pa.int32(), nullable=False, metadata={"doc": "matching bin (-1: unmatched regime)"}),
         pa.field(
             "window",
             pa.string(),
             nullable=False,
-            metadata={
-                "doc": "W bases of the window on the + strand, upper case, N for padding/unknown/masked"
-            },
+            metadata={"doc": "W bases of the window on the + strand, upper case, N for padding/unknown/masked"},
         ),
     ],
 )
@@ -183,9 +161,7 @@ _VARIANT_FIELDS = [
     pa.field("variant_id", pa.string(), nullable=False, metadata={"doc": "CHROM:POS:REF:ALT, POS 1-based"}),
     pa.field("vcf_id", pa.string(), metadata={"doc": "VCF ID column (null for '.')"}),
     pa.field("vcf_line", pa.int64(), nullable=False, metadata={"doc": "1-based line in the VCF"}),
-    pa.field(
-        "kind", pa.string(), nullable=False, metadata={"doc": "snv, mnv, insertion, deletion or complex"}
-    ),
+    pa.field("kind", pa.string(), nullable=False, metadata={"doc": "snv, mnv, insertion, deletion or complex"}),
     pa.field(
         "var_start",
         pa.int64(),
@@ -223,9 +199,7 @@ VARIANTS = pa.schema(
         *_VARIANT_FIELDS,
         pa.field("tf", pa.string(), nullable=False, metadata={"doc": "TF of the instances and models"}),
         pa.field("seq_len", pa.int32(), nullable=False, metadata={"doc": "model window W (bp)"}),
-        pa.field(
-            "in_window", pa.bool_(), nullable=False, metadata={"doc": "the allele is in this instance's window"}
-        ),
+        pa.field("in_window", pa.bool_(), nullable=False, metadata={"doc": "the allele is in this instance's window"}),
         pa.field(
             "distance",
             pa.int64(),
@@ -245,9 +219,7 @@ VARIANTS = pa.schema(
         ),
         pa.field("window_start", pa.int64(), metadata={"doc": "0-based start of the REF window (may be < 0)"}),
         pa.field("var_in_site", pa.bool_(), metadata={"doc": "the allele changes a base of the site"}),
-        pa.field(
-            "site_bases_deleted", pa.int32(), metadata={"doc": "site bases the allele deletes (indels)"}
-        ),
+        pa.field("site_bases_deleted", pa.int32(), metadata={"doc": "site bases the allele deletes (indels)"}),
         pa.field("site_pvalue_ref", pa.float64(), metadata={"doc": "p-value of the site's REF bases"}),
         pa.field(
             "site_pvalue_alt",
@@ -273,9 +245,7 @@ VARIANT_SEQUENCES = pa.schema(
         pa.field("seq_len", pa.int32(), nullable=False, metadata={"doc": "model window W (bp)"}),
         pa.field("ref_length", pa.int32(), nullable=False),
         pa.field("alt_length", pa.int32(), nullable=False),
-        pa.field(
-            "kind", pa.string(), nullable=False, metadata={"doc": "snv, mnv, insertion, deletion, complex, none"}
-        ),
+        pa.field("kind", pa.string(), nullable=False, metadata={"doc": "snv, mnv, insertion, deletion, complex, none"}),
         pa.field("var_start", pa.int64(), nullable=False, metadata={"doc": "0-based start in REF of the change"}),
         pa.field("var_end", pa.int64(), nullable=False, metadata={"doc": "exclusive end in REF of the change"}),
         pa.field("motif_id", pa.string(), metadata={"doc": "motif of the best site (null: no scan given)"}),

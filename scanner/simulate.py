@@ -85,13 +85,9 @@ TRUTH = pa.schema(
             metadata={"doc": "core design class: bound/decoy/background; context: partner/pioneer"},
         ),
         pa.field("design", pa.string(), nullable=False, metadata={"doc": "context planted with the core"}),
-        pa.field(
-            "core_id", pa.int64(), nullable=False, metadata={"doc": "site_id of the locus's core (-1: none)"}
-        ),
+        pa.field("core_id", pa.int64(), nullable=False, metadata={"doc": "site_id of the locus's core (-1: none)"}),
         pa.field("rule_bound", pa.bool_(), nullable=False, metadata={"doc": "the TF's rule says bound"}),
-        pa.field(
-            "bound", pa.bool_(), nullable=False, metadata={"doc": "truth after label noise; has a peak"}
-        ),
+        pa.field("bound", pa.bool_(), nullable=False, metadata={"doc": "truth after label noise; has a peak"}),
         pa.field("in_open", pa.bool_(), nullable=False, metadata={"doc": "site inside an open region"}),
         pa.field("sequence", pa.string(), nullable=False, metadata={"doc": "planted bases, motif strand"}),
         pa.field(
@@ -305,9 +301,7 @@ class SimulationConfig:
             raise InputError(f"flip rate must be in [0, 0.5], got {self.flip_rate}", field="flip_rate")
         lo, hi = self.gc_range
         if not (0 < lo <= hi and hi + self.open_gc_boost < 1):
-            raise InputError(
-                f"bad GC range {self.gc_range} with boost {self.open_gc_boost}", field="gc_range"
-            )
+            raise InputError(f"bad GC range {self.gc_range} with boost {self.open_gc_boost}", field="gc_range")
         (a, b), (c, d) = self.partner_distance, self.far_distance
         if not (25 <= a <= b < c <= d <= _REACH - 20):
             raise InputError(
@@ -423,9 +417,7 @@ def _chrom_lengths(cfg: SimulationConfig) -> list[int]:
     return [int(x) for x in lengths]
 
 
-def _random_intervals(
-    rng: np.random.Generator, length: int, n: int, lo: int, hi: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _random_intervals(rng: np.random.Generator, length: int, n: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     sizes = rng.integers(lo, hi + 1, size=n)
     starts = rng.integers(0, max(1, length - hi), size=n)
     return starts.astype(np.int64), np.minimum(starts + sizes, length).astype(np.int64)
@@ -522,9 +514,7 @@ class _Loci:
 
 
 def _make_loci(cfg: SimulationConfig, chroms: list[_Chrom], rng: np.random.Generator) -> _Loci:
-    slots = np.concatenate(
-        [np.stack([np.full(len(c.slots), i), c.slots], axis=1) for i, c in enumerate(chroms)]
-    )
+    slots = np.concatenate([np.stack([np.full(len(c.slots), i), c.slots], axis=1) for i, c in enumerate(chroms)])
     n_per_tf = round(cfg.sites_per_mb * cfg.size_mb)
     n_open_only = round(cfg.open_only_per_mb * cfg.size_mb)
     n = n_per_tf * len(cfg.tfs) + n_open_only
@@ -603,9 +593,7 @@ def _motif_names(cfg: SimulationConfig) -> list[str]:
     return [*names, "PIONEER"]
 
 
-def _make_sites(
-    cfg: SimulationConfig, loci: _Loci, motifs: dict[str, Motif], rng: np.random.Generator
-) -> _Sites:
+def _make_sites(cfg: SimulationConfig, loci: _Loci, motifs: dict[str, Motif], rng: np.random.Generator) -> _Sites:
     names = list(motifs)
     core = np.flatnonzero(loci.tf < loci.n_tfs)
     part = np.flatnonzero(loci.partner > 0)
@@ -617,9 +605,7 @@ def _make_sites(
     for k in range(3):
         pio = np.flatnonzero(loci.n_pioneer > k)
         offset = 25 + 40 * k + rng.integers(0, 11, size=len(pio))
-        parts.append(
-            (pio, np.full(len(pio), names.index("PIONEER")), loci.center[pio] - loci.side[pio] * offset, 2)
-        )
+        parts.append((pio, np.full(len(pio), names.index("PIONEER")), loci.center[pio] - loci.side[pio] * offset, 2))
     locus = np.concatenate([p[0] for p in parts])
     motif = np.concatenate([p[1] for p in parts]).astype(np.int64)
     center = np.concatenate([p[2] for p in parts])
@@ -660,9 +646,7 @@ def _write_genome(
             )
             u = rng.random(ch.length, dtype=np.float32)
             # [0, gc/2) -> C, [gc/2, gc) -> G, [gc, (1 + gc)/2) -> A, rest -> T
-            step = (
-                (u >= gc / 2).view(np.uint8) + (u >= gc).view(np.uint8) + (u >= (1 + gc) / 2).view(np.uint8)
-            )
+            step = (u >= gc / 2).view(np.uint8) + (u >= gc).view(np.uint8) + (u >= (1 + gc) / 2).view(np.uint8)
             codes = _BY_STEP[step]
             ms, me = ch.masked
             rep = rng.random(len(ms)) < 0.3
@@ -820,15 +804,11 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
 
     genome_path = out / "genome.fa"
     _write_genome(genome_path, chroms, loci, sites, cfg, rng)
-    truth_path = write_parquet_atomic(
-        _truth_table(cfg, chroms, loci, sites, names, rule, bound), out / "truth.parquet"
-    )
+    truth_path = write_parquet_atomic(_truth_table(cfg, chroms, loci, sites, names, rule, bound), out / "truth.parquet")
     peaks: dict[str, Path] = {}
     for ti, tf in enumerate(cfg.tfs):
         sel = np.flatnonzero((loci.tf == ti) & bound)
-        peaks[tf] = write_text_atomic(
-            _peaks_text(tf, sel, loci, chrom_names, rng), out / "peaks" / f"{tf}.narrowPeak"
-        )
+        peaks[tf] = write_text_atomic(_peaks_text(tf, sel, loci, chrom_names, rng), out / "peaks" / f"{tf}.narrowPeak")
     osel = np.flatnonzero(loci.open)
     open_df = pl.DataFrame(
         {
@@ -861,9 +841,7 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
         counts[f"{tf}.cores"] = int(sel.sum())
         counts[f"{tf}.rule_bound"] = int(rule[sel].sum())
         counts[f"{tf}.bound"] = int(bound[sel].sum())
-    write_text_atomic(
-        json.dumps({"config": asdict(cfg), "counts": counts}, indent=2) + "\n", out / "simulation.json"
-    )
+    write_text_atomic(json.dumps({"config": asdict(cfg), "counts": counts}, indent=2) + "\n", out / "simulation.json")
     open_genome(genome_path).close()  # validates the index just written
     return SimulationResult(
         out_dir=out,

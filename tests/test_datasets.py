@@ -28,9 +28,7 @@ def genome(tmp_path_factory):
     }
     path = d / "g.fa"
     path.write_text(
-        "".join(
-            f">{k}\n" + "\n".join(v[i : i + 50] for i in range(0, len(v), 50)) + "\n" for k, v in seqs.items()
-        )
+        "".join(f">{k}\n" + "\n".join(v[i : i + 50] for i in range(0, len(v), 50)) + "\n" for k, v in seqs.items())
     )
     return open_genome(path)
 
@@ -109,9 +107,7 @@ def _labelled(n=4000, seed=0, tfs=("T1", "T2")):
             "bound": bound,
             "in_open": rng.random(n) < np.where(bound, 0.7, 0.2),
             "gc": pl.Series(gc, dtype=pl.Float32),
-            "split": pl.Series(chrom).replace(
-                {"chr8": "val", "chr9": "test", "chr1": "train", "chr2": "train"}
-            ),
+            "split": pl.Series(chrom).replace({"chr8": "val", "chr9": "test", "chr1": "train", "chr2": "train"}),
             "window_start": start - 495,
             "window_padded": False,
         }
@@ -142,16 +138,12 @@ def test_balance_is_one_to_one_within_bins(regime):
     got = out.group_by("tf", "split", "match_bin").agg(
         pl.col("label").sum().alias("p"), (1 - pl.col("label")).sum().alias("q")
     )
-    j = avail.join(
-        got, left_on=["tf", "split", "b"], right_on=["tf", "split", "match_bin"], how="left"
-    ).fill_null(0)
+    j = avail.join(got, left_on=["tf", "split", "b"], right_on=["tf", "split", "match_bin"], how="left").fill_null(0)
     # negatives = min(positives, negatives available) in every bin of every (tf, split)
     assert j.select((pl.col("q") == pl.min_horizontal("pos", "neg")).all()).item()
     assert (j["p"] == j["pos"]).all()
     if regime == "gc":  # matched negatives lie in their positives' GC bin: |dGC| < tolerance
-        spread = out.group_by("tf", "split", "match_bin").agg(
-            (pl.col("gc").max() - pl.col("gc").min()).alias("d")
-        )
+        spread = out.group_by("tf", "split", "match_bin").agg((pl.col("gc").max() - pl.col("gc").min()).alias("d"))
         assert (spread["d"] < 0.02 + 1e-6).all()
         full = got.filter(pl.col("p") == pl.col("q")).select("tf", "split", "match_bin")
         matched = out.join(full, on=["tf", "split", "match_bin"])  # bins with a negative per positive

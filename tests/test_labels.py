@@ -132,9 +132,7 @@ def test_overlap_matches_naive_reference():
         def rand(n, maxlen):
             c = rng.choice(["chr1", "chr2"], n)
             s = rng.integers(0, 300, n)
-            return _df(
-                list(zip(c.tolist(), s.tolist(), (s + rng.integers(1, maxlen, n)).tolist(), strict=True))
-            )
+            return _df(list(zip(c.tolist(), s.tolist(), (s + rng.integers(1, maxlen, n)).tolist(), strict=True)))
 
         ivs, sites = rand(n_iv, 80), rand(n_s, 20)
         inside, over = _naive(sites, ivs)
@@ -207,13 +205,9 @@ def instances_from_truth(sim, n_random: int, seed: int = 0) -> pl.DataFrame:
         starts = np.array([rng.integers(0, g.lengths[ch] - 14) for ch in chroms])
         acgt = np.array([g.codes(ch, s, s + 14).max() < 4 for ch, s in zip(chroms, starts, strict=True)])
         chroms, starts = chroms[acgt], starts[acgt]  # a scanner reports A/C/G/T sites only
-        r = pl.DataFrame(
-            {"chrom": chroms, "start": starts, "end": starts + 14, "strand": "+", "sequence": "N"}
-        )
+        r = pl.DataFrame({"chrom": chroms, "start": starts, "end": starts + 14, "strand": "+", "sequence": "N"})
         both = pl.concat([c, r]).unique(["chrom", "start", "strand"], keep="first", maintain_order=True)
-        p = np.concatenate(
-            [10 ** -rng.uniform(5, 8.5, c.height), 10 ** -rng.uniform(4, 5.5, both.height - c.height)]
-        )
+        p = np.concatenate([10 ** -rng.uniform(5, 8.5, c.height), 10 ** -rng.uniform(4, 5.5, both.height - c.height)])
         frames.append(
             both.with_columns(
                 pl.lit(f"SIM000{i + 1}").alias("motif_id"),
@@ -414,9 +408,7 @@ def test_yeast_pho4_end_to_end(shared_data, tmp_path):
     header = lines[0].lstrip("#").split("\t")
     rows = [ln.split("\t") for ln in lines[1:]]
     col = header.index("bound_ScPho4")
-    peaks = _write(
-        tmp_path / "pho4_bound.bed", "".join("\t".join(r[:3]) + "\n" for r in rows if r[col] == "TRUE")
-    )
+    peaks = _write(tmp_path / "pho4_bound.bed", "".join("\t".join(r[:3]) + "\n" for r in rows if r[col] == "TRUE"))
     scan_genome(
         shared_data / "yeast_sacCer3/genome/sacCer3.fa",
         ["MA0357.1"],

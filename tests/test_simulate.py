@@ -100,9 +100,7 @@ def test_rules_and_causal_positions(truth):
         centre = (r["start"] + r["end"]) // 2
         partners = [c for c in ctx if c["kind"] == "partner"]
         pioneers = [c for c in ctx if c["kind"] == "pioneer"]
-        is_near = any(
-            near[0] - 1 <= abs((p["start"] + p["end"]) // 2 - centre) <= near[1] + 1 for p in partners
-        )
+        is_near = any(near[0] - 1 <= abs((p["start"] + p["end"]) // 2 - centre) <= near[1] + 1 for p in partners)
         is_open = r["in_open"]
         assert is_open == (len(pioneers) >= 2)
         assert r["rule_bound"] == ((is_open or not spec.needs_open) and (is_near or not spec.needs_partner))
@@ -115,9 +113,7 @@ def test_rules_and_causal_positions(truth):
             if spec.needs_open:
                 expected += [(p["start"], p["end"]) for p in pioneers]
         assert causal == sorted(expected)
-        assert sorted((iv["start"], iv["end"]) for iv in r["context"]) == sorted(
-            (c["start"], c["end"]) for c in ctx
-        )
+        assert sorted((iv["start"], iv["end"]) for iv in r["context"]) == sorted((c["start"], c["end"]) for c in ctx)
     assert cores.height == 3 * 250
     noise = cores.filter(pl.col("bound") != pl.col("rule_bound")).height / cores.height
     assert noise < 0.06

@@ -29,9 +29,7 @@ def register(app: typer.Typer) -> None:
     @app.command("label")
     @reports_input_errors
     def label(
-        instances: Annotated[
-            Path, typer.Option(help="Instances dataset (OUT/instances from `scanner scan`).")
-        ],
+        instances: Annotated[Path, typer.Option(help="Instances dataset (OUT/instances from `scanner scan`).")],
         peaks: Annotated[
             list[str],
             typer.Option(help="TF=peaks.narrowPeak[.gz] or TF=peaks.bed[.gz]; repeat for each TF."),
@@ -40,9 +38,7 @@ def register(app: typer.Typer) -> None:
         open_chromatin: Annotated[
             Optional[Path], typer.Option("--open", help="Open-chromatin peaks (BED3+/narrowPeak).")
         ] = None,
-        blacklist: Annotated[
-            Optional[Path], typer.Option(help="BED of regions whose instances are dropped.")
-        ] = None,
+        blacklist: Annotated[Optional[Path], typer.Option(help="BED of regions whose instances are dropped.")] = None,
         summit_distance: Annotated[
             Optional[int], typer.Option(help="Bound = within this many bp of a summit (not: inside a peak).")
         ] = None,
@@ -95,6 +91,4 @@ def register(app: typer.Typer) -> None:
                 f"chromatin, {r['blacklisted']} dropped by the blacklist)"
             )
         typer.echo(format_sizes(res.sizes))
-        echo_err(
-            f"labelled: {res.labelled}\ndatasets: {res.datasets} (sizes in {res.datasets / '_sizes.json'})"
-        )
+        echo_err(f"labelled: {res.labelled}\ndatasets: {res.datasets} (sizes in {res.datasets / '_sizes.json'})")

@@ -24,9 +24,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Simulated TFs: ALPHA (open AND partner), BETA (open), GAMMA (partner)."),
         ] = None,
         sites_per_mb: Annotated[float, typer.Option(help="Core loci planted per TF per Mb.")] = 250.0,
-        flip_rate: Annotated[
-            float, typer.Option(help="Label noise: probability a core's label flips.")
-        ] = 0.02,
+        flip_rate: Annotated[float, typer.Option(help="Label noise: probability a core's label flips.")] = 0.02,
         seed: Annotated[int, typer.Option(help="Seed of everything.")] = 0,
     ) -> None:
         """Simulate a genome whose TF binding follows documented sequence rules (see docs/labels.md)."""

@@ -47,6 +47,7 @@ from scanner.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
+from scanner.runtime import bind_constructor
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
 
 _LETTERS = np.array(list("ACGTN"), dtype=object)
@@ -683,15 +684,17 @@ def _run_on_ray(
                 [{"lo": lo, "hi": hi, "index": k} for lo, hi, k in items], override_num_blocks=len(items)
             )
             out = ds.map_batches(
-                Interpreter,
-                fn_constructor_kwargs={
-                    "model_dir": str(dirs[key]),
-                    "genome_path": genome_path,
-                    "selected_path": selected_path,
-                    "out_root": out_root,
-                    "config": asdict(config),
-                    "threads": threads,
-                },
+                bind_constructor(
+                    Interpreter,
+                    **{
+                        "model_dir": str(dirs[key]),
+                        "genome_path": genome_path,
+                        "selected_path": selected_path,
+                        "out_root": out_root,
+                        "config": asdict(config),
+                        "threads": threads,
+                    },
+                ),
                 batch_size=1,
                 compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
                 **opts,

@@ -15,9 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def save_checkpoint(
-    model: torch.nn.Module, spec: ModelSpec, directory: str | Path, meta: dict[str, Any]
-) -> Path:
+def save_checkpoint(model: torch.nn.Module, spec: ModelSpec, directory: str | Path, meta: dict[str, Any]) -> Path:
     """Write ``directory/model.pt`` (state_dict) and ``directory/model.json`` atomically.
 
     Parameters
@@ -47,9 +45,7 @@ def save_checkpoint(
     return directory
 
 
-def load_checkpoint(
-    directory: str | Path, map_location: str = "cpu"
-) -> tuple[torch.nn.Sequential, dict[str, Any]]:
+def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Sequential, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``).
 
     Returns

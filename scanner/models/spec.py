@@ -77,9 +77,7 @@ class ModelSpec:
                 f"{len(spec.conv_channels)}, {len(spec.conv_widths)}, {len(spec.pool_sizes)}, {len(spec.dropouts)}"
             )
         if spec.flat_length() <= 0:
-            raise ValueError(
-                f"seq_len {self.seq_len} is too short for the convolution stack of {self.arch!r}"
-            )
+            raise ValueError(f"seq_len {self.seq_len} is too short for the convolution stack of {self.arch!r}")
         return spec
 
     def flat_length(self) -> int:

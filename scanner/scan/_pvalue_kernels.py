@@ -113,4 +113,3 @@ def mitm_tail(
             break
         total += pa_desc[i] * suffix_b[j]
     return total
-

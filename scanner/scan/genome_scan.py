@@ -24,6 +24,7 @@ from scanner.genome import Genome, chrom_mismatch_message, encode, open_genome
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
 from scanner.motifs import Background, Motif, load_motifs, read_background
 from scanner.motifs.background import background_from_counts
+from scanner.runtime import bind_constructor
 from scanner.scan.chunk import scan_chunk
 from scanner.scan.prepare import PreparedMotif, build_lookup_plan, prepare_motifs
 from scanner.scan.shards import Shard, plan_shards
@@ -444,15 +445,17 @@ def _run_ray(genome_path, todo, motifs, background, out, config, progress, reuse
         resources = {"num_cpus": 1}
         actors = max(1, min(len(todo), int(res.cpus)))
     results = ds.map_batches(
-        ScanShardWorker,
-        fn_constructor_kwargs={
-            "genome_path": str(genome_path),
-            "motifs": [_motif_to_dict(m) for m in motifs],
-            "background": background.to_list(),
-            "out_dir": str(out),
-            "config": asdict(config),
-            "use_gpu": res.use_gpu,
-        },
+        bind_constructor(
+            ScanShardWorker,
+            **{
+                "genome_path": str(genome_path),
+                "motifs": [_motif_to_dict(m) for m in motifs],
+                "background": background.to_list(),
+                "out_dir": str(out),
+                "config": asdict(config),
+                "use_gpu": res.use_gpu,
+            },
+        ),
         batch_size=1,
         # Ray Data restarts dead actors and retries their shards (its default max_restarts=-1).
         compute=ray.data.ActorPoolStrategy(size=actors),

@@ -26,6 +26,7 @@ import pyarrow as pa
 from scanner.errors import InputError
 from scanner.genome import open_genome
 from scanner.io import write_parquet_atomic
+from scanner.runtime import bind_constructor
 from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem
 from scanner.variants.motif import MotifSet
 
@@ -149,13 +150,15 @@ def run_items(
         prepared_ref = ray.put(prepared)
         ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
-            VariantScorer,
-            fn_constructor_kwargs={
-                "genome_path": genome_path,
-                "prepared": [prepared_ref],
-                "config": asdict(config),
-                "threads": threads,
-            },
+            bind_constructor(
+                VariantScorer,
+                **{
+                    "genome_path": genome_path,
+                    "prepared": [prepared_ref],
+                    "config": asdict(config),
+                    "threads": threads,
+                },
+            ),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
             **opts,
