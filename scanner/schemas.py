@@ -300,3 +300,45 @@ VARIANT_CORRELATIONS = pa.schema(
         pa.field("rank_flips", pa.int64(), nullable=False, metadata={"doc": "top membership differs"}),
     ]
 )
+
+
+# ---- documentation ------------------------------------------------------------------------------
+#: Dataset name -> (path pattern, schema), in pipeline order; rendered into the README.
+DOCUMENTED = {
+    "instances": ("OUT/instances/tf=/chrom=/part-*.parquet", "INSTANCES"),
+    "labelled": ("OUT/labelled/tf=/chrom=/part-*.parquet", "LABELLED"),
+    "datasets": ("OUT/datasets/regime=/tf=/split=/part-*.parquet", "DATASETS"),
+    "metrics": ("OUT/metrics.parquet", "METRICS"),
+    "predictions": ("OUT/predictions/tf=/chrom=/*.parquet", "PREDICTIONS"),
+    "attributions": ("OUT/attributions/method=/tf=/chrom=/*.parquet", "ATTRIBUTIONS"),
+    "variants": ("OUT/variants/scores/tf=/chrom=/*.parquet", "VARIANTS"),
+    "variant correlations": ("OUT/variants/correlations.parquet", "VARIANT_CORRELATIONS"),
+}
+
+
+def schema_markdown() -> str:
+    """Markdown tables of every documented dataset: column, type, nullability, meaning."""
+    out = []
+    seen: list[tuple[str, pa.Schema]] = []
+    for name, (pattern, attr) in DOCUMENTED.items():
+        schema = globals()[attr]
+        out.append(f"### {name}: `{pattern}`\n")
+        base = max(
+            (b for b in seen if len(b[1]) < len(schema) and list(schema)[: len(b[1])] == list(b[1])),
+            key=lambda b: len(b[1]),
+            default=None,
+        )
+        fields = list(schema)[len(base[1]) :] if base else list(schema)
+        if base:
+            out.append(f"The columns of *{base[0]}*, then:\n")
+        out.append("| column | type | null | meaning |\n| --- | --- | --- | --- |")
+        seen.append((name, schema))
+        for f in fields:
+            doc = (f.metadata or {}).get(b"doc", b"").decode()
+            out.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(schema_markdown())
