@@ -663,19 +663,12 @@ def _run_on_ray(
     import ray
     import ray.data
 
-    from scanner.runtime import cluster_resources, ray_session
+    from scanner.runtime import ActorPlan, cluster_resources, ray_session, relay_item_errors
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
-        res = cluster_resources()
-        if res.use_gpu:
-            n = min(config.actors or int(res.gpus), len(items))
-            opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0}
-            threads = max(1.0, res.cpus / max(n, 1))
-        else:
-            n = min(config.actors or max(1, int(res.cpus)), len(items))
-            opts = {"num_cpus": config.cpus_per_actor}
-            threads = max(1.0, round(res.cpus / max(n, 1)))
+        plan = ActorPlan.for_items(cluster_resources(), len(items), config.actors, config.cpus_per_actor)
+        n, opts, threads = plan.actors, plan.resources, plan.threads
         say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each")
         ctx_data = ray.data.DataContext.get_current()
         ctx_data.enable_progress_bars = False
@@ -688,11 +681,4 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
             **opts,
         )
-        written: dict[str, int] = {}
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-            for f, r, e in zip(batch["out_file"], batch["rows"], batch["error"], strict=True):
-                if e:
-                    message, source, line, fld = json.loads(str(e))
-                    raise InputError(message, source=source, line=line, field=fld)
-                written[str(f)] = int(r)
-        return written
+        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"))

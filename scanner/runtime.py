@@ -123,6 +123,51 @@ def bind_constructor(cls: type, **kwargs: object) -> type:
     return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
 
 
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many model actors to run and what each asks Ray for.
+
+    GPU clusters: one actor per GPU (``num_gpus=1, num_cpus=0``), each with the cluster's CPUs shared
+    out as torch threads. CPU clusters: one actor per CPU (or ``actors``), each reserving
+    ``cpus_per_actor`` CPUs and using the CPUs per actor, rounded, as torch threads.
+    """
+
+    actors: int
+    resources: dict
+    threads: float
+
+    @classmethod
+    def for_items(
+        cls, res: RayResources, n_items: int, actors: int | None = None, cpus_per_actor: float = 1.0
+    ) -> ActorPlan:
+        """The plan for ``n_items`` work items (never more actors than items, at least one)."""
+        if res.use_gpu:
+            n = max(1, min(actors or int(res.gpus), n_items))
+            return cls(n, {"num_gpus": 1, "num_cpus": 0}, max(1.0, res.cpus / n))
+        n = max(1, min(actors or max(1, int(res.cpus)), n_items))
+        return cls(n, {"num_cpus": cpus_per_actor}, max(1.0, round(res.cpus / n)))
+
+
+def relay_item_errors(batches: object) -> dict[str, int]:
+    """Collect ``{out_file: rows}`` from Ray Data result batches, re-raising an item's InputError.
+
+    Workers report a bad input as a JSON ``[message, source, line, field]`` in an ``error`` column
+    instead of raising (an exception would be retried as if transient).
+    """
+    import json
+
+    from scanner.errors import InputError
+
+    written: dict[str, int] = {}
+    for batch in batches:
+        for f, r, e in zip(batch["out_file"], batch["rows"], batch["error"], strict=True):
+            if e:
+                message, source, line, fld = json.loads(str(e))
+                raise InputError(message, source=source, line=line, field=fld)
+            written[str(f)] = int(r)
+    return written
+
+
 def cluster_resources() -> RayResources:
     """Resources of the Ray cluster this process is connected to."""
     import ray

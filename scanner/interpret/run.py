@@ -663,7 +663,7 @@ def _run_on_ray(
     import ray
     import ray.data
 
-    from scanner.runtime import cluster_resources, ray_session
+    from scanner.runtime import ActorPlan, cluster_resources, ray_session
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     results: dict[tuple[tuple[str, str], int], tuple[int, int]] = {}
@@ -671,14 +671,8 @@ def _run_on_ray(
         res = cluster_resources()
         ray.data.DataContext.get_current().enable_progress_bars = False
         for key, items in groups.items():
-            if res.use_gpu:
-                n = min(config.actors or int(res.gpus), len(items))
-                opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0}
-                threads = max(1.0, res.cpus / max(n, 1))
-            else:
-                n = min(config.actors or max(1, int(res.cpus)), len(items))
-                opts = {"num_cpus": config.cpus_per_actor}
-                threads = max(1.0, round(res.cpus / max(n, 1)))
+            plan = ActorPlan.for_items(res, len(items), config.actors, config.cpus_per_actor)
+            n, opts, threads = plan.actors, plan.resources, plan.threads
             say(f"{key[0]}/{key[1]}: {len(items)} item(s) on {n} actor(s) {opts}")
             ds = ray.data.from_items(
                 [{"lo": lo, "hi": hi, "index": k} for lo, hi, k in items], override_num_blocks=len(items)
