@@ -150,9 +150,9 @@ class Genome:
         length = int(end) - int(start)
         if length < 0:
             raise ValueError(f"end {end} < start {start}")
-        out = np.full(length, N_CODE, dtype=np.uint8)
-        lo, hi = max(0, int(start)), min(self.lengths[chrom] if chrom in self.lengths else 0, int(end))
         self.check_chrom(chrom)
+        out = np.full(length, N_CODE, dtype=np.uint8)
+        lo, hi = max(0, int(start)), min(self.lengths[chrom], int(end))
         if hi > lo:
             out[lo - start : hi - start] = encode(self._fa[chrom][lo:hi])
         return out

@@ -139,3 +139,21 @@ def test_windows_with_n_never_hit_and_lowercase_is_scanned_unless_skipped():
     assert plus == [0, 12]
     skipped = scan_chunk(seq, lower, prepared, plan, chrom="c", skip_masked=True).to_pylist()
     assert [r["start"] for r in skipped if r["strand"] == "+"] == [0]
+
+
+def test_more_candidates_than_the_first_buffer_holds():
+    """At p < 1 nearly every window is a hit: the kernel's output buffer must grow, losing nothing."""
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 4, 40_000).astype(np.uint8)
+    motif = Motif("W", "W", rng.dirichlet(np.ones(4), size=5), 20)
+    prepared = prepare_motifs([motif], Background.uniform(), 1.0)
+    table = scan_chunk(codes, None, prepared, build_lookup_plan(prepared), chrom="c")
+    scores = table.column("pvalue").to_numpy()
+    assert table.num_rows > 40_000 // 8 and (scores < 1.0).all()
+    w = prepared[0].w
+    lowest = w.min(axis=1).sum()
+    windows = np.lib.stride_tricks.sliding_window_view(codes, 5)
+    fwd = w[np.arange(5), windows].sum(axis=1)
+    rev = w[np.arange(5), 3 - windows[:, ::-1]].sum(axis=1)
+    expected = int((fwd > lowest + 1e-9).sum() + (rev > lowest + 1e-9).sum())
+    assert table.num_rows == expected

@@ -77,6 +77,17 @@ def _exact(codes, p, length, rev, w_all, ws):  # pragma: no cover - numba
     return s
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _record(p, m, s, out_pos, out_mat, out_score, n_out):  # pragma: no cover - numba
+    """Append one candidate; the new count, or -1 when the buffers are full."""
+    if n_out >= out_pos.shape[0]:
+        return -1
+    out_pos[n_out] = p
+    out_mat[n_out] = m
+    out_score[n_out] = s
+    return n_out + 1
+
+
 @numba.njit(cache=True, nogil=True)
 def scan_matrices(
     codes: np.ndarray,
@@ -102,7 +113,6 @@ def scan_matrices(
 ) -> int:  # pragma: no cover - numba
     """Windows (start, matrix, float64 score) with score >= ``cuts[m]``; -1 when the buffers are full."""
     n = codes.shape[0]
-    cap = out_pos.shape[0]
     n_out = 0
     for m in range(cuts.shape[0]):
         length = lengths[m]
@@ -120,7 +130,7 @@ def scan_matrices(
                     p = order[q] - off
                     if p >= 0 and p < last:
                         touch += codes[p]
-                if touch < 0:
+                if touch < 0:  # never true: keeps the touching loads from being optimised away
                     return -2
                 for q in range(starts[k], starts[k + 1]):
                     p = order[q] - off
@@ -128,12 +138,9 @@ def scan_matrices(
                         continue
                     s = _exact(codes, p, length, rev, w_all, ws)
                     if s >= cut:
-                        if n_out >= cap:
+                        n_out = _record(p, m, s, out_pos, out_mat, out_score, n_out)
+                        if n_out < 0:
                             return -1
-                        out_pos[n_out] = p
-                        out_mat[n_out] = m
-                        out_score[n_out] = s
-                        n_out += 1
         else:
             table = sweep_tables[sweep_index[m]]
             off = win_offset[m]
@@ -143,12 +150,9 @@ def scan_matrices(
                     continue
                 s = _exact(codes, p, length, rev, w_all, ws)
                 if s >= cut:
-                    if n_out >= cap:
+                    n_out = _record(p, m, s, out_pos, out_mat, out_score, n_out)
+                    if n_out < 0:
                         return -1
-                    out_pos[n_out] = p
-                    out_mat[n_out] = m
-                    out_score[n_out] = s
-                    n_out += 1
     return n_out
 
 

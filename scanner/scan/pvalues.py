@@ -138,6 +138,7 @@ class PValueTable:
     _definite: float = math.inf  # scores above this are hits for sure (grid mode)
     _fimo: dict | None = None
     _mitm: tuple | None = field(default=None, repr=False)
+    _fine: _Grid | None = field(default=None, repr=False)
     unresolved: int = 0
 
     @classmethod
@@ -318,7 +319,7 @@ class PValueTable:
 
     def _fine_tail(self, s: float) -> float:
         """Tail from a 64x finer grid; counts the window as unresolved if still ambiguous."""
-        if getattr(self, "_fine", None) is None:
+        if self._fine is None:
             self._fine = _build_grid(self.w, self.bg, DP_BINS * 64)
         arr = np.array([s - TIE_TOLERANCE])
         lo, hi = float(self._fine.lower(arr)[0]), float(self._fine.upper(arr)[0])
