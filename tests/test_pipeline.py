@@ -195,7 +195,10 @@ def test_a_failed_stage_is_recorded_and_retried(run_copy, monkeypatch):
     assert doc["stages"]["evaluate"]["status"] == "done"
     assert "failed" in format_status(doc)
     monkeypatch.undo()
-    assert run_pipeline(cfg).ran == ("predict",)
+    ran = run_pipeline(cfg).ran
+    # Only predict and what reads its output: another batch size may change the logits' last bits (and so
+    # the predictions' file sizes that interpret's input signature holds).
+    assert ran[0] == "predict" and set(ran) <= {"predict", "interpret"}
     assert read_manifest(cfg.out)["stages"]["predict"]["status"] == "done"
 
 

@@ -58,7 +58,12 @@ def test_long_motif_path_decides_exactly_and_bounds_pvalues(length):
     scores, true_tail = _brute_tail(w, bg)
     table = PValueTable.build(w, bg, 1e-4, enumeration_cap=50)
     assert not table.exact
+    assert table._miss_to < table._hit_from < np.inf  # the band was bisected when the table was built
+    one_by_one = []
+    exact_one = table._exact_tail_one
+    table._exact_tail_one = lambda s: one_by_one.append(s) or exact_one(s)
     hit, pv = table.evaluate(scores)
+    assert len(one_by_one) <= 2  # only windows inside the last bisection bracket are decided one by one
     np.testing.assert_array_equal(hit, true_tail < 1e-4)
     rel = np.abs(pv[hit] - true_tail[hit]) / true_tail[hit]
     assert np.median(rel) < 5e-3

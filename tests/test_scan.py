@@ -55,6 +55,7 @@ def reference_hits():
 @pytest.mark.parametrize("bg", BACKGROUNDS)
 def test_fast_scan_equals_plain_reference(monkeypatch, reference_hits, method, kernel, bg):
     monkeypatch.setattr(prepare_module, "SWEEP_ABOVE", 1.1 if method == "bucket" else 0.0)
+    monkeypatch.setattr(prepare_module, "SWEEP_ALL_UP_TO", -1)  # no switch to sweeping for few matrices
     codes, lower, motifs, refs = reference_hits
     prepared = prepare_motifs(motifs, Background(np.array(bg)), 1e-3)
     plan = build_lookup_plan(prepared)
@@ -157,3 +158,18 @@ def test_more_candidates_than_the_first_buffer_holds():
     rev = w[np.arange(5), 3 - windows[:, ::-1]].sum(axis=1)
     expected = int((fwd > lowest + 1e-9).sum() + (rev > lowest + 1e-9).sum())
     assert table.num_rows == expected
+
+
+def test_few_matrices_are_all_swept_and_match_the_bucket_scan(reference_hits):
+    codes, lower, motifs, _ = reference_hits
+    all_prepared = prepare_motifs(motifs, Background.uniform(), 1e-3)
+    many = build_lookup_plan(all_prepared)
+    assert (many.method == 0).any()
+    want = scan_chunk(codes, lower, all_prepared, many, chrom="c")
+    ids = want.column("motif_id").to_numpy(zero_copy_only=False)
+    top = max(set(ids.tolist()), key=lambda m: int((ids == m).sum()))
+    prepared = [p for p in all_prepared if p.motif_id == top]
+    few = build_lookup_plan(prepared)
+    assert (few.method == 1).all()  # 2 matrices: sorting positions would cost more than it saves
+    got = scan_chunk(codes, lower, prepared, few, chrom="c")
+    assert got.num_rows > 0 and got.to_pylist() == want.filter(np.asarray(ids == top)).to_pylist()

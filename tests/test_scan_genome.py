@@ -206,6 +206,26 @@ def test_ray_path_equals_in_process(ray_cluster, inputs, tmp_path):
     assert len(markers) == dist.shards
 
 
+def test_node_worker_without_the_drivers_tables_rebuilds_them(inputs, tmp_path):
+    """A restarted actor never got the driver's tables: its first shard builds them, same output."""
+    from dataclasses import asdict
+
+    from scanner.motifs.readers import read_meme
+    from scanner.scan.genome_scan import ScanNodeWorker, _motif_to_dict
+
+    genome, motifs = inputs
+    cfg = ScanConfig(shard_size=4000, background="uniform")
+    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
+    out = tmp_path / "worker" / "instances"
+    worker = ScanNodeWorker(
+        str(genome), [_motif_to_dict(m) for m in read_meme(motifs)[0]], str(out), asdict(cfg), False, 2
+    )
+    for shard in plan_shards({"chr1": 23_000, "chr2": 9_000, "chrM": 400}, 4000, len(SITE) - 1):
+        worker.scan(shard.to_dict(), [0.25] * 4)
+    assert sum(local.hits.values()) > 0
+    assert _rows(tmp_path / "worker").equals(_rows(tmp_path / "local"))
+
+
 def test_cli_scan_and_export(inputs, tmp_path):
     genome, motifs = inputs
     runner = CliRunner()

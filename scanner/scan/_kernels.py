@@ -1,14 +1,15 @@
 """numba kernels of the CPU scan (compiled once, cached on disk).
 
-A stretch of sequence is first keyed by the 8-mer starting at each position (and the positions are
-counting-sorted by key). Each motif matrix is then scanned one of two ways:
+A stretch of sequence is first keyed by the K-mer (K = 9) starting at each position (and, when a
+matrix uses buckets, the positions are counting-sorted by key). Each motif matrix is then scanned one of two ways:
 
-* ``bucket`` (selective matrices): only positions whose 8-mer, over the matrix's most informative 8
+* ``bucket`` (selective matrices): only positions whose K-mer, over the matrix's most informative K
   contiguous columns, can still reach the cut (its score there plus the best the other columns could
   add) are visited, through the sorted positions;
-* ``sweep`` (matrices whose 8 best columns prune less, e.g. long, weak motifs): every position,
-  looking its 8-mer up in a table of the same bound (float32, 256 KiB) and scoring the survivors,
-  which are read in order (cache-friendly).
+* ``sweep`` (matrices whose K best columns prune less, e.g. long, weak motifs, and every matrix when
+  a scan has only a few, where sorting the positions would cost more than it saves): every
+  position, looking its K-mer up in a bitset of the K-mers that pass the same bound (32 KiB) and
+  scoring the survivors, which are read in order (cache-friendly).
 
 Either way a surviving window is scored exactly in float64, in the motif's own column order.
 """
@@ -26,12 +27,24 @@ METHOD_SWEEP = 1
 
 
 @numba.njit(cache=True, nogil=True)
-def kmer_keys(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
-    """8-mer key at every position (non-ACGT and past-the-end bases read as A), and the positions
-    sorted by key: ``order[starts[k]:starts[k + 1]]`` start with 8-mer k (positions whose first base is
-    not A/C/G/T are left out of ``order``)."""
+def kmer_keys(codes: np.ndarray, sort: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """K-mer key at every position (non-ACGT and past-the-end bases read as A), and, when ``sort``, the
+    positions sorted by key: ``order[starts[k]:starts[k + 1]]`` start with K-mer k (positions whose
+    first base is not A/C/G/T are left out of ``order``); without ``sort`` both are empty."""
     n = codes.shape[0]
     keys = np.empty(n, dtype=np.int32)
+    if not sort:
+        acc = 0
+        for i in range(n + K - 1):
+            c = 0
+            if i < n:
+                c = codes[i]
+                if c > 3:
+                    c = 0
+            acc = ((acc << 2) | c) & (N_KMERS - 1)
+            if i >= K - 1:
+                keys[i - (K - 1)] = acc
+        return keys, np.empty(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
     counts = np.zeros(N_KMERS + 1, dtype=np.int64)
     acc = 0
     for i in range(n + K - 1):
@@ -104,7 +117,7 @@ def scan_matrices(
     win_offset: np.ndarray,
     pass_kmers: np.ndarray,
     pass_start: np.ndarray,
-    sweep_tables: np.ndarray,
+    sweep_bits: np.ndarray,
     sweep_index: np.ndarray,
     core_end: int,
     out_pos: np.ndarray,
@@ -142,11 +155,11 @@ def scan_matrices(
                         if n_out < 0:
                             return -1
         else:
-            table = sweep_tables[sweep_index[m]]
+            bits = sweep_bits[sweep_index[m]]
             off = win_offset[m]
-            cut32 = cuts32[m]
             for p in range(last):
-                if table[keys[p + off]] < cut32:
+                key = keys[p + off]
+                if not (bits[key >> 3] >> (key & 7)) & 1:
                     continue
                 s = _exact(codes, p, length, rev, w_all, ws)
                 if s >= cut:
@@ -154,6 +167,18 @@ def scan_matrices(
                     if n_out < 0:
                         return -1
     return n_out
+
+
+@numba.njit(cache=True, nogil=True)
+def clean_windows(bad: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:  # pragma: no cover
+    """True where ``bad[start:start + length]`` is all False."""
+    out = np.ones(starts.shape[0], dtype=np.bool_)
+    for i in range(starts.shape[0]):
+        for j in range(starts[i], starts[i] + length):
+            if bad[j]:
+                out[i] = False
+                break
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -18,11 +18,11 @@ def candidates_numba(
     codes: np.ndarray, plan: LookupPlan, core_end: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, matrix, float64 score) of windows reaching their matrix's cut (numba kernels)."""
-    from scanner.scan._kernels import kmer_keys, scan_matrices
+    from scanner.scan._kernels import METHOD_BUCKET, kmer_keys, scan_matrices
 
     n = codes.shape[0]
     core_end = n if core_end is None else core_end
-    keys, order, starts = kmer_keys(codes)
+    keys, order, starts = kmer_keys(codes, bool((plan.method == METHOD_BUCKET).any()))
     cap = max(4096, n // 8)
     while True:
         pos = np.empty(cap, dtype=np.int64)
@@ -43,7 +43,7 @@ def candidates_numba(
             plan.win_offset,
             plan.pass_kmers,
             plan.pass_start,
-            plan.sweep_tables,
+            plan.sweep_bits,
             plan.sweep_index,
             core_end,
             pos,
@@ -132,7 +132,8 @@ def scan_chunk(
     Returns
     -------
     pyarrow.Table
-        Rows in the :data:`~scanner.schemas.INSTANCES` schema, sorted by motif, start, strand.
+        Rows in the :data:`~scanner.schemas.INSTANCES` schema, grouped by TF name, then sorted by
+        motif (in ``prepared`` order), start, strand.
     """
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
     n = codes.shape[0]
@@ -147,24 +148,27 @@ def scan_chunk(
         pos, mat, scores = pos[keep], mat[keep], None
     else:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    bad = (codes == N_CODE).astype(np.int64)
+    # The numba kernel never proposes a window containing N; the torch one may.
+    bad = (codes == N_CODE) if kernel == "torch" else None
     if skip_masked and lower is not None:
-        bad |= lower.astype(np.int64)
-    bad_prefix = np.concatenate([[0], np.cumsum(bad)])
+        bad = lower if bad is None else bad | lower
 
-    cols: dict[str, list] = {k: [] for k in ("start", "strand", "mi", "score", "pvalue", "word")}
-    for m in np.unique(mat):
+    # Candidates come grouped by matrix (both kernels emit matrix by matrix).
+    bounds = np.searchsorted(mat, np.arange(len(plan.lengths) + 1))
+    parts: dict[str, list] = {k: [] for k in ("start", "strand", "mi", "score", "pvalue", "letters")}
+    for m in np.flatnonzero(np.diff(bounds)):
         pm_index = int(plan.motif_index[m])
         pm = prepared[pm_index]
         strand = "+" if plan.strand[m] == 0 else "-"
         length = pm.length
-        sel = mat == m
-        p = pos[sel]
-        ok = bad_prefix[p + length] - bad_prefix[p] == 0
-        p = p[ok]
-        known = None if scores is None else scores[sel][ok]
-        if p.size == 0:
-            continue
+        p = pos[bounds[m] : bounds[m + 1]]
+        known = None if scores is None else scores[bounds[m] : bounds[m + 1]]
+        if bad is not None:
+            ok = _clean_windows(bad, p, length)
+            p = p[ok]
+            known = None if known is None else known[ok]
+            if p.size == 0:
+                continue
         words = codes[p[:, None] + np.arange(length)[None, :]]
         if strand == "-":
             words = _COMP[words[:, ::-1]]
@@ -179,32 +183,34 @@ def scan_chunk(
                 known = sequential_scores(np.ascontiguousarray(words), pm.w)
             score = known
             hit, pv = table.evaluate(score)
-        if not hit.any():
+        k = int(np.count_nonzero(hit))
+        if k == 0:
             continue
-        cols["start"].append(p[hit])
-        cols["strand"].append(np.full(int(hit.sum()), plan.strand[m], dtype=np.int8))
-        cols["mi"].append(np.full(int(hit.sum()), pm_index, dtype=np.int64))
-        cols["score"].append(score[hit])
-        cols["pvalue"].append(pv[hit])
-        letters = np.ascontiguousarray(_LETTERS[words[hit]])
-        cols["word"].append(pa.array(letters.view(f"S{length}").ravel(), type=pa.binary(length)).cast(pa.string()))
-    if not cols["start"]:
+        parts["start"].append(p[hit])
+        parts["strand"].append(np.full(k, plan.strand[m], dtype=np.int8))
+        parts["mi"].append(np.full(k, pm_index, dtype=np.int64))
+        parts["score"].append(score[hit])
+        parts["pvalue"].append(pv[hit])
+        parts["letters"].append(_LETTERS[words[hit]].ravel())
+    if not parts["start"]:
         return INSTANCES.empty_table()
-    start = np.concatenate(cols["start"])
-    strand = np.concatenate(cols["strand"])
-    mi = np.concatenate(cols["mi"])
-    score = np.concatenate(cols["score"])
-    pvalue = np.concatenate(cols["pvalue"])
-    order = np.lexsort((strand, start, mi))
+    start, strand, mi, score, pvalue = (np.concatenate(parts[k]) for k in ("start", "strand", "mi", "score", "pvalue"))
+    lengths = np.array([p.length for p in prepared], dtype=np.int64)
+    # Every site's letters, one string array (offsets from the site lengths), in candidate order.
+    letters = np.concatenate(parts["letters"])
+    offsets = np.zeros(start.size + 1, dtype=np.int32)
+    np.cumsum(lengths[mi], out=offsets[1:])
+    sites = pa.StringArray.from_buffers(start.size, pa.py_buffer(offsets), pa.py_buffer(letters))
+    # Rows grouped by TF name (one Parquet part per TF), then motif, start, strand.
+    names = np.array([p.name for p in prepared], dtype=object)
+    tf_rank = np.unique(names, return_inverse=True)[1].astype(np.int64)
+    order = np.lexsort((strand, start, mi, tf_rank[mi]))
     start, strand, mi, score, pvalue = (a[order] for a in (start, strand, mi, score, pvalue))
     if max_strand:
         keep = _max_strand_mask(start, strand, mi, score)
         start, strand, mi, score, pvalue = (a[keep] for a in (start, strand, mi, score, pvalue))
         order = order[keep]
-    words = pa.concat_arrays(cols["word"]).take(pa.array(order))
-    lengths = np.array([p.length for p in prepared], dtype=np.int64)
     ids = np.array([p.motif_id for p in prepared], dtype=object)
-    names = np.array([p.name for p in prepared], dtype=object)
     g_start = start + offset
     return pa.table(
         {
@@ -216,19 +222,24 @@ def scan_chunk(
             "tf": pa.array(names[mi], pa.string()),
             "score": pa.array(score.astype(np.float32), pa.float32()),
             "pvalue": pa.array(pvalue, pa.float64()),
-            "sequence": words,
+            "sequence": sites.take(pa.array(order)),
         },
         schema=INSTANCES,
     )
 
 
+def _clean_windows(bad: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Whether each window ``[start, start + length)`` holds no ``bad`` position."""
+    from scanner.scan._kernels import clean_windows
+
+    return clean_windows(np.ascontiguousarray(bad, dtype=np.bool_), np.ascontiguousarray(starts, np.int64), length)
+
+
 def _max_strand_mask(start: np.ndarray, strand: np.ndarray, mi: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Keep one hit per (motif, start): the higher score, '+' on ties (rows sorted by mi, start, strand)."""
     keep = np.ones(start.size, dtype=bool)
-    same = (start[1:] == start[:-1]) & (mi[1:] == mi[:-1])
-    for i in np.flatnonzero(same):  # i is '+', i + 1 is '-'
-        if score[i + 1] > score[i]:
-            keep[i] = False
-        else:
-            keep[i + 1] = False
+    i = np.flatnonzero((start[1:] == start[:-1]) & (mi[1:] == mi[:-1]))  # i is '+', i + 1 is '-'
+    minus_better = score[i + 1] > score[i]
+    keep[i[minus_better]] = False
+    keep[i[~minus_better] + 1] = False
     return keep

@@ -9,24 +9,25 @@ restarted scan with the same settings skips the shards that have a marker.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from scanner.errors import InputError
-from scanner.genome import Genome, chrom_mismatch_message, encode, open_genome
+from scanner.genome import Genome, chrom_mismatch_message, open_genome
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
 from scanner.motifs import Background, Motif, load_motifs, read_background
 from scanner.motifs.background import background_from_counts
-from scanner.runtime import bind_constructor
 from scanner.scan.chunk import scan_chunk
-from scanner.scan.prepare import PreparedMotif, build_lookup_plan, prepare_motifs
+from scanner.scan.prepare import LookupPlan, PreparedMotif, build_lookup_plan, prepare_motifs
 from scanner.scan.shards import Shard, plan_shards
 
 SCAN_META = "_scan.json"
@@ -103,8 +104,7 @@ def run_shard(
 ) -> dict:
     """Scan one shard, write its Parquet parts and its done-marker; return its summary."""
     t0 = time.perf_counter()
-    seq = genome.fetch(shard.chrom, shard.start, shard.read_end)
-    codes, lower = encode(seq, return_lower=True)
+    codes, lower = genome.read_codes(shard.chrom, shard.start, shard.read_end, lower=config.skip_masked)
     table = scan_chunk(
         codes,
         lower,
@@ -120,12 +120,15 @@ def run_shard(
     )
     hits: dict[str, int] = {}
     if table.num_rows:
-        tfs = table.column("tf").to_numpy(zero_copy_only=False)
-        for tf in sorted(set(tfs.tolist())):
-            part = table.filter(np.asarray(tfs == tf))
+        # scan_chunk groups rows by TF: one slice (zero-copy) and one Parquet part per TF.
+        tf_index = table.column("tf").dictionary_encode().combine_chunks()
+        codes = tf_index.indices.to_numpy()
+        cuts = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1, [codes.size]])
+        for lo, hi in itertools.pairwise(cuts):
+            tf = tf_index.dictionary[int(codes[lo])].as_py()
             path = partition_dir(out_dir, [("tf", tf), ("chrom", shard.chrom)]) / f"part-{shard.key}.parquet"
-            write_parquet_atomic(part, path)
-            hits[tf] = part.num_rows
+            write_parquet_atomic(table.slice(int(lo), int(hi - lo)), path)
+            hits[tf] = int(hi - lo)
     summary = {
         "key": shard.key,
         "hits": hits,
@@ -145,51 +148,62 @@ def _pvalue_info(prepared: list[PreparedMotif]) -> dict[str, list]:
     }
 
 
-class ScanShardWorker:
-    """Ray Data callable class: one per actor; opens the genome and loads the motifs once."""
+class ScanNodeWorker:
+    """Ray actor: one per node (or per GPU), threaded, holding one copy of the motif tables.
+
+    The numba kernels release the GIL, so one process running ``threads`` shards at a time uses the
+    node's cores with one copy of the tables. The driver builds the tables (while Ray starts) and
+    hands them over once through the object store (:meth:`load`); an actor restarted after a crash
+    rebuilds them itself on its first shard.
+    """
 
     def __init__(
-        self, genome_path: str, motifs: list[dict], background: list[float], out_dir: str, config: dict, use_gpu: bool
+        self, genome_path: str, motifs: list[dict], out_dir: str, config: dict, use_gpu: bool, threads: int
     ) -> None:
-        from scanner.runtime import torch_device
+        import threading
+
+        from scanner.scan import _kernels  # noqa: F401  (imported while the driver is busy)
 
         self.genome = Genome(genome_path)
-        self.config = ScanConfig(**config)
-        # Each actor builds its own tables (seconds at most, in parallel with the other actors) rather
-        # than receiving them through the object store: they can be hundreds of MB.
-        self.prepared = prepare_motifs(
-            [_motif_from_dict(d) for d in motifs],
-            Background(np.array(background)),
-            self.config.pvalue,
-            self.config.pvalue_mode,
-            self.config.pseudocount,
-        )
-        self.plan = build_lookup_plan(self.prepared)
+        self.motifs = [_motif_from_dict(d) for d in motifs]
         self.out_dir = Path(out_dir)
-        self.device = torch_device() if use_gpu else "cpu"
+        self.config = ScanConfig(**config)
+        self.threads = threads
+        self.use_gpu = use_gpu
+        self._lock = threading.Lock()
+        self._tables: tuple | None = None
+
+    def load(self, tables: tuple[list[PreparedMotif], LookupPlan], background: list[float]) -> int:
+        """Take the driver's tables (built for ``background``); return the number of threads."""
+        with self._lock:
+            self._tables = (background, *tables, *self._kernel())
+        return self.threads
+
+    def _kernel(self) -> tuple[str, str]:
+        device = "cpu"
+        if self.use_gpu:
+            from scanner.runtime import torch_device
+
+            device = torch_device()
         kernel = self.config.kernel
         if kernel == "auto":
-            kernel = "torch" if self.device == "cuda" else "numba"
-        self.kernel = kernel
+            kernel = "torch" if device == "cuda" else "numba"
+        return kernel, device
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keys, seconds, nhits = [], [], []
-        for row in batch["shard"]:
-            shard = Shard(**json.loads(row))
-            s = run_shard(
-                self.genome,
-                shard,
-                self.prepared,
-                self.plan,
-                self.out_dir,
-                self.config,
-                self.kernel,
-                self.device,
-            )
-            keys.append(s["key"])
-            seconds.append(s["seconds"])
-            nhits.append(json.dumps(s["hits"]))
-        return {"key": np.array(keys), "seconds": np.array(seconds), "hits": np.array(nhits)}
+    def _prepared(self, background: list[float]) -> tuple:
+        with self._lock:
+            if self._tables is None or self._tables[0] != background:
+                c = self.config
+                prepared = prepare_motifs(
+                    self.motifs, Background(np.array(background)), c.pvalue, c.pvalue_mode, c.pseudocount
+                )
+                self._tables = (background, prepared, build_lookup_plan(prepared), *self._kernel())
+            return self._tables
+
+    def scan(self, shard: dict, background: list[float]) -> dict:
+        """Scan one shard (see :func:`run_shard`); return its summary."""
+        _, prepared, plan, kernel, device = self._prepared(background)
+        return run_shard(self.genome, Shard(**shard), prepared, plan, self.out_dir, self.config, kernel, device)
 
 
 def _motif_to_dict(m: Motif) -> dict:
@@ -198,12 +212,6 @@ def _motif_to_dict(m: Motif) -> dict:
 
 def _motif_from_dict(d: dict, source: str = "") -> Motif:
     return Motif(d["motif_id"], d["tf"], np.array(d["probs"], dtype=np.float64), int(d["nsites"]), source)
-
-
-def _count_bases(genome_path: str, shard: dict) -> list[int]:
-    genome = Genome(genome_path)
-    codes = encode(genome.fetch(shard["chrom"], shard["start"], shard["end"]))
-    return np.bincount(codes, minlength=5)[:4].tolist()
 
 
 # ---- the stage -------------------------------------------------------------------------------------
@@ -227,9 +235,13 @@ def _fingerprint(genome_path: Path, motifs: list[Motif], config: ScanConfig, chr
     }
 
 
-def _resolve_background(
-    config: ScanConfig, genome_path: Path, shards: list[Shard], executor, cached: dict | None
-) -> Background:
+def _count_bases(genome: Genome, shard: Shard) -> list[int]:
+    codes, _ = genome.read_codes(shard.chrom, shard.start, shard.end)
+    return np.bincount(codes, minlength=5)[:4].tolist()
+
+
+def _resolve_background(config: ScanConfig, genome_path: Path, cached: dict | None, count) -> Background:
+    """The scan's background; ``count()`` returns per-shard A/C/G/T counts when it must be computed."""
     spec = config.background
     if spec == "uniform":
         return Background.uniform()
@@ -237,25 +249,8 @@ def _resolve_background(
         return read_background(spec)
     if cached is not None:
         return Background(np.array(cached["freqs"]), "genome")
-    counts = np.array(executor.count_bases(str(genome_path), [s.to_dict() for s in shards])).sum(axis=0)
+    counts = np.array(count()).sum(axis=0)
     return background_from_counts(counts, f"genome {genome_path.name}")
-
-
-class _LocalExecutor:
-    def count_bases(self, genome_path: str, shards: list[dict]) -> list[list[int]]:
-        return [_count_bases(genome_path, s) for s in shards]
-
-
-class _RayExecutor:
-    def __init__(self) -> None:
-        import ray
-
-        self._remote = ray.remote(num_cpus=1, max_retries=3)(_count_bases)
-
-    def count_bases(self, genome_path: str, shards: list[dict]) -> list[list[int]]:
-        import ray
-
-        return ray.get([self._remote.remote(genome_path, s) for s in shards])
 
 
 def scan_genome(
@@ -351,16 +346,19 @@ def scan_genome(
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def _run(executor_obj) -> ScanSummary:
+    def tables() -> tuple[Background, list[PreparedMotif], LookupPlan, float]:
+        t = time.perf_counter()
+        background = _resolve_background(
+            config, genome_path, cached_bg, lambda: [_count_bases(genome, s) for s in shards]
+        )
+        prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
+        return background, prepared, build_lookup_plan(prepared), time.perf_counter() - t
+
+    def _run(tables_future: Future, backend: _LocalBackend | _RayBackend) -> ScanSummary:
         timings = {"setup_s": time.perf_counter() - t0}
         t = time.perf_counter()
-        background = _resolve_background(config, genome_path, shards, executor_obj, cached_bg)
-        timings["background_s"] = time.perf_counter() - t
-        prepared = None
-        if executor == "local":
-            t = time.perf_counter()
-            prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
-            timings["prepare_s"] = time.perf_counter() - t
+        background, prepared, plan, timings["tables_s"] = tables_future.result()
+        timings["tables_wait_s"] = time.perf_counter() - t
         meta = {
             "fingerprint": fp,
             "genome": str(genome_path.resolve()),
@@ -380,29 +378,21 @@ def scan_genome(
             progress(reused, len(shards), reused)
         t = time.perf_counter()
         if todo:
-            if executor == "local":
-                plan = build_lookup_plan(prepared)
-                for i, s in enumerate(todo, 1):
-                    run_shard(
-                        genome,
-                        s,
-                        prepared,
-                        plan,
-                        out,
-                        config,
-                        "numba" if config.kernel == "auto" else config.kernel,
-                    )
-                    if progress:
-                        progress(reused + i, len(shards), reused)
-            else:
-                _run_ray(genome_path, todo, motifs, background, out, config, progress, reused, len(shards))
+            done = [reused]
+
+            def one_done() -> None:
+                done[0] += 1
+                if progress:
+                    progress(done[0], len(shards), reused)
+
+            timings.update(backend.run(todo, background, prepared, plan, one_done))
         timings["shards_s"] = time.perf_counter() - t
         hits: dict[str, int] = {}
         pinfo: dict[str, list] = {}
         for f in (out / SHARD_DIR).glob("*.json"):
-            done = json.loads(f.read_text())
-            pinfo = pinfo or done.get("pvalues", {})
-            for tf, n in done["hits"].items():
+            done_shard = json.loads(f.read_text())
+            pinfo = pinfo or done_shard.get("pvalues", {})
+            for tf, n in done_shard["hits"].items():
                 hits[tf] = hits.get(tf, 0) + n
         meta["complete"] = True
         meta["hits"] = dict(sorted(hits.items()))
@@ -420,52 +410,94 @@ def scan_genome(
             timings=timings,
         )
 
-    if executor == "local":
-        return _run(_LocalExecutor())
-    if executor != "ray":
+    if executor not in ("ray", "local"):
         raise InputError(f"executor must be 'ray' or 'local', got {executor!r}", field="executor")
-    from scanner.runtime import ray_session
+    # The background and the motif tables are built in a thread: for Ray, while Ray starts.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(tables)
+        try:
+            if executor == "local":
+                return _run(future, _LocalBackend(genome, out, config))
+            from scanner.runtime import ray_session
 
-    with ray_session(address):
-        return _run(_RayExecutor())
+            with ray_session(address, uses_data=False):
+                return _run(future, _RayBackend(genome_path, motifs, out, config))
+        finally:
+            future.cancel()
 
 
-def _run_ray(genome_path, todo, motifs, background, out, config, progress, reused, total) -> None:
-    import ray
+class _LocalBackend:
+    """Shards one after another in this process."""
 
-    from scanner.runtime import cluster_resources
+    def __init__(self, genome: Genome, out: Path, config: ScanConfig) -> None:
+        self.genome, self.out, self.config = genome, out, config
 
-    res = cluster_resources()
-    items = [{"shard": json.dumps(s.to_dict())} for s in todo]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    if res.use_gpu:
-        resources = {"num_gpus": 1, "num_cpus": 0}
-        actors = max(1, int(res.gpus))
-    else:
-        resources = {"num_cpus": 1}
-        actors = max(1, min(len(todo), int(res.cpus)))
-    results = ds.map_batches(
-        bind_constructor(
-            ScanShardWorker,
-            **{
-                "genome_path": str(genome_path),
-                "motifs": [_motif_to_dict(m) for m in motifs],
-                "background": background.to_list(),
-                "out_dir": str(out),
-                "config": asdict(config),
-                "use_gpu": res.use_gpu,
-            },
-        ),
-        batch_size=1,
-        # Ray Data restarts dead actors and retries their shards (its default max_restarts=-1).
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        **resources,
-    )
-    done = reused
-    for _ in results.iter_rows():
-        done += 1
-        if progress:
-            progress(done, total, reused)
+    def run(self, todo, background, prepared, plan, one_done: Callable[[], None]) -> dict[str, float]:
+        kernel = "numba" if self.config.kernel == "auto" else self.config.kernel
+        for s in todo:
+            run_shard(self.genome, s, prepared, plan, self.out, self.config, kernel)
+            one_done()
+        return {}
+
+
+class _RayBackend:
+    """One threaded :class:`ScanNodeWorker` per node with CPUs (one per GPU where the cluster has GPUs),
+    fed by :class:`ray.util.ActorPool` with as many calls in flight per actor as it has threads.
+
+    The actors are created at once, so that their start-up overlaps the driver's own work.
+    """
+
+    def __init__(self, genome_path: Path, motifs: list[Motif], out: Path, config: ScanConfig) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from scanner.runtime import cluster_resources
+
+        use_gpu = cluster_resources().use_gpu
+        args = {
+            "genome_path": str(genome_path),
+            "motifs": [_motif_to_dict(m) for m in motifs],
+            "out_dir": str(out),
+            "config": asdict(config),
+            "use_gpu": use_gpu,
+        }
+        # A restarted actor (its process killed) rebuilds its tables; calls in flight are retried on it.
+        actor_cls = ray.remote(max_restarts=3, max_task_retries=3)(ScanNodeWorker)
+        self.actors: list = []
+        self.slots: list = []
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            res = node.get("Resources", {})
+            if use_gpu:
+                specs = [({"num_gpus": 1, "num_cpus": 0}, 2)] * int(res.get("GPU", 0))
+            else:
+                cpus = int(res.get("CPU", 0))
+                specs = [({"num_cpus": cpus}, cpus)] if cpus >= 1 else []
+            for resources, threads in specs:
+                actor = actor_cls.options(
+                    **resources,
+                    max_concurrency=threads,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                ).remote(**args, threads=threads)
+                self.actors.append(actor)
+                self.slots.extend([actor] * threads)
+        if not self.actors:
+            raise InputError("the Ray cluster has no node with a CPU (or GPU) to scan on", field="address")
+
+    def run(self, todo, background, prepared, plan, one_done: Callable[[], None]) -> dict[str, float]:
+        import ray
+        from ray.util import ActorPool
+
+        bg = background.to_list()
+        t = time.perf_counter()
+        ref = ray.put((prepared, plan))
+        ray.get([a.load.remote(ref, bg) for a in self.actors])
+        actors_ready_s = time.perf_counter() - t
+        del ref
+        for _ in ActorPool(self.slots).map_unordered(lambda a, s: a.scan.remote(s.to_dict(), bg), todo):
+            one_done()
+        return {"actors": len(self.actors), "threads": len(self.slots), "actors_ready_s": actors_ready_s}
 
 
 @dataclass

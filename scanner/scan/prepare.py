@@ -47,6 +47,7 @@ def prepare_motifs(
     pvalue: float = 1e-4,
     mode: str = "exact",
     pseudocount: float = DEFAULT_PSEUDOCOUNT,
+    threads: int | None = None,
 ) -> list[PreparedMotif]:
     """Build log-odds and p-value tables for each motif.
 
@@ -61,6 +62,8 @@ def prepare_motifs(
         P-value convention (see :mod:`scanner.scan.pvalues`). Default ``"exact"``.
     pseudocount : float
         FIMO's motif pseudocount. Default 0.1.
+    threads : int, optional
+        Threads building tables (the numba kernels release the GIL). Default: one per CPU.
 
     Returns
     -------
@@ -75,11 +78,15 @@ def prepare_motifs(
         minus = plus if background.is_symmetric else PValueTable.build(w, bg_comp, pvalue, mode)
         return PreparedMotif(m.motif_id, m.name, w, {"+": plus, "-": minus})
 
-    if len(motifs) < 4:
+    workers = min(len(motifs), threads or os.cpu_count() or 1)
+    if len(motifs) < 4 or workers < 2:
         return [one(m) for m in motifs]
-    # The numba kernels release the GIL: tables of different motifs are built in parallel threads.
-    with ThreadPoolExecutor(max_workers=min(len(motifs), os.cpu_count() or 1)) as pool:
-        return list(pool.map(one, motifs))
+    # The numba kernels release the GIL: tables of different motifs are built in parallel threads,
+    # longest motifs first (they take longest).
+    order = sorted(range(len(motifs)), key=lambda i: -motifs[i].length)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        built = dict(zip(order, pool.map(one, [motifs[i] for i in order]), strict=True))
+    return [built[i] for i in range(len(motifs))]
 
 
 @dataclass
@@ -102,8 +109,9 @@ class LookupPlan:
     pass_kmers: np.ndarray  # int32
     pass_start: np.ndarray  # (M + 1,) int64
     method: np.ndarray  # (M,) int8: METHOD_BUCKET or METHOD_SWEEP
-    sweep_tables: np.ndarray  # (S, 4**K) float32: K-mer score + the best the other columns can add
-    sweep_index: np.ndarray  # (M,) int64: row of sweep_tables (-1 for bucket matrices)
+    sweep_bits: np.ndarray  # (S, 4**K // 8) uint8: bitset (little bit order) of the K-mers whose score
+    #                         plus the best the other columns can add reaches cuts32
+    sweep_index: np.ndarray  # (M,) int64: row of sweep_bits (-1 for bucket matrices)
     motif_index: np.ndarray  # (M,) int64
     strand: np.ndarray  # (M,) int8
 
@@ -116,8 +124,11 @@ def _float32_margin(w: np.ndarray) -> float:
 _DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], axis=1)  # (256, 4)
 
 
-#: A matrix is swept when more than this fraction of windows would pass its 8-mer filter.
+#: A matrix is swept when more than this fraction of windows would pass its K-mer filter.
 SWEEP_ABOVE = 0.3
+#: With at most this many bucket matrices, every matrix is swept instead: sorting the positions costs
+#: about as much as sweeping this many bitsets (measured on a 4 Mb shard).
+SWEEP_ALL_UP_TO = 6
 
 
 def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, np.ndarray, float]:
@@ -155,37 +166,40 @@ def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.nda
 def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
     """Lay out every (motif, strand) matrix for the kernels (see :class:`LookupPlan`)."""
     gws, starts, lengths, reverse, cuts, cuts32, offs, kmers, kstart, midx, strands = ([] for _ in range(11))
-    methods, sweep_tables, sweep_index = [], [], []
-    row = 0
-    kstart.append(0)
-    for i, pm in enumerate(prepared):
-        for s, strand in enumerate("+-"):
+    methods, sweep_bits, sweep_index = [], [], []
+    bounds = []
+    for pm in prepared:
+        for strand in "+-":
             table = pm.tables[strand]
             # Along the genome's + strand, a '-' hit's word is reversed and complemented.
-            gw = pm.w if strand == "+" else pm.w[::-1, _COMP]
-            gw = np.ascontiguousarray(gw)
+            gw = np.ascontiguousarray(pm.w if strand == "+" else pm.w[::-1, _COMP])
             bg_genome = table.bg if strand == "+" else table.bg[_COMP]
-            off, bound, keep, prob = _kmer_bound(gw, bg_genome, table.cut)
-            if prob > SWEEP_ABOVE:
-                methods.append(METHOD_SWEEP)
-                sweep_index.append(len(sweep_tables))
-                sweep_tables.append(bound.astype(np.float32))
-                keep = keep[:0]
-            else:
-                methods.append(METHOD_BUCKET)
-                sweep_index.append(-1)
-            gws.append(gw)
-            starts.append(row)
-            row += gw.shape[0]
-            lengths.append(gw.shape[0])
-            reverse.append(strand == "-")
-            cuts.append(table.cut)
-            cuts32.append(np.float32(table.cut - _float32_margin(gw)))
-            offs.append(off)
-            kmers.append(keep)
-            kstart.append(kstart[-1] + keep.size)
-            midx.append(i)
-            strands.append(s)
+            bounds.append((gw, table, *_kmer_bound(gw, bg_genome, table.cut)))
+    sweep_all = sum(b[-1] <= SWEEP_ABOVE for b in bounds) <= SWEEP_ALL_UP_TO
+    row = 0
+    kstart.append(0)
+    for m, (gw, table, off, bound, keep, prob) in enumerate(bounds):
+        cut32 = np.float32(table.cut - _float32_margin(gw))
+        if sweep_all or prob > SWEEP_ABOVE:
+            methods.append(METHOD_SWEEP)
+            sweep_index.append(len(sweep_bits))
+            sweep_bits.append(np.packbits(bound.astype(np.float32) >= cut32, bitorder="little"))
+            keep = keep[:0]
+        else:
+            methods.append(METHOD_BUCKET)
+            sweep_index.append(-1)
+        gws.append(gw)
+        starts.append(row)
+        row += gw.shape[0]
+        lengths.append(gw.shape[0])
+        reverse.append(m % 2 == 1)  # '-' matrices are summed backwards along the genome
+        cuts.append(table.cut)
+        cuts32.append(cut32)
+        offs.append(off)
+        kmers.append(keep)
+        kstart.append(kstart[-1] + keep.size)
+        midx.append(m // 2)
+        strands.append(m % 2)
     return LookupPlan(
         genome_w=gws,
         w_all=np.ascontiguousarray(np.concatenate(gws)) if gws else np.zeros((0, 4)),
@@ -198,7 +212,7 @@ def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
         pass_kmers=np.concatenate(kmers).astype(np.int32) if kmers else np.zeros(0, np.int32),
         pass_start=np.array(kstart, dtype=np.int64),
         method=np.array(methods, dtype=np.int8),
-        sweep_tables=np.ascontiguousarray(np.array(sweep_tables, dtype=np.float32).reshape(-1, 4**K)),
+        sweep_bits=np.ascontiguousarray(np.array(sweep_bits, dtype=np.uint8).reshape(-1, 4**K // 8)),
         sweep_index=np.array(sweep_index, dtype=np.int64),
         motif_index=np.array(midx, dtype=np.int64),
         strand=np.array(strands, dtype=np.int8),

@@ -11,10 +11,13 @@ summed in float64 from the first column to the last. Its p-value is the tail pro
     2. When the motif's whole upper tail (every configuration that could reach the threshold) holds at
        most ``ENUMERATION_CAP`` words, they are enumerated with their float64 scores and
        probabilities: then every hit decision and every reported p-value is exact.
-    3. Otherwise (long motifs) windows whose bounds straddle the threshold are decided exactly by
-       meet-in-the-middle over the motif's two halves (motifs up to ``MITM_MAX_LENGTH`` columns), or,
-       for longer ones, by a 64x finer grid; the reported p-value is the grid estimate, within the
-       bounds, whose worst relative width is stored as :attr:`PValueTable.max_rel_error`.
+    3. Otherwise (long motifs) windows whose bounds straddle the threshold are decided exactly: for
+       motifs up to ``MITM_MAX_LENGTH`` columns, the exact tail from meet-in-the-middle over the
+       motif's two halves is bisected once, when the table is built, down to the score from which
+       windows are hits (``BAND_RESOLUTION`` bits; the rare window inside that last bracket gets its
+       own exact tail); longer motifs use a 64x finer grid. The reported p-value is the grid estimate,
+       within the bounds (and on the right side of the threshold), whose worst relative width is stored
+       as :attr:`PValueTable.max_rel_error`.
     Scores that differ by less than ``TIE_TOLERANCE`` bits are treated as equal.
 
 ``mode="fimo"``
@@ -47,6 +50,8 @@ ENUMERATION_CAP = 4_000_000
 TOP_CAP = 1_000_000
 #: Longest motif decided by meet-in-the-middle (two halves of at most 4**11 words).
 MITM_MAX_LENGTH = 22
+#: Width (bits) to which the exact hit/no-hit boundary of a long motif is bisected.
+BAND_RESOLUTION = 1e-11
 #: FIMO's PSSM_RANGE.
 FIMO_RANGE = 1000
 
@@ -133,12 +138,15 @@ class PValueTable:
     max_rel_error: float = 0.0
     _grid: _Grid | None = None
     _tail_scores: np.ndarray | None = None  # ascending
-    _tail_suffix: np.ndarray | None = None  # P(S >= _tail_scores[i])
+    _tail_suffix: np.ndarray | None = None  # P(S >= _tail_scores[i]), then a final 0
     _tail_from: float = math.inf  # every word scoring >= this is enumerated
     _definite: float = math.inf  # scores above this are hits for sure (grid mode)
     _fimo: dict | None = None
     _mitm: tuple | None = field(default=None, repr=False)
     _fine: _Grid | None = field(default=None, repr=False)
+    _hit_from: float = math.inf  # band scores >= this are hits (exact tail _tail_hit_from there)
+    _tail_hit_from: float = 1.0
+    _miss_to: float = -math.inf  # band scores <= this are not hits
     unresolved: int = 0
 
     @classmethod
@@ -209,7 +217,32 @@ class PValueTable:
         lo = float(grid.lower(np.array([table.cut]))[0])
         hi = float(grid.upper(np.array([table.cut]))[0])
         table.max_rel_error = (hi - lo) / max(lo, 1e-300)
+        table._resolve_band()
         return table
+
+    def _resolve_band(self) -> None:
+        """Find, by bisection with exact meet-in-the-middle tails, the score from which windows are hits.
+
+        Between ``cut`` and ``_definite`` the grid bounds straddle the threshold. The exact tail is
+        monotone in the score, so one bisection (to ``BAND_RESOLUTION`` bits) settles every window in
+        that band but those within the last bracket, which :meth:`evaluate` decides one by one.
+        """
+        if self.w.shape[0] > MITM_MAX_LENGTH or self.cut >= self._definite:
+            return
+        lo, hi = self.cut - 2 * TIE_TOLERANCE, self._definite
+        tail_hi = self._exact_tail_one(hi)
+        tail_lo = self._exact_tail_one(lo)
+        if tail_lo < self.threshold:  # every window of the band is a hit
+            hi, tail_hi, lo = lo, tail_lo, -math.inf
+        while hi - lo > BAND_RESOLUTION:
+            mid = 0.5 * (lo + hi)
+            t = self._exact_tail_one(mid)
+            if t < self.threshold:
+                hi, tail_hi = mid, t
+            else:
+                lo = mid
+        self._miss_to, self._hit_from, self._tail_hit_from = lo, hi, tail_hi
+        self._mitm = None  # tens of MB for the longest motifs; rebuilt only if a window falls in (lo, hi)
 
     def _enumerate(self, target: float, capacity: int) -> bool:
         """Enumerate every word scoring >= target; False when there are more than ``capacity``."""
@@ -219,31 +252,40 @@ class PValueTable:
             return False
         order = np.argsort(scores[:n])
         self._tail_scores = scores[:n][order]
-        self._tail_suffix = np.cumsum(probs[:n][order][::-1])[::-1]
+        self._tail_suffix = np.append(np.cumsum(probs[:n][order][::-1])[::-1], 0.0)
         self._tail_from = target
         return True
 
     def _enumerated_tail(self, s: np.ndarray) -> np.ndarray:
         idx = np.searchsorted(self._tail_scores, s - TIE_TOLERANCE, side="left")
-        ext = np.concatenate([self._tail_suffix, [0.0]])
-        return ext[idx]
+        return self._tail_suffix[idx]
 
     def _exact_tail_one(self, s: float) -> float | None:
-        """Exact P(S >= s - tie) by meet-in-the-middle, or None when the motif is too long."""
+        """Exact P(S >= s - tie) by meet-in-the-middle, or None when the motif is too long.
+
+        Half-words that cannot take part in a sum reaching ``cut`` are dropped before sorting (exact for
+        every ``s >= cut``); a query below ``cut`` uses all half-words.
+        """
         length = self.w.shape[0]
         if length > MITM_MAX_LENGTH:
             return None
-        if self._mitm is None:
+        floor = self.cut - 1e-6
+        if self._mitm is None or (s < floor and self._mitm[4] > -math.inf):
             k = _kernels()
             half = length // 2
             a, pa = k.enumerate_all(self.w[:half], self.bg)
             b, pb = k.enumerate_all(self.w[half:], self.bg)
+            if s < floor:
+                floor = -math.inf
+            keep_a = a >= floor - b.max() - 1e-6
+            keep_b = b >= floor - a.max() - 1e-6
+            a, pa, b, pb = a[keep_a], pa[keep_a], b[keep_b], pb[keep_b]
             oa = np.argsort(-a, kind="stable")
             ob = np.argsort(b, kind="stable")
             b_sorted = b[ob]
             suffix = np.cumsum(pb[ob][::-1])[::-1]
-            self._mitm = (a[oa].copy(), pa[oa].copy(), b_sorted, suffix)
-        a_desc, pa_desc, b_asc, suffix = self._mitm
+            self._mitm = (a[oa].copy(), pa[oa].copy(), b_sorted, suffix, floor)
+        a_desc, pa_desc, b_asc, suffix, _ = self._mitm
         return float(_kernels().mitm_tail(a_desc, pa_desc, b_asc, suffix, s - TIE_TOLERANCE))
 
     # ---- fimo ----------------------------------------------------------------------------------
@@ -308,8 +350,14 @@ class PValueTable:
             top = s - TIE_TOLERANCE >= self._tail_from
             if top.any():
                 p[top] = self._enumerated_tail(s[top])
-            amb = np.flatnonzero((s < self._definite) & ~top)
-            for i in amb:
+            band = (s < self._definite) & ~top
+            if self._hit_from < math.inf:  # the bisection settled the band (see _resolve_band)
+                sure_hit = band & (s >= self._hit_from)
+                p[sure_hit] = np.minimum(p[sure_hit], self._tail_hit_from)
+                sure_miss = band & (s <= self._miss_to)
+                p[sure_miss] = np.maximum(p[sure_miss], self.threshold)
+                band &= ~(sure_hit | sure_miss)
+            for i in np.flatnonzero(band):
                 exact = self._exact_tail_one(float(s[i]))
                 if exact is None:
                     exact = self._fine_tail(float(s[i]))
