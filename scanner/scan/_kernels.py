@@ -192,3 +192,41 @@ def sequential_scores(words: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma
             s += w[j, words[i, j]]
         out[i] = s
     return out
+
+
+def warm_up() -> None:
+    """Load every kernel of the scan from numba's cache (a worker does it while the driver works).
+
+    Calls each with tiny arrays of the exact types the scan passes, so that no shard pays the load.
+    """
+    from scanner._fasta_kernels import strip_encode
+
+    codes = np.zeros(32, dtype=np.uint8)
+    strip_encode(np.full(33, 65, dtype=np.uint8), np.zeros(256, dtype=np.uint8), codes, np.zeros(32, np.bool_), True)
+    kmer_keys(codes, False)
+    keys, order, starts = kmer_keys(codes, True)
+    one = np.zeros(1, dtype=np.int64)
+    scan_matrices(
+        codes,
+        keys,
+        order,
+        starts,
+        np.zeros(1, dtype=np.int8),
+        np.full(1, 2, dtype=np.int64),
+        np.zeros(1, dtype=np.bool_),
+        np.zeros((2, 4)),
+        one,
+        np.zeros(1),
+        np.zeros(1, dtype=np.float32),
+        one,
+        np.zeros(1, dtype=np.int32),
+        np.array([0, 1], dtype=np.int64),
+        np.zeros((1, N_KMERS // 8), dtype=np.uint8),
+        one,
+        32,
+        np.empty(64, dtype=np.int64),
+        np.empty(64, dtype=np.int64),
+        np.empty(64),
+    )
+    clean_windows(np.zeros(32, dtype=np.bool_), one, 2)
+    sequential_scores(np.zeros((1, 2), dtype=np.uint8), np.zeros((2, 4)))

@@ -210,16 +210,19 @@ def scan_chunk(
         keep = _max_strand_mask(start, strand, mi, score)
         start, strand, mi, score, pvalue = (a[keep] for a in (start, strand, mi, score, pvalue))
         order = order[keep]
-    ids = np.array([p.motif_id for p in prepared], dtype=object)
+    # String columns by taking from small arrays (numpy object arrays would go through pandas).
+    ids = pa.array([p.motif_id for p in prepared], pa.string())
+    tfs = pa.array([p.name for p in prepared], pa.string())
+    mi_arrow = pa.array(mi)
     g_start = start + offset
     return pa.table(
         {
-            "chrom": pa.array(np.full(start.size, chrom, dtype=object), pa.string()),
+            "chrom": pa.array([chrom], pa.string()).take(pa.array(np.zeros(start.size, dtype=np.int64))),
             "start": pa.array(g_start, pa.int64()),
             "end": pa.array(g_start + lengths[mi], pa.int64()),
-            "strand": pa.array(np.where(strand == 0, "+", "-").astype(object), pa.string()),
-            "motif_id": pa.array(ids[mi], pa.string()),
-            "tf": pa.array(names[mi], pa.string()),
+            "strand": pa.array(["+", "-"], pa.string()).take(pa.array(strand.astype(np.int64))),
+            "motif_id": ids.take(mi_arrow),
+            "tf": tfs.take(mi_arrow),
             "score": pa.array(score.astype(np.float32), pa.float32()),
             "pvalue": pa.array(pvalue, pa.float64()),
             "sequence": sites.take(pa.array(order)),

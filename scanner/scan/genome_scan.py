@@ -162,7 +162,12 @@ class ScanNodeWorker:
     ) -> None:
         import threading
 
-        from scanner.scan import _kernels  # noqa: F401  (imported while the driver is busy)
+        from scanner.scan._kernels import warm_up
+
+        warm_up()  # while the driver builds the tables
+        import pyarrow as pa
+
+        pa.array(np.zeros(1))  # pyarrow's first numpy conversion imports pandas (~0.2 s): not in a shard
 
         self.genome = Genome(genome_path)
         self.motifs = [_motif_from_dict(d) for d in motifs]
