@@ -8,7 +8,9 @@ runs the model and writes Parquet:
 * ``bare torch loop (T threads)``: a plain script: pyarrow read, one pyfaidx fetch per chromosome,
   numpy gather of windows, ``model(x)`` in batches, ``pq.write_table``. No scanner code in the loop.
   The ``BN folded`` variant runs the model through :func:`scanner.models.fuse_for_inference` first,
-  as ``scanner predict`` does; it is the reference for the Ray overhead.
+  as ``scanner predict`` does. ``(2 processes)`` deals the instance files to two fresh processes of
+  one torch thread each (ideal parallelism without a framework, their start-up included). The fastest
+  BN-folded bare variant is the reference for the Ray overhead.
 * ``scanner predict, in-process``: :func:`scanner.predict.predict` with ``use_ray=False``.
 * ``scanner predict, Ray``: the same through Ray Data actors (local Ray already started; its start-up
   time is reported separately, as a cluster would already be up).
@@ -57,17 +59,26 @@ def make_inputs(work: Path, n: int, seed: int, seq_len: int) -> tuple[Path, Path
 
 
 def bare_loop(
-    genome: Path, instances: Path, models: Path, out: Path, threads: int, batch: int, fused: bool = False
+    genome: Path,
+    instances: Path,
+    models: Path,
+    out: Path,
+    threads: int,
+    batch: int,
+    fused: bool = False,
+    part: tuple[int, int] = (0, 1),
 ) -> int:
     """The reference: a plain loop over the same rows and model (``fused``: BatchNorm folded, as
-    scanner predict does)."""
+    scanner predict does; ``part=(i, k)``: only every k-th instance file from the i-th, for the
+    multi-process variant)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import pyfaidx
     import torch
 
     torch.set_num_threads(threads)
-    shutil.rmtree(out, ignore_errors=True)
+    if part[1] == 1:
+        shutil.rmtree(out, ignore_errors=True)
     meta = json.loads((models / "tf=TOY" / "regime=pvalue" / "model.json").read_text())
     from scanner.models import ModelSpec, build_model
 
@@ -88,7 +99,7 @@ def bare_loop(
     table[4] = 0.25
     fa = pyfaidx.Fasta(str(genome), as_raw=True)
     rows = 0
-    for f in sorted(instances.rglob("*.parquet")):
+    for f in sorted(instances.rglob("*.parquet"))[part[0] :: part[1]]:
         t = pq.read_table(f)
         chrom = t.column("chrom")[0].as_py()
         seq = lut[np.frombuffer(str(fa[chrom][:]).encode(), np.uint8)]
@@ -108,6 +119,17 @@ def bare_loop(
         pq.write_table(res, o)
         rows += t.num_rows
     return rows
+
+
+def bare_processes(genome: Path, instances: Path, models: Path, out: Path, procs: int, batch: int) -> int:
+    """The BN-folded bare loop split over ``procs`` fresh processes of one torch thread each (the
+    instance files dealt round-robin): ideal parallelism with no framework, process start included."""
+    import multiprocessing as mp
+
+    shutil.rmtree(out, ignore_errors=True)
+    args = [(genome, instances, models, out, 1, batch, True, (i, procs)) for i in range(procs)]
+    with mp.get_context("spawn").Pool(procs) as pool:
+        return sum(pool.starmap(bare_loop, args))
 
 
 def main() -> None:
@@ -152,6 +174,9 @@ def main() -> None:
         "bare torch loop (1 thread)": bare(1, False),
         "bare torch loop, BN folded (1 thread)": bare(1, True),
         "bare torch loop, BN folded (2 threads)": bare(2, True),
+        f"bare torch loop, BN folded ({os.cpu_count()} processes)": lambda: bare_processes(
+            genome, instances, models, args.work / "out_bare", os.cpu_count() or 1, args.batch_size
+        ),
         "scanner predict, in-process (1 thread)": scanner_predict(False),
         "scanner predict, Ray": scanner_predict(True),
     }

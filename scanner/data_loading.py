@@ -358,3 +358,65 @@ def dataset_hash(files: Sequence[str | Path], root: str | Path | None = None) ->
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(block)
     return "sha256:" + h.hexdigest()
+
+
+def prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Yield ``batches`` as produced by a background thread up to ``depth`` batches ahead.
+
+    Reading, decoding and one-hot encoding (numpy and pyarrow, which release the GIL) then overlap
+    the consumer's training step. The order is unchanged, so training stays deterministic. An
+    exception raised while producing is re-raised in the consumer; a consumer that stops early stops
+    the thread.
+
+    Parameters
+    ----------
+    batches : iterator of Batch
+        Typically :func:`iter_batches`.
+    depth : int, optional
+        Batches produced ahead. Default 2.
+    """
+    import queue
+    import threading
+
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                if not put(b):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(_Failure(exc))
+            return
+        put(end)
+
+    thread = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Failure(NamedTuple):
+    exc: BaseException

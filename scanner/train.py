@@ -33,6 +33,7 @@ from scanner.data_loading import (
     iter_batches,
     label_values,
     partition_files,
+    prefetch,
     window_width,
 )
 from scanner.errors import InputError
@@ -323,7 +324,7 @@ def train_model(
         model.train()
         t_epoch = time.perf_counter()
         total, count = 0.0, 0
-        for b in iter_batches(
+        batches = iter_batches(
             files["train"],
             config.batch_size,
             width=width,
@@ -331,7 +332,8 @@ def train_model(
             seed=config.seed * 1_000_003 + epoch,
             rc_augment=config.rc_augment,
             buffer_rows=config.shuffle_buffer,
-        ):
+        )
+        for b in prefetch(batches):  # the next batches are decoded during this step
             if len(b.y) < 2:  # batch normalisation needs two rows
                 continue
             x = torch.from_numpy(b.x).to(device, non_blocking=True)

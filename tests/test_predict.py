@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -75,6 +76,22 @@ def test_fetch_windows_equals_genome_window(tmp_path, monkeypatch):
             np.testing.assert_array_equal(got[i], w.codes, err_msg=f"row {i}")
     with pytest.raises(InputError, match="'chrX' is not in the genome"):
         fetch_windows(genome, np.array(["chrX"], dtype=object), np.array([0]), np.array([5]), 50)
+
+
+def test_items_are_equal_pieces_of_at_most_chunk_rows(run, tmp_path):
+    import pyarrow.parquet as pq
+
+    from scanner.predict import plan_items
+
+    items = plan_items(run / "instances", discover_models(run / "models"), tmp_path / "p", PredictConfig(chunk_rows=7))
+    by_file: dict[str, list] = {}
+    for it in items:
+        by_file.setdefault(it.file, []).append(it)
+    for f, its in by_file.items():
+        sizes = [it.hi - it.lo for it in its]
+        assert max(sizes) <= 7 and max(sizes) - min(sizes) <= 1
+        assert its[0].lo == 0 and its[-1].hi == pq.ParquetFile(f).metadata.num_rows
+        assert all(a.hi == b.lo for a, b in itertools.pairwise(its))
 
 
 def test_in_process_equals_per_instance_loop(run, tmp_path):

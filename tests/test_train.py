@@ -13,6 +13,7 @@ from scanner.data_loading import (
     dataset_hash,
     iter_batches,
     partition_files,
+    prefetch,
     windows_to_codes,
 )
 from scanner.errors import InputError
@@ -85,6 +86,44 @@ def test_iter_batches_streams_every_row_once(tmp_path):
     assert not np.array_equal(a, c)
     np.testing.assert_array_equal(np.sort(a), np.sort(t.column("score").to_numpy()))
     assert sum(len(b.y) for b in iter_batches([f], 64, drop_last=True)) == 192
+
+
+def test_prefetch_keeps_order_relays_errors_and_stops_with_the_consumer(tmp_path):
+    import threading
+
+    t = toy_dataset_table(250, 200, seed=2)
+    f = write_parquet_atomic(t, tmp_path / "p.parquet", row_group_size=30)
+    direct = list(iter_batches([f], 16, shuffle=True, seed=5, rc_augment=True, buffer_rows=100))
+    ahead = list(prefetch(iter_batches([f], 16, shuffle=True, seed=5, rc_augment=True, buffer_rows=100)))
+    assert len(ahead) == len(direct)
+    for a, b in zip(ahead, direct, strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+
+    def failing():
+        yield direct[0]
+        raise InputError("bad row group", source="p.parquet")
+
+    got = []
+    with pytest.raises(InputError, match="bad row group"):
+        for b in prefetch(failing()):
+            got.append(b)
+    assert len(got) == 1
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield direct[0]
+
+    stream = prefetch(endless(), depth=2)
+    next(stream)
+    stream.close()  # the consumer stops early: the producer thread ends too
+    assert not any(th.name == "batch-prefetch" for th in threading.enumerate())
+    assert len(produced) <= 5
+    with pytest.raises(ValueError, match="depth"):
+        next(prefetch(iter([]), depth=0))
 
 
 def test_rc_augment_rows_are_original_or_reverse_complement(tmp_path):
