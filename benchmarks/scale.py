@@ -5,7 +5,7 @@ Input (seeded, built once under ``benchmarks/_work/scale``): a simulated genome 
 simulated motifs when it is absent), and random-weight ``small`` models for three of the TFs.
 
 For each worker count k in ``--workers`` (default 1 2), a fresh local Ray with k CPUs runs
-:func:`scanner.scan.scan_genome` (shards of ``--shard-mb`` Mb, one actor per CPU) and
+:func:`scanner.scan.scan_genome` (shards of ``--shard-mb`` Mb, one actor with k threads) and
 :func:`scanner.predict.predict` (k actors), each into an empty directory; speedup = time at 1 worker
 / time at k. The in-process executors (no Ray) are timed too, as the overhead reference. Each
 contender runs ``--repeats`` times and keeps its best (the machine is shared; its load average is
