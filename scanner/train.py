@@ -280,9 +280,10 @@ def train_model(
 
     from scanner.evaluate import bce_with_logits, evaluate_model, predict_files
     from scanner.models import ModelSpec, WeightEMA, build_model, save_checkpoint
-    from scanner.runtime import torch_device
+    from scanner.runtime import keep_freed_memory, torch_device
 
     config.validate()
+    keep_freed_memory()  # batches of the same size every step: keep their pages
     device = device or torch_device()
     files = {
         s: partition_files(data_root, regime, tf, s)
