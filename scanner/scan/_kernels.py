@@ -33,19 +33,7 @@ def kmer_keys(codes: np.ndarray, sort: bool = True) -> tuple[np.ndarray, np.ndar
     first base is not A/C/G/T are left out of ``order``); without ``sort`` both are empty."""
     n = codes.shape[0]
     keys = np.empty(n, dtype=np.int32)
-    if not sort:
-        acc = 0
-        for i in range(n + K - 1):
-            c = 0
-            if i < n:
-                c = codes[i]
-                if c > 3:
-                    c = 0
-            acc = ((acc << 2) | c) & (N_KMERS - 1)
-            if i >= K - 1:
-                keys[i - (K - 1)] = acc
-        return keys, np.empty(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
-    counts = np.zeros(N_KMERS + 1, dtype=np.int64)
+    counts = np.zeros(N_KMERS + 1 if sort else 1, dtype=np.int64)
     acc = 0
     for i in range(n + K - 1):
         c = 0
@@ -57,8 +45,10 @@ def kmer_keys(codes: np.ndarray, sort: bool = True) -> tuple[np.ndarray, np.ndar
         j = i - (K - 1)
         if j >= 0:
             keys[j] = acc
-            if codes[j] <= 3:
+            if sort and codes[j] <= 3:
                 counts[acc + 1] += 1
+    if not sort:
+        return keys, np.empty(0, dtype=np.int32), counts
     for k in range(N_KMERS):
         counts[k + 1] += counts[k]
     starts = counts.copy()
