@@ -206,7 +206,7 @@ class Genome:
         out = np.full(length, N_CODE, dtype=np.uint8)
         lo, hi = max(0, int(start)), min(self.lengths[chrom], int(end))
         if hi > lo:
-            out[lo - start : hi - start] = encode(self._fa[chrom][lo:hi])
+            out[lo - start : hi - start] = self.read_codes(chrom, lo, hi)[0]
         return out
 
     def window(self, chrom: str, center: int, width: int) -> Window:

@@ -212,7 +212,7 @@ def keep_freed_memory() -> bool:
     activations). By default glibc serves such blocks with ``mmap`` or trims its heap after each
     free, so every batch faults fresh zeroed pages in again: measured here, CPU prediction on the
     main thread ran at ~3.2k rows/s per core this way and ~5.2k with freed memory kept. Sets the mmap
-    threshold to its maximum (32 MiB) and disables trimming, once per process (idempotent). Peak
+    threshold to its maximum (32 MiB) and disables trimming for the whole process (idempotent). Peak
     memory is unchanged; memory freed after the peak stays with the process. No-op where the C
     library is not glibc.
 

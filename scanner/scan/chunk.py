@@ -39,7 +39,6 @@ def candidates_numba(
             plan.w_all,
             plan.w_start,
             plan.cuts,
-            plan.cuts32,
             plan.win_offset,
             plan.pass_kmers,
             plan.pass_start,

@@ -122,10 +122,10 @@ def run_shard(
     if table.num_rows:
         # scan_chunk groups rows by TF: one slice (zero-copy) and one Parquet part per TF.
         tf_index = table.column("tf").dictionary_encode().combine_chunks()
-        codes = tf_index.indices.to_numpy()
-        cuts = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1, [codes.size]])
+        tf_codes = tf_index.indices.to_numpy()
+        cuts = np.concatenate([[0], np.flatnonzero(np.diff(tf_codes)) + 1, [tf_codes.size]])
         for lo, hi in itertools.pairwise(cuts):
-            tf = tf_index.dictionary[int(codes[lo])].as_py()
+            tf = tf_index.dictionary[int(tf_codes[lo])].as_py()
             path = partition_dir(out_dir, [("tf", tf), ("chrom", shard.chrom)]) / f"part-{shard.key}.parquet"
             write_parquet_atomic(table.slice(int(lo), int(hi - lo)), path)
             hits[tf] = int(hi - lo)
@@ -200,7 +200,12 @@ class ScanNodeWorker:
             if self._tables is None or self._tables[0] != background:
                 c = self.config
                 prepared = prepare_motifs(
-                    self.motifs, Background(np.array(background)), c.pvalue, c.pvalue_mode, c.pseudocount
+                    self.motifs,
+                    Background(np.array(background)),
+                    c.pvalue,
+                    c.pvalue_mode,
+                    c.pseudocount,
+                    threads=self.threads,
                 )
                 self._tables = (background, prepared, build_lookup_plan(prepared), *self._kernel())
             return self._tables
