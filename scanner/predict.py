@@ -337,12 +337,31 @@ def predict_codes(
 ) -> np.ndarray:
     """Logits of ``model`` for window codes ``(n, W)``, in ``batch_size`` batches (eval, no grad).
 
+    On an accelerator the codes travel once (1 byte per base, not 16 of one-hot float32), are one-hot
+    encoded there, and the logits come back in one copy at the end, so the host queues every batch
+    without waiting for the device between them. On the CPU the one-hot batch is built with numpy.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        ``(B, 4, W)`` one-hot to ``(B, 1)`` logits, in eval mode, on ``device``.
+    codes : numpy.ndarray of uint8, shape (n, W)
+        Window codes (0-3 = A, C, G, T; 4 = N, encoded as 0.25 in every row).
+    batch_size : int, optional
+        Windows per forward pass. Default 256.
+    rc_average : bool, optional
+        Average each logit with its reverse complement's. Default False.
+    device : str, optional
+        Torch device of ``model``. Default ``"cpu"``.
+
     Returns
     -------
     numpy.ndarray of float32, shape (n,)
     """
     import torch
 
+    if torch.device(device).type != "cpu":
+        return _logits_on_device(model, codes, batch_size, rc_average, device)
     from scanner.models import predict_logits
 
     out = np.empty(len(codes), dtype=np.float32)
@@ -351,6 +370,24 @@ def predict_codes(
             x = torch.from_numpy(one_hot(codes[lo : lo + batch_size])).to(device)
             out[lo : lo + len(x)] = predict_logits(model, x, rc_average=rc_average).float().cpu().numpy()
     return out
+
+
+def _logits_on_device(model: Any, codes: np.ndarray, batch_size: int, rc_average: bool, device: str) -> np.ndarray:
+    """:func:`predict_codes` with the one-hot encoding on ``device`` and one copy back (any device)."""
+    import torch
+
+    from scanner.models import predict_logits
+
+    if not len(codes):
+        return np.empty(0, dtype=np.float32)
+    table = torch.from_numpy(one_hot(np.arange(5, dtype=np.uint8)).T.copy()).to(device)  # (5, 4): code -> column
+    parts = []
+    with torch.inference_mode():
+        dev_codes = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.uint8)).to(device)
+        for lo in range(0, len(codes), batch_size):
+            x = table[dev_codes[lo : lo + batch_size].long()].transpose(1, 2).contiguous()  # (B, 4, W)
+            parts.append(predict_logits(model, x, rc_average=rc_average).float())
+        return torch.cat(parts).cpu().numpy()
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,20 @@ def _state_copy(model: Any) -> dict[str, Any]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+@contextmanager
+def _deterministic_cudnn() -> Iterator[None]:
+    """cuDNN's deterministic algorithms (and no autotuning) inside the block; previous flags restored."""
+    import torch
+
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+@_deterministic_cudnn()  # a fresh context per call (contextmanager objects are decorators)
 def train_model(
     data_root: str | Path,
     tf: str,
@@ -259,7 +273,9 @@ def train_model(
     config : TrainConfig, optional
         Hyper-parameters. Default ``TrainConfig()``.
     device : str, optional
-        Torch device. Default :func:`scanner.runtime.torch_device`.
+        Torch device. Default :func:`scanner.runtime.torch_device`. On CUDA, cuDNN runs its
+        deterministic algorithms during the call (restored after), so the same seed gives the same
+        weights run to run, as on the CPU.
     evaluate : bool, optional
         Evaluate the kept weights on ``val`` and ``test`` (needs a ``test`` split) and draw curves.
         Default True.
@@ -320,11 +336,12 @@ def train_model(
     best_epoch, best_state = 0, None
     schedule = Schedule(config)
     seen, t_train = 0, 0.0
+    pin = torch.device(device).type == "cuda"
     t0 = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
         t_epoch = time.perf_counter()
-        total, count = 0.0, 0
+        total, count = torch.zeros((), device=device), 0  # summed on the device: no wait per step
         batches = iter_batches(
             files["train"],
             config.batch_size,
@@ -337,16 +354,19 @@ def train_model(
         for b in prefetch(batches):  # the next batches are decoded during this step
             if len(b.y) < 2:  # batch normalisation needs two rows
                 continue
-            x = torch.from_numpy(b.x).to(device, non_blocking=True)
-            y = torch.from_numpy(b.y).to(device, non_blocking=True)
+            x, y = torch.from_numpy(b.x), torch.from_numpy(b.y)
+            if pin:  # a copy from pageable memory would wait for the device's queue to drain
+                x, y = x.pin_memory(), y.pin_memory()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x).reshape(-1), y)
             loss.backward()
             opt.step()
             if ema is not None:
                 ema.update(model)
-            total += float(loss.detach()) * len(b.y)
+            total += loss.detach() * len(b.y)
             count += len(b.y)
+        train_loss = float(total) / max(count, 1)  # waits for the device: the epoch's time is complete
         t_train += time.perf_counter() - t_epoch
         seen += count
         scored = ema.module if ema is not None else model
@@ -355,7 +375,7 @@ def train_model(
         )
         val_loss = bce_with_logits(y_val, z_val)
         val_loss = float("inf") if val_loss is None else val_loss
-        history["train_loss"].append(total / max(count, 1))
+        history["train_loss"].append(train_loss)
         history["val_loss"].append(val_loss)
         history["lr"].append(schedule.lr)
         if log is not None:

@@ -41,3 +41,33 @@ def test_actor_plan_cpu_and_gpu():
     assert cpu.actors == 4 and cpu.resources == {"num_cpus": 1.0} and cpu.threads == 1
     gpu = ActorPlan.for_items(RayResources(cpus=8, gpus=2), n_items=1)
     assert gpu.actors == 1 and gpu.resources == {"num_gpus": 1, "num_cpus": 0} and gpu.threads == 8
+    two = ActorPlan.for_items(RayResources(cpus=8, gpus=2), n_items=10)
+    assert two.actors == 2 and two.resources["num_gpus"] == 1 and two.threads == 4
+    # more actors than GPUs: they share the GPUs, so the pool can always be scheduled
+    packed = ActorPlan.for_items(RayResources(cpus=16, gpus=1), n_items=10, actors=4)
+    assert packed.actors == 4 and packed.resources == {"num_gpus": 0.25, "num_cpus": 0} and packed.threads == 4
+    assert packed.actors * packed.resources["num_gpus"] <= 1
+
+
+def test_full_float32_turns_tf32_off_inside_and_restores_it():
+    import torch
+
+    from scanner.interpret import preserved_model
+    from scanner.runtime import full_float32
+
+    flags = (torch.backends.cudnn, torch.backends.cuda.matmul)
+    before = [f.allow_tf32 for f in flags]
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_float32():
+            assert not any(f.allow_tf32 for f in flags)
+        assert all(f.allow_tf32 for f in flags)
+        with pytest.raises(ValueError), full_float32():
+            raise ValueError("inside")
+        assert all(f.allow_tf32 for f in flags)  # restored on error too
+        with preserved_model(torch.nn.Linear(2, 1)):  # every attribution method runs inside this
+            assert not any(f.allow_tf32 for f in flags)
+        assert all(f.allow_tf32 for f in flags)
+    finally:
+        for f, b in zip(flags, before, strict=True):
+            f.allow_tf32 = b

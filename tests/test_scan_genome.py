@@ -261,3 +261,34 @@ def test_cli_bad_input_exits_2_with_a_message(inputs, tmp_path):
         app, ["scan", "-g", str(genome), "-m", str(bad), "-o", str(tmp_path / "o"), "--chroms", "chrX"]
     )
     assert res.exit_code == 2
+
+
+def test_node_actor_specs_use_every_gpu_and_the_remaining_cores():
+    from scanner.scan.genome_scan import GPU_ACTOR_THREADS, node_actor_specs
+
+    # CPU node: one actor, all cores as threads; "auto" and "numba" leave GPUs alone (measured faster)
+    assert node_actor_specs({"CPU": 8.0}, use_gpu=False) == [({"num_cpus": 8}, 8, False)]
+    for kernel in ("auto", "numba"):
+        assert node_actor_specs({"CPU": 4.0, "GPU": 1.0}, use_gpu=True, kernel=kernel) == [({"num_cpus": 4}, 4, False)]
+    # --kernel torch on a GPU node: an actor per GPU, and the cores their host side leaves run beside them
+    specs = node_actor_specs({"CPU": 16.0, "GPU": 2.0}, use_gpu=True, kernel="torch")
+    gpu = [s for s in specs if s[2]]
+    assert len(gpu) == 2 and all(s[0] == {"num_gpus": 1, "num_cpus": 0} for s in gpu)
+    assert specs[-1] == ({"num_cpus": 16 - 2 * GPU_ACTOR_THREADS}, 16 - 2 * GPU_ACTOR_THREADS, False)
+    # the CI fixture's node (2 CPUs, 1 logical GPU): the GPU actor alone
+    assert node_actor_specs({"CPU": 2.0, "GPU": 1.0}, use_gpu=True, kernel="torch") == [
+        ({"num_gpus": 1, "num_cpus": 0}, 2, True)
+    ]
+    assert node_actor_specs({}, use_gpu=False) == []
+
+
+@pytest.mark.ray
+def test_ray_gpu_actor_path_equals_in_process(ray_cluster, inputs, tmp_path):
+    """``--kernel torch`` on the fixture's logical GPU: the GPU actor is scheduled (num_gpus=1) and,
+    with no CUDA in the process, scans with numba; same rows as the in-process scan."""
+    genome, motifs = inputs
+    cfg = ScanConfig(shard_size=4000, kernel="torch")
+    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
+    dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, executor="ray")
+    assert dist.timings["actors"] == 1 and dist.hits == local.hits
+    assert _rows(tmp_path / "ray").equals(_rows(tmp_path / "local"))

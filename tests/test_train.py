@@ -237,7 +237,8 @@ def test_checkpoint_round_trips(trained, data):
     y, z, _ = predict_files(model, partition_files(data, "pvalue", "TOY", "test"), width=200)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(y, dtype=torch.float))
     recorded = next(m for m in result.metrics if m["split"] == "test")["loss"]
-    assert float(loss) == pytest.approx(recorded, rel=1e-5)
+    # recorded on the training device: a GPU's TF32 convolutions differ from this CPU pass by ~4e-4
+    assert float(loss) == pytest.approx(recorded, rel=1e-3 if torch.cuda.is_available() else 1e-5)
 
 
 def test_wrong_shape_checkpoint_is_input_error(trained, tmp_path):
@@ -259,8 +260,10 @@ def test_seeded_runs_are_identical_and_ema_runs(data, tmp_path):
     import torch
 
     cfg = TrainConfig(epochs=1, batch_size=64, seed=3, ema=0.99, rc_augment=True)
+    flags = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     a = train_model(data, "TOY", "pvalue", tmp_path / "a", cfg, evaluate=False)
     b = train_model(data, "TOY", "pvalue", tmp_path / "b", cfg, evaluate=False)
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == flags  # restored
     assert a.history == b.history and a.metrics == []
     sa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     sb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)

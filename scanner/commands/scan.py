@@ -32,7 +32,7 @@ def scan(
     max_strand: Annotated[bool, typer.Option(help="Keep only the better strand where both are hits.")] = False,
     skip_masked: Annotated[bool, typer.Option(help="Skip windows touching lower-case (soft-masked) bases.")] = False,
     shard_size: Annotated[int, typer.Option(help="Site starts per shard (bp).")] = 4_000_000,
-    kernel: Annotated[str, typer.Option(help="'auto' (torch on GPU, numba on CPU), 'numba' or 'torch'.")] = "auto",
+    kernel: Annotated[str, typer.Option(help="'auto'/'numba': numba on CPUs; 'torch': also conv1d per GPU.")] = "auto",
     jaspar_release: Annotated[str | None, typer.Option(help="JASPAR release for IDs (default: latest).")] = None,
     address: Annotated[
         str | None, typer.Option(help="Ray address (ray://host:10001 or 'auto'); default: local Ray in-process.")

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from scanner.runtime import full_float32
+
 if TYPE_CHECKING:
     import torch
 
@@ -55,7 +57,9 @@ def preserved_model(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     ``requires_grad`` and ``.grad``, each module's hook dictionaries (hooks added inside are removed,
     hooks present before are kept), attributes added to a module's ``__dict__``, and the device and
     dtype of every parameter and buffer (should anything inside move them). Buffers' values
-    (e.g. batch-norm running statistics) are not touched by eval-mode passes.
+    (e.g. batch-norm running statistics) are not touched by eval-mode passes. Inside, CUDA runs in
+    full float32 (:func:`scanner.runtime.full_float32`): attributions are differences of nearby
+    outputs, which TF32 rounding would blur.
 
     Parameters
     ----------
@@ -76,37 +80,38 @@ def preserved_model(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     attrs = [set(vars(m)) for m in modules]
     tensors = [(t, t.device, t.dtype) for t in (*params, *model.buffers())]
     slots = [(dict(m._parameters), dict(m._buffers)) for m in modules]
-    try:
-        model.eval()
-        for p in params:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for m, flag in zip(modules, training, strict=True):
-            m.training = flag
-        for p, req, g in zip(params, requires, grads, strict=True):
-            p.requires_grad_(req)
-            p.grad = g
-        for m, saved in zip(modules, hooks, strict=True):
-            for name, before in saved.items():
-                current = getattr(m, name)
-                for key in [k for k in current if k not in before]:
-                    del current[key]
-                for key, value in before.items():
-                    current.setdefault(key, value)
-        for m, before in zip(modules, attrs, strict=True):
-            for name in [k for k in vars(m) if k not in before]:
-                delattr(m, name)
-        for m, (saved_params, saved_buffers) in zip(modules, slots, strict=True):
-            for name, obj in saved_params.items():  # a conversion may have swapped the objects
-                if m._parameters.get(name) is not obj:
-                    m._parameters[name] = obj
-            for name, obj in saved_buffers.items():
-                if m._buffers.get(name) is not obj:
-                    m._buffers[name] = obj
-        for t, device, dtype in tensors:
-            if t.device != device or t.dtype != dtype:
-                t.data = t.data.to(device=device, dtype=dtype)
+    with full_float32():  # attributions are differences of nearby outputs: no TF32
+        try:
+            model.eval()
+            for p in params:
+                p.requires_grad_(False)
+            yield model
+        finally:
+            for m, flag in zip(modules, training, strict=True):
+                m.training = flag
+            for p, req, g in zip(params, requires, grads, strict=True):
+                p.requires_grad_(req)
+                p.grad = g
+            for m, saved in zip(modules, hooks, strict=True):
+                for name, before in saved.items():
+                    current = getattr(m, name)
+                    for key in [k for k in current if k not in before]:
+                        del current[key]
+                    for key, value in before.items():
+                        current.setdefault(key, value)
+            for m, before in zip(modules, attrs, strict=True):
+                for name in [k for k in vars(m) if k not in before]:
+                    delattr(m, name)
+            for m, (saved_params, saved_buffers) in zip(modules, slots, strict=True):
+                for name, obj in saved_params.items():  # a conversion may have swapped the objects
+                    if m._parameters.get(name) is not obj:
+                        m._parameters[name] = obj
+                for name, obj in saved_buffers.items():
+                    if m._buffers.get(name) is not obj:
+                        m._buffers[name] = obj
+            for t, device, dtype in tensors:
+                if t.device != device or t.dtype != dtype:
+                    t.data = t.data.to(device=device, dtype=dtype)
 
 
 def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:

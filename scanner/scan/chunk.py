@@ -54,37 +54,42 @@ def candidates_numba(
         cap *= 4
 
 
+#: Positions per ``conv1d`` call of :func:`candidates_torch` (bounds its device memory).
+TORCH_STEP = 1 << 22
+
+
 def candidates_torch(codes: np.ndarray, plan: LookupPlan, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Same as :func:`candidates_numba` with a float32 ``conv1d`` (GPU when ``device`` is CUDA)."""
     import torch
+
+    from scanner.runtime import full_float32
 
     n = codes.shape[0]
     lmax = int(plan.lengths.max())
     weights = np.zeros((len(plan.genome_w), 4, lmax), dtype=np.float32)
     for m, gw in enumerate(plan.genome_w):
         weights[m, :, : gw.shape[0]] = gw.T
-    onehot = np.zeros((4, n + lmax), dtype=np.float32)
-    valid = codes < N_CODE
-    onehot[codes[valid], np.flatnonzero(valid)] = 1.0
-    x = torch.from_numpy(onehot).to(device)[None]
+    # the codes travel (1 byte per base) and are one-hot encoded on the device; N is all zeros there
+    # (windows with N are dropped after the filter), and lmax zero columns pad the end
+    table = torch.zeros((N_CODE + 1, 4), dtype=torch.float32, device=device)
+    table[torch.arange(4), torch.arange(4)] = 1.0
+    c = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.uint8)).to(device).long()
+    x = torch.nn.functional.pad(table[c].T, (0, lmax))[None]  # (1, 4, n + lmax)
     k = torch.from_numpy(weights).to(device)
     cut = torch.from_numpy(plan.cuts32).to(device)[:, None]
-    prev = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False  # keep float32 accuracy for the margin to hold
-    try:
-        pos_all, mat_all = [], []
-        step = 1 << 22
-        for s0 in range(0, n, step):
-            s1 = min(n, s0 + step)
-            with torch.no_grad():
-                y = torch.nn.functional.conv1d(x[:, :, s0 : s1 + lmax - 1], k)[0]  # (M, s1 - s0)
+    pos_all, mat_all = [], []
+    with full_float32(), torch.no_grad():  # float32 accuracy, for the margin to hold
+        for s0 in range(0, n, TORCH_STEP):
+            s1 = min(n, s0 + TORCH_STEP)
+            y = torch.nn.functional.conv1d(x[:, :, s0 : s1 + lmax - 1], k)[0]  # (M, s1 - s0)
             mm, pp = torch.nonzero(y >= cut, as_tuple=True)
             pos_all.append((pp + s0).cpu().numpy())
             mat_all.append(mm.cpu().numpy())
-    finally:
-        torch.backends.cudnn.allow_tf32 = prev
     pos = np.concatenate(pos_all).astype(np.int64)
     mat = np.concatenate(mat_all).astype(np.int64)
+    if len(pos_all) > 1:  # each step is grouped by matrix; the whole must be too (stable: positions stay sorted)
+        order = np.argsort(mat, kind="stable")
+        pos, mat = pos[order], mat[order]
     keep = pos + plan.lengths[mat] <= n
     return pos[keep], mat[keep]
 

@@ -56,7 +56,9 @@ class ScanConfig:
     shard_size : int
         Site starts per shard. Default 4,000,000.
     kernel : {"auto", "numba", "torch"}
-        Candidate filter: ``auto`` = torch conv1d on GPU actors when the cluster has GPUs, numba on CPU.
+        Candidate filter: ``auto`` (default) and ``numba`` = the numba kernel on every node's CPUs;
+        ``torch`` = ``conv1d`` on one actor per GPU where the cluster has GPUs, numba on the other
+        cores (torch on the CPU where there are no GPUs). See :func:`node_actor_specs` for why.
     chroms : tuple of str, optional
         Chromosomes to scan (default all, in FASTA order).
     jaspar_release : str, optional
@@ -148,8 +150,39 @@ def _pvalue_info(prepared: list[PreparedMotif]) -> dict[str, list]:
     }
 
 
+#: Threads (shards in flight) of a GPU scan actor: one shard's host work overlaps another's kernel.
+GPU_ACTOR_THREADS = 2
+
+
+def _warm_device() -> None:
+    """Create the CUDA context and load cuDNN's convolution now rather than in the first shard."""
+    import torch
+
+    if torch.cuda.is_available():
+        x = torch.zeros((1, 4, 64), device="cuda")
+        torch.nn.functional.conv1d(x, torch.zeros((1, 4, 8), device="cuda")).sum().item()
+
+
+def node_actor_specs(resources: dict, use_gpu: bool, kernel: str = "auto") -> list[tuple[dict, int, bool]]:
+    """The scan actors of one node: ``(Ray resources, threads, on_gpu)`` for each.
+
+    With ``kernel="torch"`` on a cluster with GPUs (``use_gpu``): one actor per GPU with
+    :data:`GPU_ACTOR_THREADS` threads, whose host side (reading, rescoring candidates) takes that many
+    cores. Then one CPU actor with the node's remaining cores as threads, when any remain. With
+    ``"auto"`` (the default) or ``"numba"`` GPUs are not used: measured on an H200 node with 16 cores
+    (benchmarks/RESULTS.md), the CPUs alone scanned 50 Mb with 50 motifs in 2.5 s and the GPU actor
+    beside them needed 4 s only to start CUDA.
+    """
+    gpus = int(resources.get("GPU", 0)) if use_gpu and kernel == "torch" else 0
+    specs = [({"num_gpus": 1, "num_cpus": 0}, GPU_ACTOR_THREADS, True)] * gpus
+    cpus = int(resources.get("CPU", 0)) - GPU_ACTOR_THREADS * gpus
+    if cpus >= 1:
+        specs.append(({"num_cpus": cpus}, cpus, False))
+    return specs
+
+
 class ScanNodeWorker:
-    """Ray actor: one per node (or per GPU), threaded, holding one copy of the motif tables.
+    """Ray actor: one per node for its CPUs, plus one per GPU; threaded, one copy of the motif tables.
 
     The numba kernels release the GIL, so one process running ``threads`` shards at a time uses the
     node's cores with one copy of the tables. The driver builds the tables (while Ray starts) and
@@ -168,6 +201,8 @@ class ScanNodeWorker:
         import pyarrow as pa
 
         pa.array(np.zeros(1))  # pyarrow's first numpy conversion imports pandas (~0.2 s): not in a shard
+        if use_gpu:
+            _warm_device()  # CUDA context and cuDNN (seconds), also while the driver builds the tables
 
         self.genome = Genome(genome_path)
         self.motifs = [_motif_from_dict(d) for d in motifs]
@@ -185,15 +220,14 @@ class ScanNodeWorker:
         return self.threads
 
     def _kernel(self) -> tuple[str, str]:
-        device = "cpu"
+        """``(kernel, device)``: a GPU actor runs torch on CUDA (numba where CUDA is absent, as with
+        a logical GPU); a CPU actor runs numba, or torch on the CPU when asked for explicitly."""
         if self.use_gpu:
             from scanner.runtime import torch_device
 
             device = torch_device()
-        kernel = self.config.kernel
-        if kernel == "auto":
-            kernel = "torch" if device == "cuda" else "numba"
-        return kernel, device
+            return ("torch" if device == "cuda" else "numba"), device
+        return ("torch" if self.config.kernel == "torch" else "numba"), "cpu"
 
     def _prepared(self, background: list[float]) -> tuple:
         with self._lock:
@@ -451,8 +485,11 @@ class _LocalBackend:
 
 
 class _RayBackend:
-    """One threaded :class:`ScanNodeWorker` per node with CPUs (one per GPU where the cluster has GPUs),
-    fed by :class:`ray.util.ActorPool` with as many calls in flight per actor as it has threads.
+    """Threaded :class:`ScanNodeWorker` actors fed by :class:`ray.util.ActorPool`, with as many calls in
+    flight per actor as it has threads: on each node one actor for its CPUs (numba) and, with
+    ``kernel="torch"`` on a GPU cluster, one per GPU beside it (see :func:`node_actor_specs`).
+    Measured on one H200 node with 16 cores, 50 motifs, a 10 Mb call: numba 0.40 s on one core, the
+    GPU kernel 0.10 s (its exact rescoring on the host being the bound) after ~4 s of CUDA start.
 
     The actors are created at once, so that their start-up overlaps the driver's own work.
     """
@@ -469,8 +506,13 @@ class _RayBackend:
             "motifs": [_motif_to_dict(m) for m in motifs],
             "out_dir": str(out),
             "config": asdict(config),
-            "use_gpu": use_gpu,
         }
+
+        def actor_config(on_gpu: bool) -> dict:
+            # beside GPU actors the CPU actor runs numba: torch on CPU cores is the slower kernel
+            gpu_run = use_gpu and config.kernel == "torch"
+            return {**args["config"], "kernel": "numba"} if gpu_run and not on_gpu else args["config"]
+
         # A restarted actor (its process killed) rebuilds its tables; calls in flight are retried on it.
         actor_cls = ray.remote(max_restarts=3, max_task_retries=3)(ScanNodeWorker)
         self.actors: list = []
@@ -478,18 +520,12 @@ class _RayBackend:
         for node in ray.nodes():
             if not node.get("Alive"):
                 continue
-            res = node.get("Resources", {})
-            if use_gpu:
-                specs = [({"num_gpus": 1, "num_cpus": 0}, 2)] * int(res.get("GPU", 0))
-            else:
-                cpus = int(res.get("CPU", 0))
-                specs = [({"num_cpus": cpus}, cpus)] if cpus >= 1 else []
-            for resources, threads in specs:
+            for resources, threads, on_gpu in node_actor_specs(node.get("Resources", {}), use_gpu, config.kernel):
                 actor = actor_cls.options(
                     **resources,
                     max_concurrency=threads,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-                ).remote(**args, threads=threads)
+                ).remote(**{**args, "config": actor_config(on_gpu)}, use_gpu=on_gpu, threads=threads)
                 self.actors.append(actor)
                 self.slots.extend([actor] * threads)
         if not self.actors:
