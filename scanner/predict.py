@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -250,6 +250,39 @@ def plan_items(
             source=root,
         )
     return items
+
+
+def balance_items(items: list[WorkItem], workers: int) -> list[WorkItem]:
+    """Split the largest items in two until their number is a multiple of ``workers``.
+
+    Equal items dealt to workers leave all but ``len(items) % workers`` of them idle for the last
+    round, and fewer items than workers leave some idle throughout (one instance file of a small
+    genome on a 16-core node ran on one actor). Halves are named after their item
+    (``…-c0003.parquet`` -> ``…-c0003-0.parquet``, ``-1``), so the names stay deterministic for a
+    given cluster size. Items of one row are never split.
+
+    Parameters
+    ----------
+    items : list of WorkItem
+    workers : int
+        Actors that will run them.
+
+    Returns
+    -------
+    list of WorkItem
+        The items, largest first.
+    """
+
+    def size(it: WorkItem) -> int:
+        return (it.hi - it.lo) * len(it.models)
+
+    out = sorted(items, key=size, reverse=True)
+    while workers > 1 and len(out) % workers and out and out[0].hi - out[0].lo > 1:
+        big = out.pop(0)
+        mid, stem = (big.lo + big.hi) // 2, big.out_file.removesuffix(".parquet")
+        out += [replace(big, hi=mid, out_file=f"{stem}-0.parquet"), replace(big, lo=mid, out_file=f"{stem}-1.parquet")]
+        out.sort(key=size, reverse=True)
+    return out
 
 
 # ---- kernel ----------------------------------------------------------------------------------------
@@ -612,7 +645,7 @@ def predict(
     say(f"{len(items)} work item(s), {len(used)} model(s), genome {genome_path}")
 
     if use_ray:
-        written = _run_on_ray(items, str(genome_path), config, address, say)
+        items, written = _run_on_ray(items, str(genome_path), config, address, say)
     else:
         from scanner.runtime import keep_freed_memory, torch_device
 
@@ -700,7 +733,9 @@ def _run_on_ray(
     config: PredictConfig,
     address: str | None,
     say: Callable[[str], None],
-) -> dict[str, int]:
+) -> tuple[list[WorkItem], dict[str, int]]:
+    """Run the items on a Ray Data actor pool; return the items as run (see :func:`balance_items`)
+    and ``{out_file: rows}``."""
     import ray
     import ray.data
 
@@ -708,14 +743,15 @@ def _run_on_ray(
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
-        plan = ActorPlan.for_items(cluster_resources(), len(items), config.actors, config.cpus_per_actor)
+        rows = sum(it.hi - it.lo for it in items)  # items can be split up to one row each
+        plan = ActorPlan.for_items(cluster_resources(), max(rows, len(items)), config.actors, config.cpus_per_actor)
         n, opts, threads = plan.actors, plan.resources, plan.threads
+        items = balance_items(items, n)
         say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each")
         ctx_data = ray.data.DataContext.get_current()
         ctx_data.enable_progress_bars = False
-        # largest items first: the last ones to finish are then the smallest
-        ordered = sorted(items, key=lambda it: (it.hi - it.lo) * len(it.models), reverse=True)
-        ds = ray.data.from_items([_item_to_row(it) for it in ordered], override_num_blocks=len(items))
+        # largest items first (balance_items sorts them): the last ones to finish are the smallest
+        ds = ray.data.from_items([_item_to_row(it) for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
             bind_constructor(Predictor, **{"genome_path": genome_path, "config": asdict(config), "threads": threads}),
             batch_size=1,
@@ -725,4 +761,4 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
             **opts,
         )
-        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"))
+        return items, relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"))

@@ -311,3 +311,33 @@ def test_device_path_equals_host_path(rc_average):
     assert got.dtype == np.float32 and got.shape == (37,)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert predict_mod._logits_on_device(model, codes[:0], 8, rc_average, "cpu").shape == (0,)
+
+
+def test_balance_items_splits_the_largest_until_every_worker_has_a_share():
+    from scanner.predict import ModelRef, WorkItem, balance_items
+
+    m = (ModelRef("A", "pvalue", "m", 200),)
+    items = [WorkItem(f"f{i}.parquet", f"o/f{i}-c0000.parquet", "A", "chr1", 0, 6667, m) for i in range(15)]
+    two = balance_items(items, 2)
+    assert len(two) == 16 and len({it.out_file for it in two}) == 16
+    assert sorted(it.hi - it.lo for it in two)[:2] == [3333, 3334]  # one item halved
+    loads = [0, 0]
+    for it in two:  # dealt largest first to the least-loaded worker, as the actor pool does
+        loads[loads.index(min(loads))] += it.hi - it.lo
+    assert abs(loads[0] - loads[1]) <= 1
+    # every file's rows are covered once, in pieces named after the item they came from
+    for i in range(15):
+        pieces = sorted((it.lo, it.hi) for it in two if it.file == f"f{i}.parquet")
+        assert pieces[0][0] == 0 and pieces[-1][1] == 6667
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+    assert {"o/f0-c0000-0.parquet", "o/f0-c0000-1.parquet"} <= {it.out_file for it in two}  # f0 was split
+    one = balance_items(items[:1], 4)  # one item, four workers: four quarters
+    assert sorted(it.hi - it.lo for it in one) == [1666, 1667, 1667, 1667]
+    assert balance_items([replace_rows(items[0], 0, 1)], 2) == [replace_rows(items[0], 0, 1)]  # one row stays
+    assert balance_items(items, 1) == items and balance_items(items, 3) == items  # already a multiple
+
+
+def replace_rows(item, lo, hi):
+    from dataclasses import replace
+
+    return replace(item, lo=lo, hi=hi)
