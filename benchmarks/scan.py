@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
 RESULTS = HERE / "results"
 THRESHOLD = 1e-4
-TOOLS = ("scanner", "memelite", "moods", "fimo")
+TOOLS = ("scanner", "scanner-local", "memelite", "moods", "fimo")
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -93,14 +93,18 @@ def pick_motifs(n: int, seed: int = 7) -> list:
 def child(tool: str, genome: Path, meme: Path, out: Path, cache: Path) -> None:
     t0 = time.perf_counter()
     info: dict = {}
-    if tool == "scanner":
+    if tool in ("scanner", "scanner-local"):
         import shutil
 
         shutil.rmtree(out / "run", ignore_errors=True)  # a fresh scan, not a resumed one
         from scanner.scan import ScanConfig, scan_genome
 
-        # As `scanner scan` runs it: local Ray started (and stopped) inside, tables built while it starts.
-        s = scan_genome(genome, [str(meme)], out / "run", ScanConfig(background="uniform"), overwrite=True)
+        # As `scanner scan` runs it: local Ray started (and stopped) inside, tables built while it starts;
+        # scanner-local as `scanner scan --local` runs it: shards on threads of this process, no Ray.
+        executor = "ray" if tool == "scanner" else "local"
+        s = scan_genome(
+            genome, [str(meme)], out / "run", ScanConfig(background="uniform"), overwrite=True, executor=executor
+        )
         info["scan_s"] = s.timings["shards_s"]  # actors ready + every shard
         info["ray_start_s"] = s.timings["setup_s"]
         import polars as pl

@@ -71,6 +71,9 @@ def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path):
     genome, motifs = inputs
     one = scan_genome(genome, [str(motifs)], tmp_path / "one", ScanConfig(shard_size=100_000), executor="local")
     many = scan_genome(genome, [str(motifs)], tmp_path / "many", ScanConfig(shard_size=1000), executor="local")
+    # in-process shards run on one thread per core (at most one per shard)
+    assert many.timings["threads"] == min(many.shards, len(os.sched_getaffinity(0)))
+    assert one.timings["threads"] == min(one.shards, len(os.sched_getaffinity(0)))
     assert many.shards == 23 + 9 + 1 and one.shards == 3
     a, b = _rows(tmp_path / "one"), _rows(tmp_path / "many")
     assert a.equals(b)

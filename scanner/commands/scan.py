@@ -37,7 +37,7 @@ def scan(
     address: Annotated[
         str | None, typer.Option(help="Ray address (ray://host:10001 or 'auto'); default: local Ray in-process.")
     ] = None,
-    local: Annotated[bool, typer.Option("--local", help="Run shards in this process, without Ray.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Shards in this process, a thread per core; no Ray.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing scan made with other settings.")] = False,
 ) -> None:
     """Scan a genome for motif instances (exact p-values, both strands) into OUT/instances (Parquet).

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -322,7 +323,7 @@ def scan_genome(
         Scan settings.
     executor : {"ray", "local"}
         ``"ray"`` (default) runs shards on Ray actors (connecting to ``address`` or starting local Ray
-        in-process); ``"local"`` runs them one after another in this process (same output).
+        in-process); ``"local"`` runs them in this process on one thread per core (same output).
     address : str, optional
         Ray address (``ray://host:10001``, ``auto``); None starts Ray in-process.
     overwrite : bool
@@ -471,17 +472,29 @@ def scan_genome(
 
 
 class _LocalBackend:
-    """Shards one after another in this process."""
+    """Shards in this process, on one thread per available core (the numba kernels release the GIL,
+    and :meth:`Genome.read_codes` is thread-safe), as one Ray node actor runs them."""
 
     def __init__(self, genome: Genome, out: Path, config: ScanConfig) -> None:
         self.genome, self.out, self.config = genome, out, config
 
     def run(self, todo, background, prepared, plan, one_done: Callable[[], None]) -> dict[str, float]:
         kernel = "numba" if self.config.kernel == "auto" else self.config.kernel
-        for s in todo:
-            run_shard(self.genome, s, prepared, plan, self.out, self.config, kernel)
-            one_done()
-        return {}
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, min(len(todo), cores))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [
+                pool.submit(run_shard, self.genome, s, prepared, plan, self.out, self.config, kernel) for s in todo
+            ]
+            try:
+                for f in as_completed(futures):
+                    f.result()
+                    one_done()
+            except BaseException:
+                for f in futures:  # a bad shard stops the others not yet started
+                    f.cancel()
+                raise
+        return {"threads": threads}
 
 
 class _RayBackend:
