@@ -209,8 +209,10 @@ def test_ray_path_equals_in_process(ray_cluster, inputs, tmp_path):
     assert len(markers) == dist.shards
 
 
-def test_node_worker_without_the_drivers_tables_rebuilds_them(inputs, tmp_path):
-    """A restarted actor never got the driver's tables: its first shard builds them, same output."""
+@pytest.mark.parametrize("use_gpu", [False, True])
+def test_node_worker_without_the_drivers_tables_rebuilds_them(inputs, tmp_path, use_gpu):
+    """A restarted actor never got the driver's tables: its first shard builds them, same output. A GPU
+    actor scans with numba until its device has started (and where there is no CUDA, as here)."""
     from dataclasses import asdict
 
     from scanner.motifs.readers import read_meme
@@ -221,8 +223,11 @@ def test_node_worker_without_the_drivers_tables_rebuilds_them(inputs, tmp_path):
     local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
     out = tmp_path / "worker" / "instances"
     worker = ScanNodeWorker(
-        str(genome), [_motif_to_dict(m) for m in read_meme(motifs)[0]], str(out), asdict(cfg), False, 2
+        str(genome), [_motif_to_dict(m) for m in read_meme(motifs)[0]], str(out), asdict(cfg), use_gpu, 2
     )
+    if use_gpu:
+        worker._device_ready.clear()  # CUDA still starting
+        assert worker._kernel() == ("numba", "cpu")
     for shard in plan_shards({"chr1": 23_000, "chr2": 9_000, "chrM": 400}, 4000, len(SITE) - 1):
         worker.scan(shard.to_dict(), [0.25] * 4)
     assert sum(local.hits.values()) > 0

@@ -171,8 +171,9 @@ def node_actor_specs(resources: dict, use_gpu: bool, kernel: str = "auto") -> li
     :data:`GPU_ACTOR_THREADS` threads, whose host side (reading, rescoring candidates) takes that many
     cores. Then one CPU actor with the node's remaining cores as threads, when any remain. With
     ``"auto"`` (the default) or ``"numba"`` GPUs are not used: measured on an H200 node with 16 cores
-    (benchmarks/RESULTS.md), the CPUs alone scanned 50 Mb with 50 motifs in 2.5 s and the GPU actor
-    beside them needed 4 s only to start CUDA.
+    (benchmarks/RESULTS.md), the CPUs alone scanned 50 Mb with 50 motifs in 2.5-2.8 s, and with a GPU
+    actor beside them the scan took 6.2 s, 4-5 s of it the GPU actor starting CUDA (it now scans with
+    numba meanwhile; a GPU actor should pay off on genomes of Gb, where its ~5x per-call speed counts).
     """
     gpus = int(resources.get("GPU", 0)) if use_gpu and kernel == "torch" else 0
     specs = [({"num_gpus": 1, "num_cpus": 0}, GPU_ACTOR_THREADS, True)] * gpus
@@ -202,8 +203,11 @@ class ScanNodeWorker:
         import pyarrow as pa
 
         pa.array(np.zeros(1))  # pyarrow's first numpy conversion imports pandas (~0.2 s): not in a shard
+        # A GPU actor starts CUDA (4-5 s on an H200) in the background and scans with numba until then,
+        # so that it never holds shards back from the CPU actor beside it.
+        self._device_ready = threading.Event()
         if use_gpu:
-            _warm_device()  # CUDA context and cuDNN (seconds), also while the driver builds the tables
+            threading.Thread(target=self._start_device, daemon=True).start()
 
         self.genome = Genome(genome_path)
         self.motifs = [_motif_from_dict(d) for d in motifs]
@@ -214,20 +218,30 @@ class ScanNodeWorker:
         self._lock = threading.Lock()
         self._tables: tuple | None = None
 
+    def _start_device(self) -> None:
+        try:
+            _warm_device()
+        except Exception:  # no usable CUDA: this actor keeps scanning with numba
+            return
+        self._device_ready.set()
+
     def load(self, tables: tuple[list[PreparedMotif], LookupPlan], background: list[float]) -> int:
         """Take the driver's tables (built for ``background``); return the number of threads."""
         with self._lock:
-            self._tables = (background, *tables, *self._kernel())
+            self._tables = (background, *tables)
         return self.threads
 
     def _kernel(self) -> tuple[str, str]:
-        """``(kernel, device)``: a GPU actor runs torch on CUDA (numba where CUDA is absent, as with
-        a logical GPU); a CPU actor runs numba, or torch on the CPU when asked for explicitly."""
+        """``(kernel, device)`` for the next shard: a GPU actor runs torch on CUDA once CUDA has
+        started (numba before that, and where CUDA is absent, as with a logical GPU); a CPU actor runs
+        numba, or torch on the CPU when asked for explicitly."""
         if self.use_gpu:
-            from scanner.runtime import torch_device
+            if self._device_ready.is_set():
+                from scanner.runtime import torch_device
 
-            device = torch_device()
-            return ("torch" if device == "cuda" else "numba"), device
+                if torch_device() == "cuda":
+                    return "torch", "cuda"
+            return "numba", "cpu"
         return ("torch" if self.config.kernel == "torch" else "numba"), "cpu"
 
     def _prepared(self, background: list[float]) -> tuple:
@@ -242,12 +256,13 @@ class ScanNodeWorker:
                     c.pseudocount,
                     threads=self.threads,
                 )
-                self._tables = (background, prepared, build_lookup_plan(prepared), *self._kernel())
+                self._tables = (background, prepared, build_lookup_plan(prepared))
             return self._tables
 
     def scan(self, shard: dict, background: list[float]) -> dict:
         """Scan one shard (see :func:`run_shard`); return its summary."""
-        _, prepared, plan, kernel, device = self._prepared(background)
+        _, prepared, plan = self._prepared(background)
+        kernel, device = self._kernel()
         return run_shard(self.genome, Shard(**shard), prepared, plan, self.out_dir, self.config, kernel, device)
 
 
