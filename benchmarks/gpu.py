@@ -200,55 +200,9 @@ def _predict_inputs(work: Path, n: int, arch: str) -> tuple[Path, Path, Path]:
     return genome, instances, models
 
 
-def bare_predict(genome: Path, instances: Path, models: Path, out: Path, batch: int, device: str) -> int:
-    """A plain loop on ``device``: the reference for the Ray overhead (no scanner code in the loop
-    except model construction and BN folding, which ``scanner predict`` also does)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import pyfaidx
-    import torch
-
-    from scanner.models import ModelSpec, build_model, fuse_for_inference
-
-    shutil.rmtree(out, ignore_errors=True)
-    d = models / "tf=TOY" / "regime=pvalue"
-    meta = json.loads((d / "model.json").read_text())
-    model = build_model(ModelSpec.from_dict(meta["spec"]))
-    model.load_state_dict(torch.load(d / "model.pt", weights_only=True))
-    model = fuse_for_inference(model.eval()).to(device)
-    w = int(meta["spec"]["seq_len"])
-    lut = np.full(256, 4, np.uint8)
-    for i, b in enumerate(b"ACGT"):
-        lut[b] = lut[b + 32] = i
-    table = torch.zeros(5, 4, device=device)
-    table[torch.arange(4), torch.arange(4)] = 1
-    table[4] = 0.25
-    fa = pyfaidx.Fasta(str(genome), as_raw=True)
-    rows = 0
-    for f in sorted(instances.rglob("*.parquet")):
-        t = pq.read_table(f)
-        chrom = t.column("chrom")[0].as_py()
-        seq = lut[np.frombuffer(str(fa[chrom][:]).encode(), np.uint8)]
-        padded = np.concatenate([np.full(w, 4, np.uint8), seq, np.full(w, 4, np.uint8)])
-        s, e = t.column("start").to_numpy(), t.column("end").to_numpy()
-        ws = (s + e) // 2 - w // 2 + w
-        codes = torch.from_numpy(padded[ws[:, None] + np.arange(w)]).to(device)
-        parts = []
-        with torch.inference_mode():
-            for lo in range(0, len(s), batch):
-                x = table[codes[lo : lo + batch].long()].transpose(1, 2).contiguous()
-                parts.append(model(x).reshape(-1))
-            logits = torch.cat(parts).float().cpu().numpy()
-        prob = 1 / (1 + np.exp(-logits))
-        res = t.append_column("logit", pa.array(logits)).append_column("prob_bound", pa.array(prob))
-        o = out / f.parent.parent.name / f.parent.name / f.name
-        o.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(res, o)
-        rows += t.num_rows
-    return rows
-
-
 def stage_predict(args: argparse.Namespace, device: str) -> dict:
+    from predict import bare_loop
+
     from scanner.predict import PredictConfig, predict
     from scanner.runtime import ray_session
 
@@ -262,7 +216,9 @@ def stage_predict(args: argparse.Namespace, device: str) -> dict:
         return lambda: predict(instances, models, work / "out", cfg, use_ray=use_ray).rows
 
     contenders = {
-        f"bare torch loop ({device})": lambda: bare_predict(genome, instances, models, work / "bare", b, device),
+        f"bare torch loop ({device})": lambda: bare_loop(
+            genome, instances, models, work / "bare", os.cpu_count() or 1, b, fused=True, device=device
+        ),
         f"scanner predict, in-process ({device})": scanner_predict(False),
         "scanner predict, Ray, 1 actor": scanner_predict(True, 1),
         f"scanner predict, Ray, {args.predict_actors} actors": scanner_predict(True, args.predict_actors),

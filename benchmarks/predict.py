@@ -67,10 +67,12 @@ def bare_loop(
     batch: int,
     fused: bool = False,
     part: tuple[int, int] = (0, 1),
+    device: str = "cpu",
 ) -> int:
     """The reference: a plain loop over the same rows and model (``fused``: BatchNorm folded, as
     scanner predict does; ``part=(i, k)``: only every k-th instance file from the i-th, for the
-    multi-process variant)."""
+    multi-process variant; ``device``: on an accelerator each file's windows travel once as bytes and
+    are one-hot encoded there, logits come back once per file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import pyfaidx
@@ -89,6 +91,7 @@ def bare_loop(
         from scanner.models import fuse_for_inference
 
         model = fuse_for_inference(model)
+    model = model.to(device)
     w = int(meta["spec"]["seq_len"])
     lut = np.full(256, 4, np.uint8)
     for i, b in enumerate(b"ACGT"):
@@ -97,6 +100,7 @@ def bare_loop(
     table = np.zeros((5, 4), np.float32)
     table[np.arange(4), np.arange(4)] = 1
     table[4] = 0.25
+    table_dev = torch.from_numpy(table).to(device)
     fa = pyfaidx.Fasta(str(genome), as_raw=True)
     rows = 0
     for f in sorted(instances.rglob("*.parquet"))[part[0] :: part[1]]:
@@ -108,10 +112,18 @@ def bare_loop(
         ws = (s + e) // 2 - w // 2 + w
         logits = np.empty(len(s), np.float32)
         with torch.inference_mode():
-            for lo in range(0, len(s), batch):
-                codes = padded[ws[lo : lo + batch, None] + np.arange(w)]
-                x = torch.from_numpy(np.ascontiguousarray(table[codes].transpose(0, 2, 1)))
-                logits[lo : lo + len(codes)] = model(x).reshape(-1).numpy()
+            if device == "cpu":
+                for lo in range(0, len(s), batch):
+                    codes = padded[ws[lo : lo + batch, None] + np.arange(w)]
+                    x = torch.from_numpy(np.ascontiguousarray(table[codes].transpose(0, 2, 1)))
+                    logits[lo : lo + len(codes)] = model(x).reshape(-1).numpy()
+            else:
+                dev_codes = torch.from_numpy(padded[ws[:, None] + np.arange(w)]).to(device)
+                parts = [
+                    model(table_dev[dev_codes[lo : lo + batch].long()].transpose(1, 2).contiguous()).reshape(-1)
+                    for lo in range(0, len(s), batch)
+                ]
+                logits[:] = torch.cat(parts).float().cpu().numpy()
         prob = 1 / (1 + np.exp(-logits))
         res = t.append_column("logit", pa.array(logits)).append_column("prob_bound", pa.array(prob))
         o = out / f.parent.parent.name / f.parent.name / f.name

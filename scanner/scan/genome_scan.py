@@ -155,13 +155,16 @@ def _pvalue_info(prepared: list[PreparedMotif]) -> dict[str, list]:
 GPU_ACTOR_THREADS = 2
 
 
-def _warm_device() -> None:
-    """Create the CUDA context and load cuDNN's convolution now rather than in the first shard."""
+def _warm_device() -> bool:
+    """Create the CUDA context and load cuDNN's convolution now rather than in the first shard;
+    False where CUDA is absent (a logical GPU)."""
     import torch
 
-    if torch.cuda.is_available():
-        x = torch.zeros((1, 4, 64), device="cuda")
-        torch.nn.functional.conv1d(x, torch.zeros((1, 4, 8), device="cuda")).sum().item()
+    if not torch.cuda.is_available():
+        return False
+    x = torch.zeros((1, 4, 64), device="cuda")
+    torch.nn.functional.conv1d(x, torch.zeros((1, 4, 8), device="cuda")).sum().item()
+    return True
 
 
 def node_actor_specs(resources: dict, use_gpu: bool, kernel: str = "auto") -> list[tuple[dict, int, bool]]:
@@ -220,10 +223,11 @@ class ScanNodeWorker:
 
     def _start_device(self) -> None:
         try:
-            _warm_device()
+            ready = _warm_device()
         except Exception:  # no usable CUDA: this actor keeps scanning with numba
             return
-        self._device_ready.set()
+        if ready:
+            self._device_ready.set()
 
     def load(self, tables: tuple[list[PreparedMotif], LookupPlan], background: list[float]) -> int:
         """Take the driver's tables (built for ``background``); return the number of threads."""
@@ -236,12 +240,7 @@ class ScanNodeWorker:
         started (numba before that, and where CUDA is absent, as with a logical GPU); a CPU actor runs
         numba, or torch on the CPU when asked for explicitly."""
         if self.use_gpu:
-            if self._device_ready.is_set():
-                from scanner.runtime import torch_device
-
-                if torch_device() == "cuda":
-                    return "torch", "cuda"
-            return "numba", "cpu"
+            return ("torch", "cuda") if self._device_ready.is_set() else ("numba", "cpu")
         return ("torch" if self.config.kernel == "torch" else "numba"), "cpu"
 
     def _prepared(self, background: list[float]) -> tuple:
