@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -114,7 +114,13 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class PredictSummary:
-    """What :func:`predict` wrote."""
+    """What :func:`predict` wrote.
+
+    ``timings``: ``first_item_s``, seconds from the call to the first work item's start (Ray's start-up
+    as the run saw it: actors starting, importing torch, loading models; plus the driver's planning),
+    and ``items_s``, from the first item's start to the last one's end (the steady part; ``rows /
+    items_s`` is the throughput once running).
+    """
 
     out: str
     genome: str
@@ -123,6 +129,7 @@ class PredictSummary:
     instances: int
     models: tuple[ModelRef, ...]
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # ---- discovery -------------------------------------------------------------------------------------
@@ -547,25 +554,28 @@ class Predictor:
         self.load = _ModelCache(self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs, counts, errors = [], [], []
+        outs, counts, errors, started, ended = [], [], [], [], []
         keys = list(batch)
         for i in range(len(batch[keys[0]])):
             item = _row_to_item({k: batch[k][i] for k in keys})
+            started.append(time.time())
+            outs.append(item.out_file)
             try:
                 table = predict_item(item, self.genome, self.load, self.config, self.device)
             except InputError as exc:
-                outs.append(item.out_file)
                 counts.append(0)
                 errors.append(json.dumps([exc.message, exc.source, exc.line, exc.field]))
-                continue
-            write_parquet_atomic(table, item.out_file)
-            outs.append(item.out_file)
-            counts.append(table.num_rows)
-            errors.append("")
+            else:
+                write_parquet_atomic(table, item.out_file)
+                counts.append(table.num_rows)
+                errors.append("")
+            ended.append(time.time())
         return {
             "out_file": np.array(outs, dtype=object),
             "rows": np.array(counts, dtype=np.int64),
             "error": np.array(errors, dtype=object),
+            "started": np.array(started, dtype=np.float64),
+            "ended": np.array(ended, dtype=np.float64),
         }
 
 
@@ -625,7 +635,7 @@ def predict(
         before any work starts where the directory layout allows; files already written by an
         earlier run are replaced only item by item and stale ones removed only after success.
     """
-    t0 = time.perf_counter()
+    t0, t0_wall = time.perf_counter(), time.time()
     say = log or (lambda _m: None)
     config.validate()
     instances_root, models_root, out_root = Path(instances_root), Path(models_root), Path(out_root)
@@ -644,8 +654,9 @@ def predict(
         load_checkpoint(ref.path)
     say(f"{len(items)} work item(s), {len(used)} model(s), genome {genome_path}")
 
+    spans: list[tuple[float, float]] = []  # (start, end) of every item, time.time() on its worker
     if use_ray:
-        items, written = _run_on_ray(items, str(genome_path), config, address, say)
+        items, written = _run_on_ray(items, str(genome_path), config, address, say, spans)
     else:
         from scanner.runtime import keep_freed_memory, torch_device
 
@@ -654,9 +665,11 @@ def predict(
         written = {}
         with open_genome(genome_path) as g:
             for item in items:
+                started = time.time()
                 table = predict_item(item, g, load, config, load.device)
                 write_parquet_atomic(table, item.out_file)
                 written[item.out_file] = table.num_rows
+                spans.append((started, time.time()))
     missing = [it.out_file for it in items if it.out_file not in written]
     if missing:
         raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
@@ -671,6 +684,7 @@ def predict(
         instances=n_inst,
         models=used,
         seconds=time.perf_counter() - t0,
+        timings=_span_timings(spans, t0_wall),
     )
     by_tf = dict(previous.get("models_by_tf", {})) if previous else {}
     for tf in run_tfs:
@@ -694,6 +708,13 @@ def predict(
     }
     write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / "_predict.json")
     return summary
+
+
+def _span_timings(spans: list[tuple[float, float]], t0_wall: float) -> dict[str, float]:
+    if not spans:
+        return {}
+    first = min(s for s, _ in spans)
+    return {"first_item_s": max(0.0, first - t0_wall), "items_s": max(e for _, e in spans) - first}
 
 
 def _previous_record(out_root: Path, instances_root: Path, genome_path: Path) -> dict | None:
@@ -733,9 +754,10 @@ def _run_on_ray(
     config: PredictConfig,
     address: str | None,
     say: Callable[[str], None],
+    spans: list[tuple[float, float]] | None = None,
 ) -> tuple[list[WorkItem], dict[str, int]]:
     """Run the items on a Ray Data actor pool; return the items as run (see :func:`balance_items`)
-    and ``{out_file: rows}``."""
+    and ``{out_file: rows}``; each item's (start, end) wall-clock times go to ``spans``."""
     import ray
     import ray.data
 
@@ -761,4 +783,4 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
             **opts,
         )
-        return items, relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"))
+        return items, relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans)

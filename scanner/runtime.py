@@ -156,11 +156,13 @@ class ActorPlan:
         return cls(n, {"num_cpus": cpus_per_actor}, max(1.0, round(res.cpus / n)))
 
 
-def relay_item_errors(batches: object) -> dict[str, int]:
+def relay_item_errors(batches: object, spans: list[tuple[float, float]] | None = None) -> dict[str, int]:
     """Collect ``{out_file: rows}`` from Ray Data result batches, re-raising an item's InputError.
 
     Workers report a bad input as a JSON ``[message, source, line, field]`` in an ``error`` column
-    instead of raising (an exception would be retried as if transient).
+    instead of raising (an exception would be retried as if transient). When ``spans`` is given and
+    the batches have ``started``/``ended`` columns (``time.time()`` at each item's start and end on
+    its worker), their pairs are appended to it.
     """
     import json
 
@@ -173,6 +175,8 @@ def relay_item_errors(batches: object) -> dict[str, int]:
                 message, source, line, fld = json.loads(str(e))
                 raise InputError(message, source=source, line=line, field=fld)
             written[str(f)] = int(r)
+        if spans is not None and "started" in batch:
+            spans.extend(zip(batch["started"].tolist(), batch["ended"].tolist(), strict=True))
     return written
 
 

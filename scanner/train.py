@@ -163,6 +163,9 @@ class TrainResult:
     data_hash : str
     metrics : list of dict
         METRICS rows (empty when evaluation was skipped).
+    epoch_seconds : list of float
+        Wall time of each epoch's training loop (validation excluded); the first epoch of a fresh
+        process includes the device's start (CUDA, cuDNN's algorithm choice).
     """
 
     tf: str
@@ -178,6 +181,7 @@ class TrainResult:
     samples_per_s: float
     data_hash: str
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 class Schedule:
@@ -333,6 +337,7 @@ def train_model(
     ema = WeightEMA(model, config.ema) if config.ema else None
 
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "lr": []}
+    epoch_seconds: list[float] = []
     best_epoch, best_state = 0, None
     schedule = Schedule(config)
     seen, t_train = 0, 0.0
@@ -367,7 +372,8 @@ def train_model(
             total += loss.detach() * len(b.y)
             count += len(b.y)
         train_loss = float(total) / max(count, 1)  # waits for the device: the epoch's time is complete
-        t_train += time.perf_counter() - t_epoch
+        epoch_s = time.perf_counter() - t_epoch
+        t_train += epoch_s
         seen += count
         scored = ema.module if ema is not None else model
         y_val, z_val, _ = predict_files(
@@ -378,6 +384,7 @@ def train_model(
         history["train_loss"].append(train_loss)
         history["val_loss"].append(val_loss)
         history["lr"].append(schedule.lr)
+        epoch_seconds.append(epoch_s)
         if log is not None:
             log(f"{tf}/{regime} epoch {epoch}: train {total / max(count, 1):.4f} val {val_loss:.4f} lr {schedule.lr:g}")
         if schedule.step(val_loss):
@@ -422,6 +429,7 @@ def train_model(
         samples_per_s=seen / t_train if t_train > 0 else 0.0,
         data_hash=data_hash,
         metrics=metrics,
+        epoch_seconds=epoch_seconds,
     )
     meta = {
         "tf": tf,

@@ -244,10 +244,19 @@ def test_cli_predict(run, tmp_path):
 
 @pytest.mark.ray
 def test_ray_equals_in_process(ray_cluster, run, tmp_path):
+    import torch
+
+    # a GPU's TF32 convolutions round differently for other batch compositions (the Ray path splits
+    # items to balance its actors): 1.3e-4 relative seen on an H200; on a CPU the paths agree to 1e-5
+    tol = 1e-3 if torch.cuda.is_available() else 1e-5
     cfg = PredictConfig(batch_size=16, chunk_rows=20, cross_tf=True)
     local = predict(run / "instances", run / "models", tmp_path / "local", cfg, use_ray=False)
     remote = predict(run / "instances", run / "models", tmp_path / "ray", cfg, use_ray=True)
     assert remote.rows == local.rows and remote.files == local.files
+    for s in (local, remote):  # the items' spans, measured where they ran, fit inside the call
+        t = s.timings
+        assert t["first_item_s"] >= 0 and t["items_s"] > 0
+        assert t["first_item_s"] + t["items_s"] <= s.seconds + 0.05
     rel = lambda root: sorted(str(p.relative_to(root)) for p in parquet_files(root))  # noqa: E731
     assert rel(tmp_path / "ray") == rel(tmp_path / "local")
     # file by file: same rows in the same order (no row lost, duplicated or reordered)
@@ -255,7 +264,7 @@ def test_ray_equals_in_process(ray_cluster, run, tmp_path):
         a = pl.read_parquet(tmp_path / "local" / name)
         b = pl.read_parquet(tmp_path / "ray" / name)
         assert a.select(KEY).equals(b.select(KEY))
-        np.testing.assert_allclose(a["logit"].to_numpy(), b["logit"].to_numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a["logit"].to_numpy(), b["logit"].to_numpy(), rtol=tol, atol=1e-6)
     # an input error inside an actor reaches the caller as InputError
     inst2 = tmp_path / "inst2"
     shutil.copytree(run / "instances", inst2)

@@ -272,17 +272,23 @@ def test_cli_bad_input_exits_2_with_a_message(inputs, tmp_path):
 
 
 def test_node_actor_specs_use_every_gpu_and_the_remaining_cores():
-    from scanner.scan.genome_scan import GPU_ACTOR_THREADS, node_actor_specs
+    from scanner.scan.genome_scan import CPU_ACTOR_THREADS, GPU_ACTOR_THREADS, node_actor_specs
 
-    # CPU node: one actor, all cores as threads; "auto" and "numba" leave GPUs alone (measured faster)
-    assert node_actor_specs({"CPU": 8.0}, use_gpu=False) == [({"num_cpus": 8}, 8, False)]
+    assert CPU_ACTOR_THREADS == 4  # the figures below assume it
+    # CPU node: actors of at most 4 threads, cores dealt evenly; "auto"/"numba" leave GPUs alone
+    assert node_actor_specs({"CPU": 2.0}, use_gpu=False) == [({"num_cpus": 2}, 2, False)]
+    assert node_actor_specs({"CPU": 8.0}, use_gpu=False) == [({"num_cpus": 4}, 4, False)] * 2
+    threads = [t for _, t, _ in node_actor_specs({"CPU": 14.0}, use_gpu=False)]
+    assert threads == [4, 4, 3, 3]
     for kernel in ("auto", "numba"):
         assert node_actor_specs({"CPU": 4.0, "GPU": 1.0}, use_gpu=True, kernel=kernel) == [({"num_cpus": 4}, 4, False)]
     # --kernel torch on a GPU node: an actor per GPU, and the cores their host side leaves run beside them
     specs = node_actor_specs({"CPU": 16.0, "GPU": 2.0}, use_gpu=True, kernel="torch")
     gpu = [s for s in specs if s[2]]
     assert len(gpu) == 2 and all(s[0] == {"num_gpus": 1, "num_cpus": 0} for s in gpu)
-    assert specs[-1] == ({"num_cpus": 16 - 2 * GPU_ACTOR_THREADS}, 16 - 2 * GPU_ACTOR_THREADS, False)
+    cpu = [s for s in specs if not s[2]]
+    assert sum(t for _, t, _ in cpu) == 16 - 2 * GPU_ACTOR_THREADS and all(r["num_cpus"] == t for r, t, _ in cpu)
+    assert max(t for _, t, _ in cpu) <= CPU_ACTOR_THREADS
     # the CI fixture's node (2 CPUs, 1 logical GPU): the GPU actor alone
     assert node_actor_specs({"CPU": 2.0, "GPU": 1.0}, use_gpu=True, kernel="torch") == [
         ({"num_gpus": 1, "num_cpus": 0}, 2, True)

@@ -62,6 +62,11 @@ def register(app: typer.Typer) -> None:
             f"{s.rows} prediction rows ({s.instances} instances x applicable models, "
             f"{len(s.models)} model(s)) in {s.files} file(s) under {s.out} ({s.seconds:.1f} s)"
         )
+        if s.timings:
+            echo_err(
+                f"first item started after {s.timings['first_item_s']:.1f} s (start-up); items "
+                f"{s.timings['items_s']:.1f} s, {s.rows / max(s.timings['items_s'], 1e-9):,.0f} rows/s"
+            )
         typer.echo(
             f"query: polars.scan_parquet('{s.out}/**/*.parquet', hive_partitioning=True)"
             ".filter(pl.col('prob_bound') > 0.9).collect()"

@@ -167,30 +167,40 @@ def _warm_device() -> bool:
     return True
 
 
+#: Most threads of one CPU scan actor. Measured on a 16-core node (500 Mb, 50 motifs;
+#: benchmarks/RESULTS.md): each shard's thread ran at 12.5 Mbp/s in actors of 2 or 4 threads and at
+#: 4-5 Mbp/s in one actor of 16 (the shard's Python and Arrow work holds the GIL), so a node's cores
+#: are split into actors of at most this many threads (4.2 s for the genome against 8.3 s).
+CPU_ACTOR_THREADS = 4
+
+
 def node_actor_specs(resources: dict, use_gpu: bool, kernel: str = "auto") -> list[tuple[dict, int, bool]]:
     """The scan actors of one node: ``(Ray resources, threads, on_gpu)`` for each.
 
     With ``kernel="torch"`` on a cluster with GPUs (``use_gpu``): one actor per GPU with
     :data:`GPU_ACTOR_THREADS` threads, whose host side (reading, rescoring candidates) takes that many
-    cores. Then one CPU actor with the node's remaining cores as threads, when any remain. With
-    ``"auto"`` (the default) or ``"numba"`` GPUs are not used: measured on an H200 node with 16 cores
-    (benchmarks/RESULTS.md), the CPUs alone scanned 50 Mb with 50 motifs in 2.5-2.8 s, and with a GPU
-    actor beside them the scan took 6.2 s, 4-5 s of it the GPU actor starting CUDA (it now scans with
-    numba meanwhile; a GPU actor should pay off on genomes of Gb, where its ~5x per-call speed counts).
+    cores. The node's remaining cores go to CPU actors of at most :data:`CPU_ACTOR_THREADS` threads
+    each, as evenly as possible (one process's GIL limits more threads). With ``"auto"`` (the default)
+    or ``"numba"`` GPUs are not used: measured on an H200 node with 16 cores (benchmarks/RESULTS.md),
+    the CPUs alone scanned 500 Mb with 50 motifs faster than with a GPU actor beside them (the GPU
+    kernel is ~6x one core per call, but its host-side rescoring and CUDA's start take that back).
     """
     gpus = int(resources.get("GPU", 0)) if use_gpu and kernel == "torch" else 0
     specs = [({"num_gpus": 1, "num_cpus": 0}, GPU_ACTOR_THREADS, True)] * gpus
     cpus = int(resources.get("CPU", 0)) - GPU_ACTOR_THREADS * gpus
     if cpus >= 1:
-        specs.append(({"num_cpus": cpus}, cpus, False))
+        actors = -(-cpus // CPU_ACTOR_THREADS)
+        for i in range(actors):
+            threads = cpus // actors + (1 if i < cpus % actors else 0)
+            specs.append(({"num_cpus": threads}, threads, False))
     return specs
 
 
 class ScanNodeWorker:
-    """Ray actor: one per node for its CPUs, plus one per GPU; threaded, one copy of the motif tables.
+    """Ray actor: one per :data:`CPU_ACTOR_THREADS` cores of a node, plus one per GPU; threaded.
 
-    The numba kernels release the GIL, so one process running ``threads`` shards at a time uses the
-    node's cores with one copy of the tables. The driver builds the tables (while Ray starts) and
+    The numba kernels release the GIL, so one process running ``threads`` shards at a time uses
+    several cores with one copy of the motif tables. The driver builds the tables (while Ray starts) and
     hands them over once through the object store (:meth:`load`); an actor restarted after a crash
     rebuilds them itself on its first shard.
     """
@@ -513,8 +523,9 @@ class _LocalBackend:
 
 class _RayBackend:
     """Threaded :class:`ScanNodeWorker` actors fed by :class:`ray.util.ActorPool`, with as many calls in
-    flight per actor as it has threads: on each node one actor for its CPUs (numba) and, with
-    ``kernel="torch"`` on a GPU cluster, one per GPU beside it (see :func:`node_actor_specs`).
+    flight per actor as it has threads: on each node CPU actors of at most :data:`CPU_ACTOR_THREADS`
+    threads (numba) and, with ``kernel="torch"`` on a GPU cluster, one per GPU beside them (see
+    :func:`node_actor_specs`).
     Measured on one H200 node with 16 cores, 50 motifs, a 10 Mb call: numba 0.40 s on one core, the
     GPU kernel 0.10 s (its exact rescoring on the host being the bound) after ~4 s of CUDA start.
 
