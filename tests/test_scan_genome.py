@@ -15,7 +15,7 @@ from scanner.cli import app
 from scanner.errors import InputError
 from scanner.io import read_dataset
 from scanner.motifs import Motif, write_meme
-from scanner.scan import ScanConfig, load_scan_meta, scan_genome
+from scanner.scan import ScanConfig, compact, load_scan_meta, scan_genome
 from scanner.scan.shards import plan_shards
 from scanner.schemas import INSTANCES
 
@@ -67,9 +67,10 @@ def test_plan_shards_overlap_and_cover():
     assert len({s.key for s in shards}) == 4
 
 
-def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path):
+def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path, monkeypatch):
     genome, motifs = inputs
     one = scan_genome(genome, [str(motifs)], tmp_path / "one", ScanConfig(shard_size=100_000), executor="local")
+    monkeypatch.setattr(compact, "MERGE_MIN_FILES", 0)  # merge this small scan's parts as a large one's
     many = scan_genome(genome, [str(motifs)], tmp_path / "many", ScanConfig(shard_size=1000), executor="local")
     # in-process shards run on one thread per core (at most one per shard)
     assert many.timings["threads"] == min(many.shards, len(os.sched_getaffinity(0)))
@@ -81,6 +82,47 @@ def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path):
     planted = {p for p in range(150, 23_000 - 20, 997) if not (4990 < p < 5100)}
     assert planted <= starts  # every planted site on chr1 is found (once: see the uniqueness check)
     assert a.select(pl.struct("chrom", "start", "strand", "motif_id").is_unique().all()).item()
+    # every partition of two parts or more was merged into one file; chrM (one shard) kept its part
+    files = {f.parent.name: f.name for f in (tmp_path / "many" / "instances").glob("tf=SITEF/chrom=*/*.parquet")}
+    assert files == {
+        "chrom=chr1": "part-00000-all.parquet",
+        "chrom=chr2": "part-00001-all.parquet",
+        "chrom=chrM": "part-00002-00000.parquet",
+    }
+    dirs = list((tmp_path / "many" / "instances").glob("tf=*/chrom=*"))
+    assert all(len(list(d.glob("*.parquet"))) == 1 for d in dirs)
+    assert many.timings["merged_partitions"] >= 4 and many.timings["merged_parts"] > 20
+    assert one.timings["merged_partitions"] == 0
+
+
+def test_compact_partition_merges_in_genome_order_and_finishes_an_interrupted_merge(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scanner.scan.compact import compact_partition, partitions_to_merge
+
+    d = tmp_path / "tf=A" / "chrom=c"
+    d.mkdir(parents=True)
+    n = 11
+    for k in reversed(range(n)):  # written out of order; names give the genome order
+        pq.write_table(pa.table({"start": [10 * k, 10 * k + 1]}), d / f"part-00003-{k:05d}.parquet")
+    single = tmp_path / "tf=B" / "chrom=c"
+    single.mkdir(parents=True)
+    pq.write_table(pa.table({"start": [5]}), single / "part-00003-00000.parquet")
+    assert partitions_to_merge(tmp_path, min_files=n + 1) == []  # few files in all: parts stay
+    assert partitions_to_merge(tmp_path, min_files=n) == [d]  # a lone part is left alone
+    assert compact_partition(single) == 0
+    assert compact_partition(d) == n
+    (only,) = d.iterdir()
+    assert only.name == "part-00003-all.parquet"
+    assert pq.read_table(only).column("start").to_pylist() == [v for k in range(n) for v in (10 * k, 10 * k + 1)]
+    # a crash after the merged file was written and before the parts were deleted: parts are dropped
+    pq.write_table(pa.table({"start": [0, 1]}), d / "part-00003-00000.parquet")
+    assert partitions_to_merge(tmp_path, min_files=10**9) == [d]
+    assert compact_partition(d) == 1
+    assert [p.name for p in d.iterdir()] == ["part-00003-all.parquet"]
+    assert pq.read_table(only).num_rows == 2 * n
+    assert compact_partition(d) == 0 and partitions_to_merge(tmp_path, min_files=0) == []
 
 
 def test_output_layout_metadata_and_polars_read(inputs, tmp_path):
@@ -88,6 +130,7 @@ def test_output_layout_metadata_and_polars_read(inputs, tmp_path):
     s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(shard_size=5000), executor="local")
     root = tmp_path / "o" / "instances"
     assert (root / "tf=SITEF" / "chrom=chr1").is_dir()
+    assert s.timings["merged_partitions"] == 0 and len(list(root.glob("tf=SITEF/chrom=chr1/part-*.parquet"))) == 5
     df = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
     assert df.height == sum(s.hits.values())
     assert set(df["tf"].unique()) <= {"SITEF", "RNDF"}
@@ -198,12 +241,16 @@ def test_bad_genome_and_motifs(tmp_path, inputs):
 
 
 @pytest.mark.ray
-def test_ray_path_equals_in_process(ray_cluster, inputs, tmp_path):
+def test_ray_path_equals_in_process(ray_cluster, inputs, tmp_path, monkeypatch):
     genome, motifs = inputs
-    cfg = ScanConfig(shard_size=4000)
+    monkeypatch.setattr(compact, "MERGE_MIN_FILES", 0)  # the driver decides; the actors merge
+    cfg = ScanConfig(shard_size=2000)
     local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
     dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, executor="ray")
     assert dist.hits == local.hits and dist.shards == local.shards
+    assert dist.timings["merged_partitions"] == local.timings["merged_partitions"] > 0
+    names = lambda root: sorted(str(f.relative_to(root)) for f in root.rglob("*.parquet"))  # noqa: E731
+    assert names(tmp_path / "ray" / "instances") == names(tmp_path / "local" / "instances")
     assert _rows(tmp_path / "ray").equals(_rows(tmp_path / "local"))
     markers = {json.loads(p.read_text())["key"] for p in (tmp_path / "ray" / "instances" / "_shards").glob("*.json")}
     assert len(markers) == dist.shards

@@ -3,7 +3,9 @@
 Output: ``OUT/instances/tf=<tf>/chrom=<chrom>/part-<chrom_index>-<shard>.parquet`` in the
 :data:`~scanner.schemas.INSTANCES` schema, ``OUT/instances/_scan.json`` (settings, genome, motifs,
 background, completion) and one ``OUT/instances/_shards/<key>.json`` marker per finished shard; a
-restarted scan with the same settings skips the shards that have a marker.
+restarted scan with the same settings skips the shards that have a marker. When every shard is done
+and the scan left very many parts, each partition's parts are merged into one
+``part-<chrom_index>-all.parquet`` (:mod:`scanner.scan.compact`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
 from scanner.motifs import Background, Motif, load_motifs, read_background
 from scanner.motifs.background import background_from_counts
 from scanner.scan.chunk import scan_chunk
+from scanner.scan.compact import compact_partition, partitions_to_merge
 from scanner.scan.prepare import LookupPlan, PreparedMotif, build_lookup_plan, prepare_motifs
 from scanner.scan.shards import Shard, plan_shards
 
@@ -274,6 +277,10 @@ class ScanNodeWorker:
         kernel, device = self._kernel()
         return run_shard(self.genome, Shard(**shard), prepared, plan, self.out_dir, self.config, kernel, device)
 
+    def compact(self, directory: str) -> int:
+        """Merge one finished partition's parts (:func:`compact_partition`); return the parts removed."""
+        return compact_partition(directory)
+
 
 def _motif_to_dict(m: Motif) -> dict:
     return {"motif_id": m.motif_id, "tf": m.name, "length": m.length, "nsites": m.nsites, "probs": m.probs.tolist()}
@@ -456,6 +463,12 @@ def scan_genome(
 
             timings.update(backend.run(todo, background, prepared, plan, one_done))
         timings["shards_s"] = time.perf_counter() - t
+        t = time.perf_counter()  # every shard is done: merge the parts of a scan that left very many
+        merge = partitions_to_merge(out)
+        timings["merged_partitions"] = len(merge)
+        if merge:
+            timings["merged_parts"] = backend.compact(merge)
+        timings["merge_s"] = time.perf_counter() - t
         hits: dict[str, int] = {}
         pinfo: dict[str, list] = {}
         for f in (out / SHARD_DIR).glob("*.json"):
@@ -504,8 +517,7 @@ class _LocalBackend:
 
     def run(self, todo, background, prepared, plan, one_done: Callable[[], None]) -> dict[str, float]:
         kernel = "numba" if self.config.kernel == "auto" else self.config.kernel
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, min(len(todo), cores))
+        threads = max(1, min(len(todo), _cores()))
         with ThreadPoolExecutor(max_workers=threads) as pool:
             futures = [
                 pool.submit(run_shard, self.genome, s, prepared, plan, self.out, self.config, kernel) for s in todo
@@ -519,6 +531,15 @@ class _LocalBackend:
                     f.cancel()
                 raise
         return {"threads": threads}
+
+    def compact(self, directories: list[Path]) -> int:
+        """Merge the partitions' parts (:func:`compact_partition`) on one thread per core."""
+        with ThreadPoolExecutor(max_workers=max(1, min(len(directories), _cores()))) as pool:
+            return sum(pool.map(compact_partition, directories))
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class _RayBackend:
@@ -582,6 +603,13 @@ class _RayBackend:
         for _ in ActorPool(self.slots).map_unordered(lambda a, s: a.scan.remote(s.to_dict(), bg), todo):
             one_done()
         return {"actors": len(self.actors), "threads": len(self.slots), "actors_ready_s": actors_ready_s}
+
+    def compact(self, directories: list[Path]) -> int:
+        """Merge the partitions' parts (:func:`compact_partition`) on the actors' threads."""
+        from ray.util import ActorPool
+
+        pool = ActorPool(self.slots)
+        return sum(pool.map_unordered(lambda a, d: a.compact.remote(str(d)), directories))
 
 
 @dataclass
