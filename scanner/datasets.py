@@ -252,7 +252,8 @@ def balance(
     -------
     polars.DataFrame
         The kept rows, sorted by tf, split, chrom, start, end, strand, motif_id, with ``regime``
-        (str), ``label`` (int8) and ``match_bin`` (int32) added.
+        (str), ``label`` (int8) and ``match_bin`` (int32) added. A TF's site reported on both
+        strands (same chrom, start, end: a palindromic motif) is kept once, on its better strand.
 
     Raises
     ------
@@ -262,6 +263,10 @@ def balance(
     df = labelled
     if regime == "open":
         df = df.filter(pl.col("in_open"))
+    # A site found on both strands (a palindromic motif, e.g. CACGTG) is one window with one label:
+    # keep its better strand (lower p-value; '+' on a tie), as FIMO's --max-strand would.
+    site = ["tf", "chrom", "start", "end"]
+    df = df.sort([*site, "pvalue", "strand", "motif_id"]).unique(site, keep="first", maintain_order=True)
     if regime in ("pvalue", "open"):
         bins = (-(pl.col("pvalue").clip(lower_bound=1e-300).log10()) / pvalue_bin).floor()
     elif regime == "gc":

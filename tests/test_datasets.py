@@ -111,7 +111,24 @@ def _labelled(n=4000, seed=0, tfs=("T1", "T2")):
             "window_start": start - 495,
             "window_padded": False,
         }
-    ).unique(["chrom", "start", "strand"])
+    ).unique(["chrom", "start"])
+
+
+def test_balance_keeps_a_site_found_on_both_strands_once():
+    """A palindromic site is one window and one label: kept once, on the strand with the lower p-value."""
+    lab = _labelled(n=400, seed=5)
+    twin = lab.head(40).with_columns(
+        pl.when(pl.col("strand") == "+").then(pl.lit("-")).otherwise(pl.lit("+")).alias("strand"),
+        (pl.col("pvalue") * np.where(np.arange(40) % 2 == 0, 0.5, 2.0)).alias("pvalue"),
+    )
+    for regime in ("pvalue", "random"):
+        out = balance(pl.concat([lab, twin]), regime, seed=1)
+        assert out.select("tf", "chrom", "start", "end").is_unique().all()
+        assert out["label"].sum() == lab["bound"].sum()
+        kept = out.join(lab.head(40).select("chrom", "start"), on=["chrom", "start"])
+        better = pl.concat([lab.head(40), twin]).sort("pvalue").unique(["chrom", "start"], keep="first")
+        got = kept.join(better.select("chrom", "start", "strand", "pvalue"), on=["chrom", "start"])
+        assert (got["strand"] == got["strand_right"]).all() and (got["pvalue"] == got["pvalue_right"]).all()
 
 
 @pytest.mark.parametrize("regime", ["pvalue", "gc", "open", "random"])
