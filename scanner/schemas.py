@@ -166,7 +166,9 @@ _VARIANT_FIELDS = [
         "var_start",
         pa.int64(),
         nullable=False,
-        metadata={"doc": "0-based start of the changed REF bases (shared suffix, then prefix, trimmed)"},
+        metadata={
+            "doc": "0-based start of the changed REF bases (shared suffix, then prefix, trimmed; indels left-aligned)"
+        },
     ),
     pa.field(
         "var_end",

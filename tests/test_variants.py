@@ -31,7 +31,15 @@ from scanner.variants import (
     score_vcf,
     spearman,
 )
-from scanner.variants.alleles import alt_window, gap, nearest_gap, pair_windows, right_anchored, trim_alleles
+from scanner.variants.alleles import (
+    alt_window,
+    gap,
+    left_align,
+    nearest_gap,
+    pair_windows,
+    right_anchored,
+    trim_alleles,
+)
 from scanner.variants.motif import MotifSet, created_hits, word_pvalues
 from scanner.variants.sequences import fit_to_window
 
@@ -115,6 +123,22 @@ def alt_reference(chrom_seq: str, ws: int, width: int, vs: int, ve: int, ins: st
     d = len(ins) - (ve - vs)
     first = ws + d if right_anchored(ve, centre) else ws
     return "".join(hap[i] if 0 <= i < len(hap) else "N" for i in range(first, first + width))
+
+
+def leftmost_indel(chrom_seq: str, pos: int, ref: str, alt: str) -> tuple[int, int, str]:
+    """Slow reference for normalisation: trim, then for a pure indel try every start to its left and
+    keep the first that gives the same ALT haplotype (other kinds: as trimmed)."""
+    s0, e0, ins, kind = trim_alleles(pos, ref, alt)
+    if kind not in ("insertion", "deletion"):
+        return s0, e0, ins
+    seq, n = chrom_seq.upper(), e0 - s0
+    lo, hi = max(0, s0 - 300), e0 + 300
+    hap = seq[lo:s0] + ins + seq[e0:hi]
+    for s in range(lo, s0 + 1):
+        x = hap[s - lo : s - lo + len(ins)]
+        if seq[lo:s] + x + seq[s + n : hi] == hap:
+            return s, s + n, x
+    raise AssertionError("unreachable: the trimmed position itself qualifies")
 
 
 def ref_window(chrom_seq: str, ws: int, width: int) -> str:
@@ -251,15 +275,17 @@ def test_rows_match_a_slow_reference(sim, tmp_path):
         df = read_scores(out).filter(pl.col("in_window"))
         assert df.height > 10
         model, _ = load_checkpoint(sim.root / "rmodels" / "tf=ALPHA" / "regime=random")
-        refs, alts = [], []
+        refs, alts, shifted = [], [], 0
         for r in df.iter_rows(named=True):
             seq = sim.seqs[r["chrom"]]
-            s0, e0, ins, _ = trim_alleles(r["pos"], r["ref"], r["alt"])
+            s0, e0, ins = leftmost_indel(seq, r["pos"], r["ref"], r["alt"])
             assert (s0, e0) == (r["var_start"], r["var_end"])
+            shifted += s0 != trim_alleles(r["pos"], r["ref"], r["alt"])[0]
             centre = (r["inst_start"] + r["inst_end"]) // 2
             assert r["window_start"] == centre - W // 2
             refs.append(ref_window(seq, r["window_start"], W))
             alts.append(alt_reference(seq, r["window_start"], W, s0, e0, ins, centre))
+        assert shifted > 0  # some indels sat in a repeat and were moved left
         with torch.no_grad():
             for col, texts in (("logit_ref", refs), ("logit_alt", alts)):
                 x = torch.from_numpy(one_hot(np.stack([encode(t) for t in texts])))
@@ -355,6 +381,32 @@ def test_trim_alleles():
     assert trim_alleles(10, "AC", "GTT") == (10, 12, "GTT", "complex")
     assert trim_alleles(10, "ATT", "AT") == (11, 12, "", "deletion")  # suffix first: left-most of the two T
     assert trim_alleles(10, "A", "A")[3] == "none"
+
+
+def test_left_align_matches_the_slow_reference():
+    seq = "GCAAAGTCACACAGNNAAT"
+    fetch = lambda a, b: seq[max(0, a) : b]  # noqa: E731
+    # deleting any A of AAA is deleting the first; the inserted bases rotate as the allele moves
+    assert left_align(4, 5, "", fetch) == (2, 3, "")
+    assert left_align(11, 13, "", fetch) == (7, 9, "")  # CA deleted from CACACA: leftmost CA... at 7
+    assert left_align(13, 13, "CA", fetch) == (7, 7, "CA")  # CACACA + CA
+    assert left_align(13, 13, "AC", fetch) == (13, 13, "AC")  # the base before (A) is not its last (C)
+    assert left_align(1, 1, "GAC", fetch) == (1, 1, "GAC")  # nothing to the left matches
+    assert left_align(18, 18, "A", fetch) == (16, 16, "A")  # stops at the N run
+    assert left_align(0, 1, "", fetch) == (0, 1, "")  # chromosome start
+    assert left_align(3, 4, "T", fetch) == (3, 4, "T")  # an SNV is not moved
+    rng = np.random.default_rng(4)
+    for _ in range(300):  # random indels in a repeat-rich sequence against brute force
+        chrom = "".join(rng.choice(list("AC"), 200)) + "".join(rng.choice(list("ACGT"), 100))
+        p = int(rng.integers(1, 280))
+        n = int(rng.integers(1, 6))
+        if rng.random() < 0.5:
+            ref, alt = chrom[p - 1 : p + n], chrom[p - 1]
+        else:
+            ref, alt = chrom[p - 1], chrom[p - 1] + "".join(rng.choice(list("AC"), n))
+        s0, e0, ins, _ = trim_alleles(p - 1, ref, alt)
+        got = left_align(s0, e0, ins, lambda a, b, c=chrom: c[max(0, a) : b], block=7)
+        assert got == leftmost_indel(chrom, p - 1, ref, alt)
 
 
 def test_pairs_and_nearest_gap_match_brute_force():

@@ -2,8 +2,10 @@
 
 Coordinates are 0-based half-open on the genome's + strand. A variant is reduced to the REF bases it
 changes, ``[var_start, var_end)``, and the bases put in their place (``inserted``): the shared suffix
-of REF and ALT is removed, then the shared prefix (no left-shifting through repeats). An insertion has
-``var_start == var_end`` (its bases go before ``var_start``).
+of REF and ALT is removed, then the shared prefix (:func:`trim_alleles`). A pure insertion or deletion
+is then shifted to the leftmost position that gives the same ALT sequence (:func:`left_align`, as
+``bcftools norm`` and ``vt normalize`` do), so every representation of an indel in a repeat lands on
+one interval. An insertion has ``var_start == var_end`` (its bases go before ``var_start``).
 
 The window of a site ``[start, end)`` is ``[ws, ws + W)`` with ``ws = (start + end) // 2 - W // 2``
 (as in prediction); write ``c = (start + end) // 2`` for its centre. A variant is *in* the window when
@@ -19,6 +21,8 @@ out of the far end, a deletion pulls in the next genome bases.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,6 +65,50 @@ def trim_alleles(pos: int, ref: str, alt: str) -> tuple[int, int, str, str]:
     else:
         kind = "complex"
     return start, start + len(r), a, kind
+
+
+def left_align(
+    var_start: int, var_end: int, inserted: str, fetch: Callable[[int, int], str], block: int = 64
+) -> tuple[int, int, str]:
+    """Shift a pure insertion or deletion left as far as the ALT sequence stays the same.
+
+    While the base before ``var_start`` equals the last base of the indel's bases (the deleted REF
+    bases, or ``inserted``), the indel moves one base left and its bases rotate right by one
+    (deleting ``A`` of ``CAAAG`` at any of its three ``A`` s is the deletion of the first). Stops at the
+    chromosome start and at a base that is not A/C/G/T. SNVs, MNVs and complex alleles are returned
+    unchanged.
+
+    Parameters
+    ----------
+    var_start, var_end : int
+        The trimmed changed REF interval (0-based half-open; :func:`trim_alleles`).
+    inserted : str
+        The trimmed inserted bases (upper case).
+    fetch : callable
+        ``fetch(start, end)`` returns the REF bases of ``[start, end)`` (any case).
+    block : int
+        Bases read per call while walking left. Default 64.
+
+    Returns
+    -------
+    (var_start, var_end, inserted)
+        The leftmost equivalent interval and the (rotated) inserted bases.
+    """
+    deleted = var_end - var_start
+    if (deleted == 0) == (len(inserted) == 0):  # not a pure indel
+        return var_start, var_end, inserted
+    unit = fetch(var_start, var_end).upper() if deleted else inserted
+    s, lo, left = var_start, var_start, ""
+    while s > 0:
+        if s - 1 < lo:  # read the next block to the left
+            lo = max(0, s - block)
+            left = fetch(lo, s).upper()
+        base = left[s - 1 - lo]
+        if base != unit[-1] or base not in "ACGT":
+            break
+        unit = unit[-1] + unit[:-1]
+        s -= 1
+    return (s, s + deleted, "") if deleted else (s, s, unit)
 
 
 def pair_windows(

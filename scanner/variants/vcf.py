@@ -28,6 +28,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ import pyarrow as pa
 from scanner.errors import InputError
 from scanner.genome import Genome, chrom_mismatch_message
 from scanner.schemas import VARIANTS
-from scanner.variants.alleles import trim_alleles
+from scanner.variants.alleles import left_align, trim_alleles
 
 #: Why an allele was skipped, as reported.
 SKIP_REASONS: dict[str, str] = {
@@ -446,7 +447,9 @@ def _to_table(records: list[_Record], genome: Genome, report: VcfReport) -> pa.T
                 report.skip("duplicate", r.line)
                 continue
             seen.add(key)
-            start, end, _ins, kind = trim_alleles(r.pos, r.ref, alt)
+            start, end, ins, kind = trim_alleles(r.pos, r.ref, alt)
+            if kind in ("insertion", "deletion"):
+                start, end, _ins = left_align(start, end, ins.upper(), partial(genome.fetch, r.chrom))
             cols["chrom"].append(r.chrom)
             cols["pos"].append(r.pos)
             cols["ref"].append(r.ref)
