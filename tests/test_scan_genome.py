@@ -303,6 +303,15 @@ def test_cli_scan_and_export(inputs, tmp_path):
     assert int(b[1]) == first["start"] and int(b[2]) == first["end"] and len(b) == 6
 
 
+def test_ray_start_note_only_when_ray_start_dominates():
+    from scanner.commands.scan import ray_start_note
+
+    note = ray_start_note({"setup_s": 4.2, "shards_s": 2.0}, 7.0)
+    assert note is not None and "4.2 s of this 7.0 s" in note and "--local" in note
+    assert ray_start_note({"setup_s": 1.0, "shards_s": 60.0}, 62.0) is None
+    assert ray_start_note({}, 0.0) is None
+
+
 def test_cli_bad_input_exits_2_with_a_message(inputs, tmp_path):
     genome, _ = inputs
     bad = tmp_path / "bad.meme"

@@ -78,4 +78,18 @@ def scan(
             + ", ".join(summary.inexact_motifs),
             err=True,
         )
+    note = ray_start_note(summary.timings, summary.seconds) if address is None and not local else None
+    if note:
+        typer.echo(note, err=True)
     typer.echo(f'query: polars.scan_parquet("{summary.out_dir}/**/*.parquet", hive_partitioning=True)')
+
+
+def ray_start_note(timings: dict[str, float], seconds: float) -> str | None:
+    """A hint when starting local Ray took most of a scan (one machine: ``--local`` skips it)."""
+    start = timings.get("setup_s", 0.0)
+    if seconds <= 0 or start < 0.5 * seconds:
+        return None
+    return (
+        f"note: starting local Ray took {start:.1f} s of this {seconds:.1f} s scan; on one machine "
+        "`--local` runs the same shards without Ray (same output)"
+    )
