@@ -95,7 +95,7 @@ def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path, monkeypat
     assert one.timings["merged_partitions"] == 0
 
 
-def test_compact_partition_merges_in_genome_order_and_finishes_an_interrupted_merge(tmp_path):
+def test_compact_partition_merges_in_genome_order_and_finishes_an_interrupted_merge(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -112,9 +112,11 @@ def test_compact_partition_merges_in_genome_order_and_finishes_an_interrupted_me
     assert partitions_to_merge(tmp_path, min_files=n + 1) == []  # few files in all: parts stay
     assert partitions_to_merge(tmp_path, min_files=n) == [d]  # a lone part is left alone
     assert compact_partition(single) == 0
+    monkeypatch.setattr(compact, "ROW_GROUP_ROWS", 5)  # streamed: row groups of >= 5 rows (3 parts each)
     assert compact_partition(d) == n
     (only,) = d.iterdir()
     assert only.name == "part-00003-all.parquet"
+    assert pq.ParquetFile(only).metadata.num_row_groups == -(-n // 3)
     assert pq.read_table(only).column("start").to_pylist() == [v for k in range(n) for v in (10 * k, 10 * k + 1)]
     # a crash after the merged file was written and before the parts were deleted: parts are dropped
     pq.write_table(pa.table({"start": [0, 1]}), d / "part-00003-00000.parquet")
