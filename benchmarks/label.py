@@ -161,8 +161,8 @@ def phase_reference() -> dict:
 
     from scanner.datasets import window_codes
     from scanner.genome import open_genome
+    from scanner.intervals import contained_in, overlaps_any, read_intervals
     from scanner.io import read_dataset
-    from scanner.labels import contained_in, overlaps_any, read_intervals
     from scanner.schemas import INSTANCES
 
     p = _sim_paths()

@@ -458,7 +458,7 @@ def test_alt_window_matches_the_haplotype(tmp_path):
 
 def test_created_hits_on_planted_words():
     from scanner.motifs import Background
-    from scanner.simulate import simulated_motif
+    from scanner.sim_rules import simulated_motif
 
     pm = prepare_motifs([simulated_motif("ALPHA")], Background.uniform())[0]
     motifs = MotifSet.build([pm])
