@@ -289,8 +289,8 @@ def stage_predict(args: argparse.Namespace, device: str) -> dict:
     if device != "cpu":  # the same windows on the CPU and on the device
         import torch
 
+        from scanner.apply import predict_codes
         from scanner.models import load_checkpoint
-        from scanner.predict import predict_codes
 
         codes = np.random.default_rng(0).integers(0, 4, (1024, 1000)).astype(np.uint8)
         model, _ = load_checkpoint(models / "tf=TOY" / "regime=pvalue")

@@ -19,7 +19,6 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +26,7 @@ import pyarrow.parquet as pq
 
 from scanner.errors import InputError
 from scanner.genome import encode, one_hot, reverse_complement_codes
-from scanner.io import parquet_files, partition_dir
+from scanner.io import hive_children, parquet_files, partition_dir
 
 SPLITS = ("train", "val", "test")
 
@@ -53,16 +52,6 @@ class Batch(NamedTuple):
     score: np.ndarray
 
 
-def _hive_children(directory: Path, key: str) -> dict[str, Path]:
-    if not directory.is_dir():
-        return {}
-    out = {}
-    for child in sorted(directory.iterdir()):
-        if child.is_dir() and child.name.startswith(key + "="):
-            out[unquote(child.name[len(key) + 1 :])] = child
-    return out
-
-
 def available_partitions(data_root: str | Path) -> dict[tuple[str, str], set[str]]:
     """Which ``(regime, tf)`` pairs have data, and their splits.
 
@@ -86,9 +75,9 @@ def available_partitions(data_root: str | Path) -> dict[tuple[str, str], set[str
     if not root.is_dir():
         raise InputError("datasets directory not found (expected DATA/regime=<r>/tf=<tf>/split=<s>/)", source=root)
     out: dict[tuple[str, str], set[str]] = {}
-    for regime, rdir in _hive_children(root, "regime").items():
-        for tf, tdir in _hive_children(rdir, "tf").items():
-            splits = {s for s, sdir in _hive_children(tdir, "split").items() if parquet_files(sdir)}
+    for regime, rdir in hive_children(root, "regime"):
+        for tf, tdir in hive_children(rdir, "tf"):
+            splits = {s for s, sdir in hive_children(tdir, "split") if parquet_files(sdir)}
             if splits:
                 out[(regime, tf)] = splits
     return out

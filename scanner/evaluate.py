@@ -477,8 +477,8 @@ def evaluate_models(
     InputError
         No models, a requested TF or regime without a model or data, missing partitions.
     """
+    from scanner.apply import discover_models
     from scanner.data_loading import available_partitions
-    from scanner.predict import discover_models
 
     models = discover_models(models_root, tfs, regimes)
     have = available_partitions(data_root)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,6 +98,20 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
 def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def hive_children(directory: str | Path, key: str) -> list[tuple[str, Path]]:
+    """The ``key=<value>`` subdirectories of ``directory`` as ``(decoded value, path)``, sorted by name;
+    empty when ``directory`` does not exist."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    prefix = key + "="
+    return [
+        (unquote(c.name[len(prefix) :]), c)
+        for c in sorted(directory.iterdir())
+        if c.is_dir() and c.name.startswith(prefix)
+    ]
 
 
 def parquet_files(root: str | Path) -> list[Path]:

@@ -474,7 +474,8 @@ class _Runner:
         }
 
     def _run_predict(self, owned: bool) -> str:
-        from scanner.predict import discover_models, plan_items, predict
+        from scanner.apply import discover_models
+        from scanner.predict import plan_items, predict
 
         cfg = self.config.predict.settings
         tfs, regimes = self._predict_filters()

@@ -24,38 +24,25 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scanner.apply import ModelCache, ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome, sigmoid
 from scanner.errors import InputError
-from scanner.genome import Genome, one_hot, open_genome
-from scanner.io import parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.genome import Genome, open_genome
+from scanner.io import hive_children, parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
 from scanner.runtime import bind_constructor
 from scanner.schemas import INSTANCES, PREDICTIONS
 
 #: Output file names: ``<input stem>-c<item index>.parquet``.
 _OUT_NAME = re.compile(r"-c\d{4,}\.parquet$")
-#: Largest genome span fetched at once when gathering windows (bp).
-MAX_SPAN = 1 << 22
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One trained model on disk."""
-
-    tf: str
-    regime: str
-    path: str
-    seq_len: int
 
 
 @dataclass(frozen=True)
@@ -135,75 +122,6 @@ class PredictSummary:
 # ---- discovery -------------------------------------------------------------------------------------
 
 
-def _hive(directory: Path, key: str) -> list[tuple[str, Path]]:
-    if not directory.is_dir():
-        return []
-    return [
-        (unquote(c.name[len(key) + 1 :]), c)
-        for c in sorted(directory.iterdir())
-        if c.is_dir() and c.name.startswith(key + "=")
-    ]
-
-
-def discover_models(
-    models_root: str | Path, tfs: Sequence[str] | None = None, regimes: Sequence[str] | None = None
-) -> list[ModelRef]:
-    """Models under ``models_root/tf=<tf>/regime=<regime>/model.json``, optionally filtered.
-
-    Raises
-    ------
-    InputError
-        If the directory is missing, holds no model, a ``model.json`` is unreadable, or a requested
-        TF or regime has no model (the message lists those present).
-    """
-    root = Path(models_root)
-    if not root.is_dir():
-        raise InputError("models directory not found (expected tf=<tf>/regime=<regime>/model.json)", source=root)
-    found = []
-    for tf, tdir in _hive(root, "tf"):
-        for regime, rdir in _hive(tdir, "regime"):
-            js = rdir / "model.json"
-            if not js.is_file():
-                continue
-            try:
-                seq_len = int(json.loads(js.read_text())["spec"]["seq_len"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"malformed model.json: {exc}", source=js) from exc
-            found.append(ModelRef(tf, regime, str(rdir.resolve()), seq_len))
-    if not found:
-        raise InputError("no models found (expected tf=<tf>/regime=<regime>/model.json)", source=root)
-    for wanted, attr in ((tfs, "tf"), (regimes, "regime")):
-        have = sorted({getattr(m, attr) for m in found})
-        for w in wanted or ():
-            if w not in have:
-                raise InputError(f"no model for {attr} '{w}'; models exist for: {', '.join(have)}", source=root)
-    return [m for m in found if (not tfs or m.tf in tfs) and (not regimes or m.regime in regimes)]
-
-
-def resolve_genome(instances_root: str | Path, genome: str | Path | None) -> Path:
-    """The FASTA to fetch windows from: ``genome`` if given, else ``instances_root/_scan.json``'s.
-
-    Raises
-    ------
-    InputError
-        If neither names an existing file.
-    """
-    if genome is not None:
-        return Path(genome)
-    js = Path(instances_root) / "_scan.json"
-    if not js.is_file():
-        raise InputError(
-            "no genome given and no _scan.json beside the instances to read it from; pass --genome", source=js
-        )
-    try:
-        path = Path(json.loads(js.read_text())["genome"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read the genome path: {exc}", source=js, field="genome") from exc
-    if not path.is_absolute() and not path.exists():
-        path = js.parent / path
-    return path
-
-
 def plan_items(
     instances_root: str | Path,
     models: Sequence[ModelRef],
@@ -225,7 +143,7 @@ def plan_items(
     if not root.is_dir():
         raise InputError("instances directory not found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root)
     items: list[WorkItem] = []
-    present = _hive(root, "tf")
+    present = hive_children(root, "tf")
     if not present:
         raise InputError("no instance partitions found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root)
     for want in tfs or ():
@@ -239,7 +157,7 @@ def plan_items(
         applicable = tuple(models) if config.cross_tf else tuple(m for m in models if m.tf == tf)
         if not applicable:
             continue
-        for chrom, cdir in _hive(tdir, "chrom"):
+        for chrom, cdir in hive_children(tdir, "chrom"):
             out_dir = partition_dir(out_root, [("tf", tf), ("chrom", chrom)])
             for f in parquet_files(cdir):
                 pf = pq.ParquetFile(f)
@@ -327,113 +245,6 @@ def read_rows(path: str | Path, lo: int, hi: int) -> pa.Table:
         raise InputError(f"columns do not fit the INSTANCES schema: {exc}", source=path) from exc
 
 
-def fetch_windows(genome: Genome, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
-    """Codes of the ``width``-bp windows centred on each site, N-padded off the chromosome ends.
-
-    ``window_start = (start + end) // 2 - width // 2``. Nearby windows are cut from one fetched span
-    (at most :data:`MAX_SPAN` bp), so the cost is one FASTA read per cluster of sites, not per site.
-
-    Parameters
-    ----------
-    genome : Genome
-    chroms : array of str, shape (n,)
-    starts, ends : array of int64, shape (n,)
-        0-based half-open site coordinates.
-    width : int
-        W.
-
-    Returns
-    -------
-    numpy.ndarray of uint8, shape (n, W)
-
-    Raises
-    ------
-    InputError
-        If a chromosome is not in the genome.
-    """
-    n = len(starts)
-    out = np.empty((n, width), dtype=np.uint8)
-    wstart = (np.asarray(starts, np.int64) + np.asarray(ends, np.int64)) // 2 - width // 2
-    chroms = np.asarray(chroms, dtype=object)
-    for chrom in dict.fromkeys(chroms.tolist()):
-        genome.check_chrom(chrom)
-        idx = np.flatnonzero(chroms == chrom)
-        idx = idx[np.argsort(wstart[idx], kind="stable")]
-        ws = wstart[idx]
-        i = 0
-        while i < len(idx):
-            j = int(np.searchsorted(ws, ws[i] + MAX_SPAN - width, side="right"))
-            j = max(j, i + 1)
-            lo, hi = int(ws[i]), int(ws[j - 1]) + width
-            span = genome.codes(chrom, lo, hi)
-            # rows of a strided view: a copy of W bytes per site, no (n, W) index matrix
-            out[idx[i:j]] = np.lib.stride_tricks.sliding_window_view(span, width)[ws[i:j] - lo]
-            i = j
-    return out
-
-
-def predict_codes(
-    model: Any, codes: np.ndarray, *, batch_size: int = 256, rc_average: bool = False, device: str = "cpu"
-) -> np.ndarray:
-    """Logits of ``model`` for window codes ``(n, W)``, in ``batch_size`` batches (eval, no grad).
-
-    On an accelerator the codes travel once (1 byte per base, not 16 of one-hot float32), are one-hot
-    encoded there, and the logits come back in one copy at the end, so the host queues every batch
-    without waiting for the device between them. On the CPU the one-hot batch is built with numpy.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        ``(B, 4, W)`` one-hot to ``(B, 1)`` logits, in eval mode, on ``device``.
-    codes : numpy.ndarray of uint8, shape (n, W)
-        Window codes (0-3 = A, C, G, T; 4 = N, encoded as 0.25 in every row).
-    batch_size : int, optional
-        Windows per forward pass. Default 256.
-    rc_average : bool, optional
-        Average each logit with its reverse complement's. Default False.
-    device : str, optional
-        Torch device of ``model``. Default ``"cpu"``.
-
-    Returns
-    -------
-    numpy.ndarray of float32, shape (n,)
-    """
-    import torch
-
-    if torch.device(device).type != "cpu":
-        return _logits_on_device(model, codes, batch_size, rc_average, device)
-    from scanner.models import predict_logits
-
-    out = np.empty(len(codes), dtype=np.float32)
-    with torch.inference_mode():
-        for lo in range(0, len(codes), batch_size):
-            x = torch.from_numpy(one_hot(codes[lo : lo + batch_size])).to(device)
-            out[lo : lo + len(x)] = predict_logits(model, x, rc_average=rc_average).float().cpu().numpy()
-    return out
-
-
-def _logits_on_device(model: Any, codes: np.ndarray, batch_size: int, rc_average: bool, device: str) -> np.ndarray:
-    """:func:`predict_codes` with the one-hot encoding on ``device`` and one copy back (any device)."""
-    import torch
-
-    from scanner.models import predict_logits
-
-    if not len(codes):
-        return np.empty(0, dtype=np.float32)
-    table = torch.from_numpy(one_hot(np.arange(5, dtype=np.uint8)).T.copy()).to(device)  # (5, 4): code -> column
-    parts = []
-    with torch.inference_mode():
-        dev_codes = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.uint8)).to(device)
-        for lo in range(0, len(codes), batch_size):
-            x = table[dev_codes[lo : lo + batch_size].long()].transpose(1, 2).contiguous()  # (B, 4, W)
-            parts.append(predict_logits(model, x, rc_average=rc_average).float())
-        return torch.cat(parts).cpu().numpy()
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * z.astype(np.float64)))).astype(np.float32)
-
-
 def predict_item(
     item: WorkItem,
     genome: Genome,
@@ -481,31 +292,10 @@ def predict_item(
             "regime": pa.array([ref.regime] * n, pa.string()),
             "model_tf": pa.array([ref.tf] * n, pa.string()),
             "logit": pa.array(z, pa.float32()),
-            "prob_bound": pa.array(_sigmoid(z), pa.float32()),
+            "prob_bound": pa.array(sigmoid(z), pa.float32()),
         }
         parts.append(pa.table([*rows.columns, *extra.values()], schema=PREDICTIONS))
     return pa.concat_tables(parts) if parts else PREDICTIONS.empty_table()
-
-
-class _ModelCache:
-    """Loads each checkpoint once (per process / actor), checks its input length, and folds its batch
-    normalisation for inference (:func:`scanner.models.fuse_for_inference`)."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self._models: OrderedDict[str, Any] = OrderedDict()
-
-    def __call__(self, ref: ModelRef) -> Any:
-        from scanner.models import fuse_for_inference, load_checkpoint
-
-        if ref.path not in self._models:
-            model, meta = load_checkpoint(ref.path, map_location=self.device)
-            if int(meta["spec"].seq_len) != ref.seq_len:
-                raise InputError(
-                    f"model.json changed while predicting (seq_len {meta['spec'].seq_len})", source=ref.path
-                )
-            self._models[ref.path] = fuse_for_inference(model).to(self.device)
-        return self._models[ref.path]
 
 
 def _item_to_row(item: WorkItem) -> dict[str, Any]:
@@ -551,7 +341,7 @@ class Predictor:
         self.device = torch_device()
         self.genome = open_genome(genome_path)
         self.config = PredictConfig(**config)
-        self.load = _ModelCache(self.device)
+        self.load = ModelCache(self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs, counts, errors, started, ended = [], [], [], [], []
@@ -661,7 +451,7 @@ def predict(
         from scanner.runtime import keep_freed_memory, torch_device
 
         keep_freed_memory()
-        load = _ModelCache(torch_device())
+        load = ModelCache(torch_device())
         written = {}
         with open_genome(genome_path) as g:
             for item in items:

@@ -11,11 +11,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-import scanner.predict as predict_mod
+import scanner.apply as apply_mod
+from scanner.apply import discover_models, fetch_windows
 from scanner.errors import InputError
 from scanner.genome import one_hot, open_genome
 from scanner.io import parquet_files
-from scanner.predict import PredictConfig, discover_models, fetch_windows, predict
+from scanner.predict import PredictConfig, predict
 from scanner.schemas import INSTANCE_KEY, PREDICTIONS
 from scanner.toydata import write_toy_genome, write_toy_instances
 
@@ -68,7 +69,7 @@ def test_fetch_windows_equals_genome_window(tmp_path, monkeypatch):
     chroms = np.array(["c1"] * 30 + ["c2"] * 10 + ["c1"] * 5, dtype=object)
     starts = np.r_[rng.integers(0, 890, 30), rng.integers(0, 140, 10), [0, 1, 880, 884, 400]]
     ends = starts + rng.integers(1, 11, len(starts))
-    monkeypatch.setattr(predict_mod, "MAX_SPAN", 300)  # force several spans per chromosome
+    monkeypatch.setattr(apply_mod, "MAX_SPAN", 300)  # force several spans per chromosome
     for width in (101, 200):
         got = fetch_windows(genome, chroms, starts, ends, width)
         for i in range(len(starts)):
@@ -315,15 +316,16 @@ def test_device_path_equals_host_path(rc_average):
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 4, (37, 200)).astype(np.uint8)
     codes[rng.random(codes.shape) < 0.05] = 4  # N columns: 0.25 in every row
-    want = predict_mod.predict_codes(model, codes, batch_size=8, rc_average=rc_average)
-    got = predict_mod._logits_on_device(model, codes, 8, rc_average, "cpu")
+    want = apply_mod.predict_codes(model, codes, batch_size=8, rc_average=rc_average)
+    got = apply_mod._logits_on_device(model, codes, 8, rc_average, "cpu")
     assert got.dtype == np.float32 and got.shape == (37,)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert predict_mod._logits_on_device(model, codes[:0], 8, rc_average, "cpu").shape == (0,)
+    assert apply_mod._logits_on_device(model, codes[:0], 8, rc_average, "cpu").shape == (0,)
 
 
 def test_balance_items_splits_the_largest_until_every_worker_has_a_share():
-    from scanner.predict import ModelRef, WorkItem, balance_items
+    from scanner.apply import ModelRef
+    from scanner.predict import WorkItem, balance_items
 
     m = (ModelRef("A", "pvalue", "m", 200),)
     items = [WorkItem(f"f{i}.parquet", f"o/f{i}-c0000.parquet", "A", "chr1", 0, 6667, m) for i in range(15)]

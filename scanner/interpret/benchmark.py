@@ -112,7 +112,7 @@ class BenchmarkConfig:
 
 def windows_for_cores(genome: Any, cores: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Codes (n, W) of the windows centred on ``cores`` (rows with chrom/start/end), and window starts."""
-    from scanner.predict import fetch_windows
+    from scanner.apply import fetch_windows
 
     chroms = np.asarray(cores["chrom"].to_list(), dtype=object)
     starts = cores["start"].to_numpy().astype(np.int64)

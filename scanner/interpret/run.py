@@ -232,8 +232,8 @@ def explain_rows(
     dict of str to pyarrow.Table
         Per method, rows sorted by instance (as given) then position.
     """
+    from scanner.apply import fetch_windows
     from scanner.genome import one_hot
-    from scanner.predict import fetch_windows
 
     n = rows.num_rows
     if n == 0:
@@ -414,7 +414,7 @@ def resolve_genome(predictions_root: str | Path, genome: str | Path | None) -> P
         if record.get("genome"):
             path = Path(record["genome"])
         elif record.get("instances"):
-            from scanner.predict import resolve_genome as from_instances
+            from scanner.apply import resolve_genome as from_instances
 
             path = from_instances(record["instances"], None)
         else:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from scanner.apply import ModelRef, sigmoid
 from scanner.errors import InputError
-from scanner.predict import ModelRef
 
 SCORES_DIR = "scores"
 RECORD = "_variants.json"
@@ -113,10 +113,6 @@ class VariantSummary:
     seconds: float = 0.0
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * z.astype(np.float64)))).astype(np.float32)
-
-
 def model_columns(z_ref: np.ndarray, z_alt: np.ndarray, regime: str) -> dict[str, pa.Array]:
     """The model columns of the output (``regime`` .. ``abs_delta``) from REF and ALT logits."""
     n = len(z_ref)
@@ -125,8 +121,8 @@ def model_columns(z_ref: np.ndarray, z_alt: np.ndarray, regime: str) -> dict[str
         "regime": pa.array([regime] * n, pa.string()),
         "logit_ref": pa.array(z_ref.astype(np.float32), pa.float32()),
         "logit_alt": pa.array(z_alt.astype(np.float32), pa.float32()),
-        "prob_ref": pa.array(_sigmoid(z_ref), pa.float32()),
-        "prob_alt": pa.array(_sigmoid(z_alt), pa.float32()),
+        "prob_ref": pa.array(sigmoid(z_ref), pa.float32()),
+        "prob_alt": pa.array(sigmoid(z_alt), pa.float32()),
         "delta_logit": pa.array(d, pa.float32()),
         "abs_delta": pa.array(np.abs(d), pa.float32()),
     }

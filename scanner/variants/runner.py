@@ -51,7 +51,7 @@ class VariantScorer:
     """
 
     def __init__(self, genome_path: str | None, prepared: list, config: dict[str, Any], threads: float = 1) -> None:
-        from scanner.predict import _ModelCache
+        from scanner.apply import ModelCache
         from scanner.runtime import set_torch_threads, torch_device
 
         set_torch_threads(threads)
@@ -64,7 +64,7 @@ class VariantScorer:
             by_tf = ray.get(by_tf)
         self.motifs = {tf: MotifSet.build(pms) for tf, pms in by_tf.items() if pms}
         self.config = VariantConfig(**config)
-        self.load = _ModelCache(self.device)
+        self.load = ModelCache(self.device)
 
     def score(self, item: VariantItem) -> pa.Table:
         """The rows of one item (not written)."""

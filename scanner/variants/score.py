@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scanner.apply import ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome
 from scanner.errors import InputError
 from scanner.genome import Genome, encode, open_genome
 from scanner.io import parquet_files, partition_dir, write_text_atomic
-from scanner.predict import ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome
 from scanner.schemas import VARIANTS
 from scanner.variants.alleles import (
     alt_window,

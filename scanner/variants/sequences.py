@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from scanner.apply import ModelRef, discover_models, predict_codes
 from scanner.errors import InputError
 from scanner.genome import N_CODE, encode
 from scanner.io import partition_dir, write_text_atomic
-from scanner.predict import ModelRef, discover_models, predict_codes
 from scanner.schemas import VARIANT_SEQUENCES
 from scanner.variants.alleles import trim_alleles
 from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
