@@ -340,7 +340,7 @@ def train_model(
     epoch_seconds: list[float] = []
     best_epoch, best_state = 0, None
     schedule = Schedule(config)
-    seen, t_train = 0, 0.0
+    seen = 0
     pin = torch.device(device).type == "cuda"
     t0 = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -372,8 +372,7 @@ def train_model(
             total += loss.detach() * len(b.y)
             count += len(b.y)
         train_loss = float(total) / max(count, 1)  # waits for the device: the epoch's time is complete
-        epoch_s = time.perf_counter() - t_epoch
-        t_train += epoch_s
+        epoch_seconds.append(time.perf_counter() - t_epoch)
         seen += count
         scored = ema.module if ema is not None else model
         y_val, z_val, _ = predict_files(
@@ -384,9 +383,8 @@ def train_model(
         history["train_loss"].append(train_loss)
         history["val_loss"].append(val_loss)
         history["lr"].append(schedule.lr)
-        epoch_seconds.append(epoch_s)
         if log is not None:
-            log(f"{tf}/{regime} epoch {epoch}: train {total / max(count, 1):.4f} val {val_loss:.4f} lr {schedule.lr:g}")
+            log(f"{tf}/{regime} epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} lr {schedule.lr:g}")
         if schedule.step(val_loss):
             best_epoch, best_state = epoch, _state_copy(scored)
         if schedule.stop:
@@ -415,6 +413,7 @@ def train_model(
         )
     all_files = [f for fs in files.values() for f in fs]
     data_hash = dataset_hash(all_files, root=data_root)
+    train_s = sum(epoch_seconds)
     result = TrainResult(
         tf=tf,
         regime=regime,
@@ -426,7 +425,7 @@ def train_model(
         n_train=n_train,
         n_val=n_val,
         seconds=seconds,
-        samples_per_s=seen / t_train if t_train > 0 else 0.0,
+        samples_per_s=seen / train_s if train_s > 0 else 0.0,
         data_hash=data_hash,
         metrics=metrics,
         epoch_seconds=epoch_seconds,
