@@ -47,6 +47,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,26 +102,13 @@ def env_info() -> dict:
 
 @contextmanager
 def _cpu_actor_cores(cores: int | None) -> Iterator[None]:
-    """Deal each node's CPU scan threads into actors of at most ``cores`` threads (None: as the
-    scanner does, :data:`~scanner.scan.genome_scan.CPU_ACTOR_THREADS`)."""
+    """CPU scan actors of at most ``cores`` threads each (None: as the scanner does,
+    :data:`~scanner.scan.genome_scan.CPU_ACTOR_THREADS`)."""
     from scanner.scan import genome_scan
 
     original = genome_scan.node_actor_specs
-    if cores is None:
-        yield
-        return
-
-    def dealt(resources: dict, use_gpu: bool, kernel: str = "auto") -> list[tuple[dict, int, bool]]:
-        specs = original(resources, use_gpu, kernel)
-        cpu = sum(t for _, t, on_gpu in specs if not on_gpu)
-        out = [s for s in specs if s[2]]
-        actors = -(-cpu // cores) if cpu else 0
-        for i in range(actors):
-            n = cpu // actors + (1 if i < cpu % actors else 0)
-            out.append(({"num_cpus": n}, n, False))
-        return out
-
-    genome_scan.node_actor_specs = dealt
+    if cores is not None:
+        genome_scan.node_actor_specs = partial(original, max_threads=cores)
     try:
         yield
     finally:

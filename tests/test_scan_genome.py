@@ -338,6 +338,7 @@ def test_node_actor_specs_use_every_gpu_and_the_remaining_cores():
     assert node_actor_specs({"CPU": 8.0}, use_gpu=False) == [({"num_cpus": 4}, 4, False)] * 2
     threads = [t for _, t, _ in node_actor_specs({"CPU": 14.0}, use_gpu=False)]
     assert threads == [4, 4, 3, 3]
+    assert node_actor_specs({"CPU": 16.0}, use_gpu=False, max_threads=16) == [({"num_cpus": 16}, 16, False)]
     for kernel in ("auto", "numba"):
         assert node_actor_specs({"CPU": 4.0, "GPU": 1.0}, use_gpu=True, kernel=kernel) == [({"num_cpus": 4}, 4, False)]
     # --kernel torch on a GPU node: an actor per GPU, and the cores their host side leaves run beside them

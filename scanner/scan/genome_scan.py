@@ -177,22 +177,25 @@ def _warm_device() -> bool:
 CPU_ACTOR_THREADS = 4
 
 
-def node_actor_specs(resources: dict, use_gpu: bool, kernel: str = "auto") -> list[tuple[dict, int, bool]]:
+def node_actor_specs(
+    resources: dict, use_gpu: bool, kernel: str = "auto", max_threads: int = CPU_ACTOR_THREADS
+) -> list[tuple[dict, int, bool]]:
     """The scan actors of one node: ``(Ray resources, threads, on_gpu)`` for each.
 
     With ``kernel="torch"`` on a cluster with GPUs (``use_gpu``): one actor per GPU with
     :data:`GPU_ACTOR_THREADS` threads, whose host side (reading, rescoring candidates) takes that many
-    cores. The node's remaining cores go to CPU actors of at most :data:`CPU_ACTOR_THREADS` threads
-    each, as evenly as possible (one process's GIL limits more threads). With ``"auto"`` (the default)
-    or ``"numba"`` GPUs are not used: measured on an H200 node with 16 cores (benchmarks/RESULTS.md),
-    the CPUs alone scanned 500 Mb with 50 motifs faster than with a GPU actor beside them (the GPU
-    kernel is ~6x one core per call, but its host-side rescoring and CUDA's start take that back).
+    cores. The node's remaining cores go to CPU actors of at most ``max_threads`` threads each
+    (default :data:`CPU_ACTOR_THREADS`), as evenly as possible (one process's GIL limits more
+    threads). With ``"auto"`` (the default) or ``"numba"`` GPUs are not used: measured on an H200 node
+    with 16 cores (benchmarks/RESULTS.md), the CPUs alone scanned 500 Mb with 50 motifs faster than
+    with a GPU actor beside them (the GPU kernel is ~6x one core per call, but its host-side rescoring
+    and CUDA's start take that back).
     """
     gpus = int(resources.get("GPU", 0)) if use_gpu and kernel == "torch" else 0
     specs = [({"num_gpus": 1, "num_cpus": 0}, GPU_ACTOR_THREADS, True)] * gpus
     cpus = int(resources.get("CPU", 0)) - GPU_ACTOR_THREADS * gpus
     if cpus >= 1:
-        actors = -(-cpus // CPU_ACTOR_THREADS)
+        actors = -(-cpus // max_threads)
         for i in range(actors):
             threads = cpus // actors + (1 if i < cpus % actors else 0)
             specs.append(({"num_cpus": threads}, threads, False))
