@@ -111,6 +111,15 @@ def left_align(
     return (s, s + deleted, "") if deleted else (s, s, unit)
 
 
+def inserted_bases(pos: int, ref: str, alt: str, var_start: int) -> str:
+    """The ALT bases put at ``var_start`` for a VCF allele whose changed interval starts there: the
+    trimmed inserted bases (:func:`trim_alleles`), rotated right by one per base :func:`left_align`
+    moved the allele left of where trimming put it."""
+    start, _end, ins, _kind = trim_alleles(pos, ref, alt)
+    k = (start - var_start) % len(ins) if ins else 0
+    return ins[len(ins) - k :] + ins[: len(ins) - k] if k else ins
+
+
 def pair_windows(
     var_start: np.ndarray, var_end: np.ndarray, window_starts: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -39,10 +39,10 @@ from scanner.variants.alleles import (
     alt_window,
     bases_deleted,
     gap,
+    inserted_bases,
     nearest_gap,
     pair_windows,
     site_in_variant,
-    trim_alleles,
 )
 from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, created_hits, site_words, word_pvalues
@@ -112,14 +112,6 @@ def _pairs_with_created(
     return {k: a[order] for k, a in out.items()}
 
 
-def _inserted(pos: int, ref: str, alt: str, var_start: int) -> str:
-    """The ALT bases put at ``var_start``: the trimmed inserted bases, rotated as :func:`left_align`
-    rotated them when it moved the allele left of where trimming put it."""
-    start, _end, ins, _kind = trim_alleles(pos, ref, alt)
-    k = (start - var_start) % len(ins) if ins else 0
-    return ins[len(ins) - k :] + ins[: len(ins) - k] if k else ins
-
-
 def score_vcf_item(
     item: VariantItem,
     genome: Genome,
@@ -157,7 +149,7 @@ def score_vcf_item(
     pos = v.column("pos").to_numpy()
     refs, alts = v.column("ref").to_pylist(), v.column("alt").to_pylist()
     vs, ve = v.column("var_start").to_numpy(), v.column("var_end").to_numpy()
-    inserted = [encode(_inserted(int(pos[i]), refs[i], alts[i], int(vs[i]))) for i in range(n)]
+    inserted = [encode(inserted_bases(int(pos[i]), refs[i], alts[i], int(vs[i]))) for i in range(n)]
     pairs = _pairs_with_created(item, genome, motifs, config, inserted)
     var, start, end = pairs["var"], pairs["start"], pairs["end"]
     m = len(var)

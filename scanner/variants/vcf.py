@@ -449,7 +449,7 @@ def _to_table(records: list[_Record], genome: Genome, report: VcfReport) -> pa.T
             seen.add(key)
             start, end, ins, kind = trim_alleles(r.pos, r.ref, alt)
             if kind in ("insertion", "deletion"):
-                start, end, _ins = left_align(start, end, ins.upper(), partial(genome.fetch, r.chrom))
+                start, end, _ins = left_align(start, end, ins, partial(genome.fetch, r.chrom))
             cols["chrom"].append(r.chrom)
             cols["pos"].append(r.pos)
             cols["ref"].append(r.ref)
