@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "simulate",
     "label",
     "train",
+    "tune",
     "evaluate",
     "predict",
     "demo",

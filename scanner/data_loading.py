@@ -10,7 +10,14 @@ Shuffling (training): the row groups of all files are visited in a seeded random
 permuted inside the buffer; rows farther apart than the buffer are not mixed, so a partition sorted by
 label and larger than the buffer is only partly shuffled (raise ``buffer_rows``, or write several row
 groups). Reverse-complement augmentation replaces each row, independently with probability 1/2, by its
-reverse complement (the reference instead doubled every split with reverse complements).
+reverse complement (the reference instead doubled every split with reverse complements). Shift
+augmentation moves each row's window by a random offset in ``[-S, S]`` bases (:func:`shift_codes`):
+the bases that leave one end are dropped and N fills the other, so the site stays inside the window
+as long as ``S`` is at most the distance from the site to the window's ends.
+
+A row filter (:class:`RowFilter`) selects rows as they are read: the instances inside open
+chromatin, or a seeded hold-out share of the training rows (for early stopping when the validation
+split is too small).
 """
 
 from __future__ import annotations
@@ -32,6 +39,80 @@ SPLITS = ("train", "val", "test")
 
 #: Columns the loader reads from a DATASETS file.
 LOADER_COLUMNS = ("window", "label", "score")
+
+
+class RowFilter(NamedTuple):
+    """Which rows of a DATASETS file to keep.
+
+    Attributes
+    ----------
+    in_open : bool
+        Keep only rows with ``in_open`` true (the ``open`` regime's rows out of every instance).
+    holdout : (int, int) or None
+        ``(k, i)``: a row belongs to hold-out part ``i`` of ``k`` by a hash of its site (chrom, start,
+        end), the same in every epoch and process. None: no hold-out.
+    take_holdout : bool
+        Keep the rows of hold-out part ``i`` (True) or every row outside it (False).
+    """
+
+    in_open: bool = False
+    holdout: tuple[int, int] | None = None
+    take_holdout: bool = False
+
+    def columns(self) -> tuple[str, ...]:
+        """Extra columns the filter reads."""
+        return (("in_open",) if self.in_open else ()) + (("chrom", "start", "end") if self.holdout else ())
+
+    def mask(self, rb: pa.RecordBatch) -> np.ndarray:
+        """Boolean mask of the rows to keep."""
+        keep = np.ones(rb.num_rows, dtype=bool)
+        if self.in_open:
+            keep &= rb.column("in_open").to_numpy(zero_copy_only=False).astype(bool)
+        if self.holdout is not None:
+            k, i = self.holdout
+            part = site_hash(rb) % np.uint64(k) == np.uint64(i)
+            keep &= part if self.take_holdout else ~part
+        return keep
+
+
+def site_hash(rb: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """A 64-bit hash of each row's (chrom, start, end), stable across processes (uint64, shape (n,))."""
+    import zlib
+
+    chroms = rb.column("chrom").to_pylist()
+    codes = {c: zlib.crc32(c.encode()) for c in set(chroms)}
+    c = np.fromiter((codes[x] for x in chroms), dtype=np.uint64, count=len(chroms))
+    start = rb.column("start").to_numpy(zero_copy_only=False).astype(np.uint64)
+    end = rb.column("end").to_numpy(zero_copy_only=False).astype(np.uint64)
+    h = c * np.uint64(0x9E3779B97F4A7C15) ^ start * np.uint64(0xBF58476D1CE4E5B9) ^ end * np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h * np.uint64(0xD6E8FEB86659FD93)
+
+
+def shift_codes(codes: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each row moved right by its shift (left when negative), N (code 4) filling the vacated bases.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of uint8, shape (n, W)
+    shifts : numpy.ndarray of int, shape (n,)
+        Offsets with ``|shift| < W``; row ``i`` of the result holds ``codes[i, p - shifts[i]]`` at
+        position ``p`` (N where that is outside the window).
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (n, W)
+        A new array.
+    """
+    w = codes.shape[1]
+    out = np.full_like(codes, 4)
+    for s in np.unique(shifts):
+        rows = shifts == s
+        if s >= 0:
+            out[rows, s:] = codes[rows, : w - s]
+        else:
+            out[rows, : w + s] = codes[rows, -s:]
+    return out
 
 
 class Batch(NamedTuple):
@@ -234,8 +315,10 @@ def iter_batches(
     shuffle: bool = False,
     seed: int = 0,
     rc_augment: bool = False,
+    max_shift: int = 0,
     buffer_rows: int = 65536,
     drop_last: bool = False,
+    row_filter: RowFilter | None = None,
 ) -> Iterator[Batch]:
     """Stream one-hot batches from DATASETS files.
 
@@ -254,10 +337,15 @@ def iter_batches(
         Seed of the shuffle and of the augmentation (use a different one per epoch). Default 0.
     rc_augment : bool, optional
         Reverse-complement each row with probability 1/2. Default False.
+    max_shift : int, optional
+        Shift each row's window by a uniform random offset in ``[-max_shift, max_shift]``
+        (:func:`shift_codes`). Default 0 (off).
     buffer_rows : int, optional
         Shuffle buffer size in rows. Default 65536 (65 MB at W = 1000).
     drop_last : bool, optional
         Drop a final batch smaller than ``batch_size``. Default False.
+    row_filter : RowFilter, optional
+        Keep only the rows it selects. Default: every row.
 
     Yields
     ------
@@ -271,6 +359,8 @@ def iter_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     files = [Path(f) for f in files]
     rng = np.random.default_rng(seed)
     order = rng.permutation(num_row_groups(files)) if shuffle else None
@@ -295,6 +385,8 @@ def iter_batches(
         for lo in range(0, stop, batch_size):
             hi = min(lo + batch_size, stop)
             c = codes[lo:hi]
+            if max_shift:
+                c = shift_codes(c, rng.integers(-max_shift, max_shift + 1, size=hi - lo))
             if rc_augment:
                 flip = rng.random(hi - lo) < 0.5
                 if flip.any():
@@ -306,7 +398,10 @@ def iter_batches(
         held = len(y) - stop
 
     read_rows = min(buffer_rows, 8192)
-    for path, rb in _read_units(files, order, LOADER_COLUMNS, read_rows):
+    columns = LOADER_COLUMNS + (row_filter.columns() if row_filter is not None else ())
+    for path, rb in _read_units(files, order, columns, read_rows):
+        if row_filter is not None:
+            rb = rb.filter(pa.array(row_filter.mask(rb)))
         codes = windows_to_codes(rb.column("window"), width, source=str(path))
         if width is None and len(codes):
             width = codes.shape[1]

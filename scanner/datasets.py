@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from scanner.labels import LabelConfig
 
 SPLITS = ("train", "val", "test")
+#: The DATASETS "regime" holding every labelled training instance (a source of rows, not a regime).
+ALL_ROWS = "all"
 _DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 _SORT = ["tf", "split", "chrom", "start", "end", "strand", "motif_id"]
 
@@ -228,6 +230,13 @@ def _seed(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(p.encode()) for p in parts)])
 
 
+def one_strand(df: pl.DataFrame) -> pl.DataFrame:
+    """Each TF's site once: a site found on both strands (a palindromic motif, e.g. CACGTG) is one window
+    with one label, kept on its better strand (lower p-value; '+' on a tie), as FIMO's --max-strand would."""
+    site = ["tf", "chrom", "start", "end"]
+    return df.sort([*site, "pvalue", "strand", "motif_id"]).unique(site, keep="first", maintain_order=True)
+
+
 def balance(
     labelled: pl.DataFrame,
     regime: str,
@@ -242,7 +251,8 @@ def balance(
     ----------
     labelled : polars.DataFrame
         Rows with the LABELLED columns (any number of TFs and splits).
-    regime : {"pvalue", "gc", "open", "random"}
+    regime : {"pvalue", "gc", "open", "random", "all"}
+        ``"all"``: every training-split row, unbalanced (``match_bin = -1``).
     seed : int, optional
         Sampling seed. Default 0.
     pvalue_bin, gc_tolerance : float, optional
@@ -263,10 +273,17 @@ def balance(
     df = labelled
     if regime == "open":
         df = df.filter(pl.col("in_open"))
-    # A site found on both strands (a palindromic motif, e.g. CACGTG) is one window with one label:
-    # keep its better strand (lower p-value; '+' on a tie), as FIMO's --max-strand would.
-    site = ["tf", "chrom", "start", "end"]
-    df = df.sort([*site, "pvalue", "strand", "motif_id"]).unique(site, keep="first", maintain_order=True)
+    df = one_strand(df)
+    if regime == ALL_ROWS:
+        return (
+            df.filter(pl.col("split") == "train")
+            .with_columns(
+                pl.lit(-1, pl.Int32).alias("match_bin"),
+                pl.lit(regime).alias("regime"),
+                pl.col("bound").cast(pl.Int8).alias("label"),
+            )
+            .sort(_SORT)
+        )
     if regime in ("pvalue", "open"):
         bins = (-(pl.col("pvalue").clip(lower_bound=1e-300).log10()) / pvalue_bin).floor()
     elif regime == "gc":
@@ -365,6 +382,7 @@ def build_datasets(
     genome_path: str | Path,
     *,
     use_ray: bool = False,
+    instances: str | Path | None = None,
 ) -> pl.DataFrame:
     """Balance every regime, fetch windows once per selected instance, write ``root`` (DATASETS).
 
@@ -380,12 +398,13 @@ def build_datasets(
     root = Path(root)
     tfs = labelled["tf"].unique(maintain_order=True).to_list()
     chosen, sizes = [], []
-    for regime in regimes:
+    for regime in [*regimes, *([ALL_ROWS] if config.all_rows else [])]:
         sel = balance(
             labelled, regime, seed=config.seed, pvalue_bin=config.pvalue_bin, gc_tolerance=config.gc_tolerance
         )
         chosen.append(sel)
-        sizes.append(partition_sizes(sel, regime, tfs))
+        if regime != ALL_ROWS:
+            sizes.append(partition_sizes(sel, regime, tfs))
     key = list(INSTANCE_KEY)
     allsel = pl.concat(chosen)
     need = allsel.select(*key, "window_start").unique(key, maintain_order=True).with_row_index("_row")
@@ -414,6 +433,7 @@ def build_datasets(
     write_text_atomic(json.dumps(table.to_dicts(), indent=1) + "\n", root / "_sizes.json")
     settings = {
         "genome": str(genome_path),
+        "instances": None if instances is None else str(Path(instances).resolve()),
         "regimes": list(regimes),
         "window": config.window,
         "mask_core": config.mask_core,

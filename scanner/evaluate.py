@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from scanner.data_loading import iter_batches, partition_files, window_width
+from scanner.data_loading import RowFilter, iter_batches, partition_files, window_width
 from scanner.errors import InputError
 from scanner.io import write_bytes_atomic, write_parquet_atomic
 from scanner.schemas import METRICS
 
 if TYPE_CHECKING:
     import torch
+
+    from scanner.train.baselines import Baselines
 
 METRIC_KEY = ("tf", "model_tf", "regime", "split")
 
@@ -156,10 +158,24 @@ def metric_row(
     labels: np.ndarray,
     logits: np.ndarray,
     scores: np.ndarray,
+    *,
+    baselines: dict[str, np.ndarray] | None = None,
+    member_logits: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """One METRICS row from labels, model logits and motif scores of one partition."""
+    """One METRICS row from labels, model logits and motif scores of one partition.
+
+    Parameters
+    ----------
+    labels, logits, scores : numpy.ndarray, shape (n,)
+    baselines : dict, optional
+        ``{"kmer": scores, "site": scores}`` of fitted baselines on the same rows (the motif score is
+        always one). Default: the motif score only.
+    member_logits : numpy.ndarray, shape (M, n), optional
+        Each ensemble member's logits (for the spread over seeds). Default: one network.
+    """
     y = np.asarray(labels).astype(bool)
-    return {
+    has = bool(y.size)
+    row: dict[str, Any] = {
         "tf": tf,
         "model_tf": model_tf,
         "regime": regime,
@@ -167,11 +183,28 @@ def metric_row(
         "n": int(y.size),
         "n_pos": int(y.sum()),
         "n_neg": int(y.size - y.sum()),
-        "auroc": roc_auc(y, logits) if y.size else None,
-        "auprc": average_precision(y, logits) if y.size else None,
-        "score_auroc": roc_auc(y, scores) if y.size else None,
+        "auroc": roc_auc(y, logits) if has else None,
+        "auprc": average_precision(y, logits) if has else None,
+        "score_auroc": roc_auc(y, scores) if has else None,
+        "score_auprc": average_precision(y, scores) if has else None,
         "loss": bce_with_logits(y, logits),
+        "members": 1 if member_logits is None else len(member_logits),
     }
+    for name, values in (baselines or {}).items():
+        if name != "score":
+            row[f"{name}_auroc"] = roc_auc(y, values) if has else None
+            row[f"{name}_auprc"] = average_precision(y, values) if has else None
+    base = {b: row.get(f"{b}_auroc") for b in ("score", "kmer", "site") if row.get(f"{b}_auroc") is not None}
+    if base:
+        best = max(base, key=lambda b: base[b])
+        row["best_baseline"] = best
+        row["beats_baselines"] = None if row["auroc"] is None else bool(row["auroc"] > base[best])
+    if member_logits is not None and has:
+        aucs = [a for a in (roc_auc(y, z) for z in member_logits) if a is not None]
+        if aucs:
+            row["member_auroc_mean"] = float(np.mean(aucs))
+            row["member_auroc_std"] = float(np.std(aucs))
+    return row
 
 
 def predict_files(
@@ -182,33 +215,51 @@ def predict_files(
     batch_size: int = 256,
     rc_average: bool = False,
     device: str = "cpu",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    row_filter: RowFilter | None = None,
+    members: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Stream a partition through ``model`` (eval mode, no grad; the model's mode is restored).
+
+    Parameters
+    ----------
+    row_filter : RowFilter, optional
+        Score only the rows it keeps. Default: every row.
+    members : bool, optional
+        Also return each ensemble member's logits (a plain network counts as one member).
 
     Returns
     -------
-    (labels, logits, scores)
-        int8, float32 and float32 arrays of shape (n,), in file order.
+    (labels, logits, scores) or (labels, logits, scores, member_logits)
+        int8, float32 and float32 arrays of shape (n,), in file order; ``member_logits`` (M, n) float32.
     """
     import torch
 
     from scanner.models import predict_logits
+    from scanner.models.ensemble import Ensemble
 
     was_training = model.training
     model.eval()
-    ys, zs, ss = [], [], []
+    nets = list(model.members) if members and isinstance(model, Ensemble) else [model]
+    ys, zs, ss, ms = [], [], [], []
     try:
         with torch.no_grad():
-            for b in iter_batches(files, batch_size, width=width):
+            for b in iter_batches(files, batch_size, width=width, row_filter=row_filter):
                 x = torch.from_numpy(b.x).to(device)
-                zs.append(predict_logits(model, x, rc_average=rc_average).float().cpu().numpy())
+                if members:
+                    each = torch.stack([predict_logits(m, x, rc_average=rc_average).float() for m in nets])
+                    ms.append(each.cpu().numpy())
+                    zs.append(each.mean(0).cpu().numpy())
+                else:
+                    zs.append(predict_logits(model, x, rc_average=rc_average).float().cpu().numpy())
                 ys.append(b.y.astype(np.int8))
                 ss.append(b.score)
     finally:
         model.train(was_training)
     if not ys:
-        return np.zeros(0, np.int8), np.zeros(0, np.float32), np.zeros(0, np.float32)
-    return np.concatenate(ys), np.concatenate(zs), np.concatenate(ss)
+        empty = (np.zeros(0, np.int8), np.zeros(0, np.float32), np.zeros(0, np.float32))
+        return (*empty, np.zeros((len(nets), 0), np.float32)) if members else empty
+    out = (np.concatenate(ys), np.concatenate(zs), np.concatenate(ss))
+    return (*out, np.concatenate(ms, axis=1)) if members else out
 
 
 def evaluate_model(
@@ -224,8 +275,9 @@ def evaluate_model(
     device: str = "cpu",
     seq_len: int | None = None,
     plot_dir: str | Path | None = None,
+    baselines: Baselines | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate one model on the given TFs' partitions of its regime.
+    """Evaluate one model on the given TFs' partitions of its regime, beside the baselines.
 
     Parameters
     ----------
@@ -249,6 +301,10 @@ def evaluate_model(
         The model's input length; windows of another length raise. Default: not checked.
     plot_dir : path, optional
         When given, ROC and PR curves of the model's own TF go to ``plot_dir/roc.png`` and ``pr.png``.
+    baselines : Baselines, optional
+        Fitted baselines of the model's TF and regime (:func:`scanner.train.baselines.fit_baselines`),
+        scored on the model's own TF's rows. Default: the motif score only. An ensemble's members are
+        always scored alone too (``member_auroc_mean``/``_std``).
 
     Returns
     -------
@@ -271,26 +327,34 @@ def evaluate_model(
                     source=files[0],
                     field="window",
                 )
-            y, z, s = predict_files(
-                model, files, width=width, batch_size=batch_size, rc_average=rc_average, device=device
+            y, z, s, zm = predict_files(
+                model, files, width=width, batch_size=batch_size, rc_average=rc_average, device=device, members=True
             )
-            rows.append(metric_row(tf, model_tf, regime, split, y, z, s))
+            extra = None
+            if baselines is not None and tf == model_tf:
+                from scanner.train.baselines import read_rows
+
+                extra = baselines.scores(read_rows(files))
+            members = zm if len(zm) > 1 else None
+            rows.append(metric_row(tf, model_tf, regime, split, y, z, s, baselines=extra, member_logits=members))
             if tf == model_tf:
-                curves[split] = (y, z, s)
+                curves[split] = (y, z, {"motif score": s, **{k: v for k, v in (extra or {}).items() if k != "score"}})
     if plot_dir is not None and curves:
         plot_curves(curves, Path(plot_dir), title=f"{model_tf} / {regime}")
     return rows
 
 
 def plot_curves(
-    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: Path, *, title: str = ""
+    curves: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]], out_dir: Path, *, title: str = ""
 ) -> tuple[Path, Path]:
-    """Write ``roc.png`` and ``pr.png`` (matplotlib Agg) for each split, with the motif-score baseline.
+    """Write ``roc.png`` and ``pr.png`` (matplotlib Agg) for each split, with the baselines.
+
+    The PR plot draws each split's prevalence (the precision of a random ranking) as a dashed line.
 
     Parameters
     ----------
     curves : dict
-        ``{split: (labels, logits, scores)}``.
+        ``{split: (labels, logits, {baseline name: scores})}``.
     out_dir : Path
         Directory for the two PNGs (written atomically).
     """
@@ -305,11 +369,15 @@ def plot_curves(
     for kind in ("roc", "pr"):
         fig = Figure(figsize=(4.2, 4.0), dpi=110)
         ax = fig.add_subplot()
-        for split, (y, z, s) in curves.items():
+        for split, (y, z, base) in curves.items():
             yb = np.asarray(y).astype(bool)
             if not yb.any() or yb.all():
                 continue
-            for name, values, style in (("model", z, "-"), ("motif score", s, ":")):
+            styles = [":", "--", "-."]
+            pairs = [("model", z, "-")] + [(n, v, styles[i % 3]) for i, (n, v) in enumerate(base.items())]
+            if kind == "pr":
+                ax.axhline(yb.mean(), color="0.7", lw=0.8, ls="--", label=f"{split} prevalence ({yb.mean():.2f})")
+            for name, values, style in pairs:
                 if kind == "roc":
                     fx, fy = roc_curve(yb, values)
                     metric = roc_auc(yb, values)
@@ -336,9 +404,12 @@ def metrics_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     clean = []
     for r in rows:
         r = dict(r)
-        for k in ("auroc", "auprc", "score_auroc", "loss"):
+        for k in METRICS.names:
             v = r.get(k)
-            r[k] = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+            if isinstance(v, float | np.floating):
+                r[k] = None if math.isnan(v) else float(v)
+            else:
+                r[k] = v
         clean.append(r)
     clean.sort(key=lambda r: (r["regime"], r["tf"], r["model_tf"], r["split"]))
     return pa.Table.from_pylist(clean, schema=METRICS)
@@ -363,7 +434,11 @@ def write_metrics(rows: Sequence[dict[str, Any]], path: str | Path) -> pa.Table:
     new = metrics_table(rows)
     if path.exists():
         try:
-            old = pq.read_table(path).select(METRICS.names).cast(METRICS)
+            table = pq.read_table(path)
+            for f in METRICS:  # files written before a column existed: that column is null
+                if f.name not in table.column_names:
+                    table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+            old = table.select(METRICS.names).cast(METRICS)
         except Exception as exc:
             raise InputError(f"existing metrics file cannot be merged: {exc}", source=path) from exc
         keys = {tuple(r[k] for k in METRIC_KEY) for r in new.to_pylist()}
@@ -373,23 +448,85 @@ def write_metrics(rows: Sequence[dict[str, Any]], path: str | Path) -> pa.Table:
     return new
 
 
-def format_metrics(table: pa.Table) -> str:
-    """Plain-text table of METRICS rows for the terminal."""
-    cols = ["tf", "model_tf", "regime", "split", "n", "n_pos", "auroc", "auprc", "score_auroc", "loss"]
-    rows = table.select(cols).to_pylist()
+def format_metrics(table: pa.Table, split: str | None = None) -> str:
+    """Plain-text table of METRICS rows for the terminal: the model beside its baselines.
 
-    def fmt(v: object) -> str:
-        if v is None:
-            return "-"
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+    Columns: ``n`` (positives / negatives), model auROC and auPRC, the auROC of each baseline (motif
+    score, k-mer regression, site regression), the ensemble's spread (member auROC mean +- sd) and a
+    verdict: ``ok`` when the model beats every baseline, ``BELOW <baseline>`` otherwise.
 
-    cells = [cols] + [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    Parameters
+    ----------
+    split : str, optional
+        Only rows of this split. Default: every row.
+    """
+    rows = [r for r in table.to_pylist() if split is None or r["split"] == split]
+
+    def f(v: object, digits: int = 3) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    head = [
+        "tf",
+        "model_tf",
+        "regime",
+        "split",
+        "n (pos/neg)",
+        "auROC",
+        "auPRC",
+        "score",
+        "k-mer",
+        "site",
+        "members",
+        "vs baselines",
+    ]
+    cells = [head]
+    for r in rows:
+        spread = f"{r['members'] or 1}"
+        if r.get("member_auroc_mean") is not None and (r["members"] or 1) > 1:
+            spread += f" ({f(r['member_auroc_mean'])}+-{f(r['member_auroc_std'])})"
+        verdict = (
+            "-"
+            if r.get("beats_baselines") is None
+            else ("ok" if r["beats_baselines"] else f"BELOW {r['best_baseline']}")
+        )
+        cells.append(
+            [
+                r["tf"],
+                r["model_tf"],
+                r["regime"],
+                r["split"],
+                f"{r['n']} ({r['n_pos']}/{r['n_neg']})",
+                f(r["auroc"]),
+                f(r["auprc"]),
+                f(r["score_auroc"]),
+                f(r.get("kmer_auroc")),
+                f(r.get("site_auroc")),
+                spread,
+                verdict,
+            ]
+        )
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
     lines = [
-        "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        "  ".join(
+            c.ljust(w) if i < 4 or i >= 10 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in cells
     ]
     return "\n".join(lines)
+
+
+def below_baseline_warnings(table: pa.Table, split: str = "test") -> list[str]:
+    """One warning line per model that does not beat its best baseline on ``split`` (its own TF's rows)."""
+    out = []
+    for r in table.to_pylist():
+        if r["split"] == split and r["tf"] == r["model_tf"] and r.get("beats_baselines") is False:
+            base = r["best_baseline"]
+            out.append(
+                f"model {r['model_tf']}/{r['regime']} does not beat the {base} baseline on the {split} rows "
+                f"(auROC {r['auroc']:.3f} vs {r[base + '_auroc']:.3f}, n = {r['n']}): do not trust its "
+                "predictions over that baseline's"
+            )
+    return out
 
 
 def evaluate_checkpoint(
@@ -402,6 +539,7 @@ def evaluate_checkpoint(
     rc_average: bool = False,
     plots: bool = True,
     threads: float | None = None,
+    baselines_fit: bool = True,
 ) -> list[dict[str, Any]]:
     """Load a checkpoint and evaluate it (on its own TF by default); body of one Ray evaluation task.
 
@@ -415,6 +553,8 @@ def evaluate_checkpoint(
         Redraw ``roc.png`` / ``pr.png`` in ``model_dir`` (own TF only). Default True.
     threads : float, optional
         Torch threads to use (Ray tasks). Default: unchanged.
+    baselines_fit : bool, optional
+        Refit the model's baselines on its training rows and report them beside it. Default True.
 
     Raises
     ------
@@ -423,6 +563,7 @@ def evaluate_checkpoint(
     """
     from scanner.models import load_checkpoint
     from scanner.runtime import set_torch_threads, torch_device
+    from scanner.train.baselines import partition_baselines
 
     if threads is not None:
         set_torch_threads(threads)
@@ -431,6 +572,12 @@ def evaluate_checkpoint(
     tf, regime = meta.get("tf"), meta.get("regime")
     if not tf or not regime:
         raise InputError("model.json lacks 'tf' or 'regime'", source=Path(model_dir) / "model.json")
+    settings = meta.get("train_config") or {}
+    baselines = None
+    if baselines_fit:
+        baselines = partition_baselines(
+            data_root, tf, regime, train_rows=settings.get("train_rows", "regime"), seed=int(settings.get("seed", 0))
+        )
     return evaluate_model(
         model,
         data_root,
@@ -443,6 +590,7 @@ def evaluate_checkpoint(
         device=device,
         seq_len=meta["spec"].seq_len,
         plot_dir=model_dir if plots else None,
+        baselines=baselines,
     )
 
 

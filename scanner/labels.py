@@ -70,6 +70,11 @@ class LabelConfig:
         Width of the GC bins of the ``gc`` regime (matched negatives differ by less). Default 0.02.
     batch_size : int
         Rows per window-fetch batch. Default 2048.
+    all_rows : bool
+        Also write every labelled instance of the training chromosomes, unbalanced, as the DATASETS
+        partitions ``regime=all/tf=<tf>/split=train`` (each site once, on its better strand): the rows
+        ``scanner train --train-rows all`` trains on. Default False (one more window per training
+        instance on disk).
     """
 
     window: int = 1000
@@ -82,6 +87,7 @@ class LabelConfig:
     pvalue_bin: float = 0.1
     gc_tolerance: float = 0.02
     batch_size: int = 2048
+    all_rows: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -370,7 +376,7 @@ def label(
         labelled_dir / "_label.json",
     )
     datasets_dir = out / "datasets"
-    sizes = build_datasets(labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray)
+    sizes = build_datasets(labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray, instances=instances)
     return LabelResult(labelled_dir, datasets_dir, counts_df, sizes, skipped)
 
 

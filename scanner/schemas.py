@@ -104,6 +104,28 @@ METRICS = pa.schema(
         pa.field("auprc", pa.float64(), metadata={"doc": "average precision; null when no positives"}),
         pa.field("score_auroc", pa.float64(), metadata={"doc": "auROC of the motif score alone (baseline)"}),
         pa.field("loss", pa.float64(), metadata={"doc": "mean binary cross-entropy"}),
+        pa.field("score_auprc", pa.float64(), metadata={"doc": "auPRC of the motif score alone"}),
+        pa.field(
+            "kmer_auroc",
+            pa.float64(),
+            metadata={"doc": "auROC of a logistic regression on the window's k-mer spectrum (k 1-6; baseline)"},
+        ),
+        pa.field("kmer_auprc", pa.float64(), metadata={"doc": "auPRC of that k-mer regression"}),
+        pa.field(
+            "site_auroc",
+            pa.float64(),
+            metadata={"doc": "auROC of a logistic regression on the one-hot site +-15 bp and the score (baseline)"},
+        ),
+        pa.field("site_auprc", pa.float64(), metadata={"doc": "auPRC of that site regression"}),
+        pa.field("best_baseline", pa.string(), metadata={"doc": "baseline of highest auROC here: score, kmer or site"}),
+        pa.field(
+            "beats_baselines",
+            pa.bool_(),
+            metadata={"doc": "model auROC above every baseline's on these rows (null: not comparable)"},
+        ),
+        pa.field("members", pa.int32(), metadata={"doc": "networks in the model's seed ensemble"}),
+        pa.field("member_auroc_mean", pa.float64(), metadata={"doc": "mean auROC of the ensemble's networks alone"}),
+        pa.field("member_auroc_std", pa.float64(), metadata={"doc": "their standard deviation (spread over seeds)"}),
     ]
 )
 

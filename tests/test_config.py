@@ -68,7 +68,7 @@ def test_full_config_builds_the_stage_dataclasses(tmp_path):
         pvalue=1e-5, chroms=("chr1", "chr2"), shard_size=1_000_000, background=str((tmp_path / "bg.txt").resolve())
     )
     assert cfg.label == LabelConfig(regimes=("pvalue", "gc"), val_chroms=("chr8",), window=500)
-    assert cfg.train.settings == TrainConfig(epochs=2, ema=0.999)
+    assert cfg.train.settings == TrainConfig(epochs=2, arch="small", ema=0.999)
     assert cfg.train.tfs == ("CTCF",) and cfg.train.regimes == ("pvalue",)
     assert cfg.evaluate.cross_tf is True and cfg.evaluate.splits == ("test",)
     assert cfg.predict.settings == PredictConfig(chunk_rows=1000, actors=2)

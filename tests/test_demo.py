@@ -22,6 +22,7 @@ def test_demo_chain_in_process(tmp_path):
     from scanner.demo import DemoConfig, format_demo, run_demo
 
     cfg = DemoConfig(out=tmp_path / "demo", size_mb=1.0, epochs=1, use_ray=False)
+    assert cfg.regimes == ("pvalue", "open", "random") and cfg.size_mb * cfg.sites_per_mb >= 8000
     result = run_demo(cfg)
     test = [r for r in result.metrics.to_pylist() if r["split"] == "test"]
     assert {(r["tf"], r["regime"]) for r in test} == {(t, g) for t in cfg.tfs for g in cfg.regimes}
@@ -33,7 +34,9 @@ def test_demo_chain_in_process(tmp_path):
     inst = pl.scan_parquet(str(out / "instances" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert pred.height == len(cfg.regimes) * inst.height
     text = format_demo(result)
-    assert "motif-score auROC" in text and "pl.scan_parquet" in text
+    assert "k-mer LR" in text and "ceiling" in text and "pl.scan_parquet" in text
+    assert "note (BETA/open)" in text  # why BETA under open says little
+    assert all(0.5 <= v <= 1.0 for v in result.ceilings.values()) and result.ceilings
     assert set(result.seconds) == {"simulate", "scan", "label", "train + evaluate", "predict"}
 
 

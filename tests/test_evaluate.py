@@ -13,6 +13,7 @@ from scanner.evaluate import (
     average_precision,
     average_precision_naive,
     bce_with_logits,
+    below_baseline_warnings,
     evaluate_models,
     format_metrics,
     metric_row,
@@ -100,7 +101,27 @@ def test_metric_row_fields_and_table_schema():
     assert t.schema.equals(METRICS, check_metadata=False)
     empty = next(r for r in t.to_pylist() if r["n"] == 0)
     assert empty["auroc"] is None and empty["loss"] is None
-    assert "auroc" in format_metrics(t).splitlines()[0]
+    assert "auROC" in format_metrics(t).splitlines()[0]
+
+
+def test_metric_row_compares_the_model_with_its_baselines():
+    y = np.array([1, 1, 1, 0, 0, 0])
+    logits = np.array([3.0, 2.0, 1.0, 0.0, -1.0, -2.0])  # perfect
+    score = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    kmer = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.0])
+    members = np.stack([logits, -logits])  # one perfect, one reversed member
+    row = metric_row("A", "A", "r", "test", y, logits, score, baselines={"kmer": kmer}, member_logits=members)
+    assert row["kmer_auroc"] == pytest.approx(roc_auc(y, kmer)) and "site_auroc" not in row
+    assert row["best_baseline"] == "kmer" and row["beats_baselines"] is True
+    assert row["members"] == 2 and row["member_auroc_mean"] == pytest.approx(0.5)
+    assert row["member_auroc_std"] == pytest.approx(0.5)
+    worse = metric_row("A", "A", "r", "test", y, -logits, score, baselines={"kmer": kmer})
+    assert worse["beats_baselines"] is False
+    t = metrics_table([row, worse | {"split": "val"}])
+    text = format_metrics(t)
+    assert "ok" in text and "BELOW kmer" in text
+    (warning,) = below_baseline_warnings(t, split="val")
+    assert "A/r" in warning and "kmer" in warning
 
 
 def test_write_metrics_merges_and_replaces_by_key(tmp_path):
@@ -120,7 +141,7 @@ def test_write_metrics_merges_and_replaces_by_key(tmp_path):
 def test_plot_curves_writes_pngs(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.random(100) < 0.5
-    curves = {"test": (y, rng.normal(size=100) + y, rng.normal(size=100))}
+    curves = {"test": (y, rng.normal(size=100) + y, {"motif score": rng.normal(size=100)})}
     roc, pr = plot_curves(curves, tmp_path, title="A / pvalue")
     for p in (roc, pr):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

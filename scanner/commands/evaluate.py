@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
     ) -> None:
         """Compute auROC, auPRC, loss and the motif-score baseline per (TF, model TF, regime, split)."""
-        from scanner.evaluate import evaluate_models, format_metrics
+        from scanner.evaluate import below_baseline_warnings, evaluate_models, format_metrics
 
         metrics_path = metrics or models.parent / "metrics.parquet"
         table = evaluate_models(
@@ -49,4 +49,6 @@ def register(app: typer.Typer) -> None:
             log=echo_err,
         )
         typer.echo(format_metrics(table))
+        for line in below_baseline_warnings(table):
+            echo_err(f"warning: {line}")
         echo_err(f"metrics: {metrics_path}")

@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="pvalue, gc, open, random. Default: all (open only with --open)."),
         ] = None,
         mask_core: Annotated[bool, typer.Option(help="Replace the motif site in each window by N.")] = False,
+        all_rows: Annotated[
+            bool, typer.Option(help="Also store every labelled training instance (for train --train-rows all).")
+        ] = False,
         gc_tolerance: Annotated[float, typer.Option(help="GC bin width of the gc regime.")] = 0.02,
         seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
         genome: Annotated[
@@ -74,6 +77,7 @@ def register(app: typer.Typer) -> None:
             test_chroms=tuple(split_list(test_chroms)) or None,
             regimes=tuple(split_list(regimes)) or None,
             mask_core=mask_core,
+            all_rows=all_rows,
             seed=seed,
             gc_tolerance=gc_tolerance,
         )

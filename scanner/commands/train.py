@@ -1,4 +1,4 @@
-"""``scanner train``: one model per (TF, regime) on Ray, then evaluation into OUT/metrics.parquet."""
+"""``scanner train``: one model per (TF, regime) on Ray, then evaluation beside the baselines."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @reports_input_errors
     def train(
-        ctx: typer.Context,
         data: Annotated[Path, typer.Option(help="Datasets directory (OUT/datasets: regime=/tf=/split=).")],
         out: Annotated[Path, typer.Option(help="Models directory (OUT/models); one tf=/regime=/ per model.")],
         tf: Annotated[
@@ -26,22 +25,60 @@ def register(app: typer.Typer) -> None:
             Optional[list[str]],
             typer.Option(help="Regime(s): pvalue, gc, open, random. Default: all present."),
         ] = None,
-        arch: Annotated[str, typer.Option(help="Network: small (CPU, tests) or deepsea (the reference's).")] = "small",
-        epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
-        batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
-        lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-        weight_decay: Annotated[float, typer.Option(help="L2 penalty (Adam weight_decay).")] = 5e-7,
-        patience: Annotated[int, typer.Option(help="Epochs without a lower validation loss before acting.")] = 3,
+        arch: Annotated[
+            Optional[str], typer.Option(help="Network: sitectx (default), small, or deepsea (the reference's).")
+        ] = None,
+        channels: Annotated[Optional[int], typer.Option(help="First-layer detectors (sitectx: 32).")] = None,
+        filter_width: Annotated[Optional[int], typer.Option(help="Their width in bp (sitectx: 15).")] = None,
+        hidden: Annotated[Optional[int], typer.Option(help="Dense layer width (sitectx: 32).")] = None,
+        dropout: Annotated[Optional[float], typer.Option(help="Dropout before the dense layer (sitectx: 0.2).")] = None,
+        epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (30).")] = None,
+        min_epochs: Annotated[Optional[int], typer.Option(help="Epochs before early stopping may act (5).")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(help="Training batch size (128).")] = None,
+        lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (3e-3).")] = None,
+        weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (1e-2).")] = None,
+        patience: Annotated[Optional[int], typer.Option(help="Epochs without improvement before acting (5).")] = None,
+        monitor: Annotated[
+            Optional[str], typer.Option(help="Early stopping follows validation 'auroc' (default) or 'loss'.")
+        ] = None,
         schedule: Annotated[
-            str,
+            Optional[str],
             typer.Option(help="early-stop: stop after --patience flat epochs; reference: lr/10, stop below --min-lr."),
-        ] = "early-stop",
-        min_lr: Annotated[float, typer.Option(help="Reference schedule: stop once lr < this.")] = 1e-4,
+        ] = None,
+        min_lr: Annotated[Optional[float], typer.Option(help="Reference schedule: stop once lr < this.")] = None,
         ema: Annotated[Optional[float], typer.Option(help="Weight EMA decay, e.g. 0.999. Default: off.")] = None,
-        seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
-        rc_augment: Annotated[bool, typer.Option(help="Reverse-complement training rows at random (p=1/2).")] = False,
-        gpus_per_model: Annotated[float, typer.Option(help="GPUs per training task when the cluster has GPUs.")] = 1.0,
-        cpus_per_model: Annotated[float, typer.Option(help="CPUs (and torch threads) per training task.")] = 1.0,
+        seed: Annotated[Optional[int], typer.Option(help="Seed of weights, shuffling, augmentation (0).")] = None,
+        ensemble: Annotated[
+            Optional[int], typer.Option(help="Networks averaged per model; 0: by training-set size (5/3/1).")
+        ] = None,
+        rc_augment: Annotated[
+            Optional[bool], typer.Option(help="Reverse-complement training rows at random (on).")
+        ] = None,
+        max_shift: Annotated[Optional[int], typer.Option(help="Random shift of training windows, bp (0).")] = None,
+        motif_init: Annotated[
+            Optional[bool], typer.Option(help="Start the detectors from the scan's motifs (on).")
+        ] = None,
+        init_motifs: Annotated[
+            Optional[list[str]],
+            typer.Option(help="More motif files or JASPAR IDs for the detectors (e.g. a JASPAR collection)."),
+        ] = None,
+        freeze_motifs: Annotated[
+            Optional[bool], typer.Option(help="Keep motif-initialised detectors fixed (off).")
+        ] = None,
+        multitask: Annotated[
+            Optional[bool], typer.Option(help="Train each regime's TFs together with shared detectors (off).")
+        ] = None,
+        train_rows: Annotated[
+            Optional[str],
+            typer.Option(help="'regime': the balanced training rows (default); 'all': every labelled instance."),
+        ] = None,
+        baselines: Annotated[
+            Optional[bool], typer.Option(help="Fit the k-mer and site regressions and report them (on).")
+        ] = None,
+        gpus_per_model: Annotated[
+            Optional[float], typer.Option(help="GPUs per training task when the cluster has GPUs (1).")
+        ] = None,
+        cpus_per_model: Annotated[Optional[float], typer.Option(help="CPUs (and torch threads) per task (1).")] = None,
         reference: Annotated[
             bool, typer.Option(help="Start from the reference's settings (deepsea, lr 0.01, EMA, schedule).")
         ] = False,
@@ -52,37 +89,46 @@ def register(app: typer.Typer) -> None:
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: train in this process, one by one).")] = True,
     ) -> None:
-        """Train one bound/unbound model per (TF, regime) and evaluate it on the test chromosomes."""
+        """Train one bound/unbound model per (TF, regime); evaluate it beside the motif-score, k-mer and
+        site baselines on the test chromosomes."""
         from dataclasses import replace
 
-        from scanner.evaluate import format_metrics, metrics_table
-        from scanner.train import TrainConfig, train_models
+        from scanner.evaluate import below_baseline_warnings, format_metrics, metrics_table
+        from scanner.train import TrainConfig, config_from_flags, train_models
 
         flags = dict(
             arch=arch,
+            channels=channels,
+            filter_width=filter_width,
+            hidden=hidden,
+            dropout=dropout,
             epochs=epochs,
+            min_epochs=min_epochs,
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
             patience=patience,
+            monitor=monitor,
             schedule=schedule,
             min_lr=min_lr,
             ema=ema,
             seed=seed,
+            ensemble=ensemble,
             rc_augment=rc_augment,
+            max_shift=max_shift,
+            motif_init=motif_init,
+            init_motifs=tuple(split_list(init_motifs)) or None,
+            freeze_motifs=freeze_motifs,
+            multitask=multitask,
+            train_rows=train_rows,
+            baselines=baselines,
             gpus_per_model=gpus_per_model,
             cpus_per_model=cpus_per_model,
         )
         if reference:
-            base = TrainConfig.reference()
-            explicit = {
-                k: v
-                for k, v in flags.items()
-                if ctx.get_parameter_source(k) is not None and ctx.get_parameter_source(k).name == "COMMANDLINE"
-            }
-            config = replace(base, **explicit).validate()
+            config = replace(TrainConfig.reference(), **{k: v for k, v in flags.items() if v is not None}).validate()
         else:
-            config = TrainConfig(**flags).validate()
+            config = config_from_flags(**flags)
         metrics_path = metrics or out.parent / "metrics.parquet"
         results = train_models(
             data,
@@ -97,10 +143,14 @@ def register(app: typer.Typer) -> None:
             log=echo_err,
         )
         for r in results:
+            kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
             echo_err(
-                f"{r.tf}/{r.regime}: {r.epochs_run} epoch(s), best {r.best_epoch} "
-                f"(val loss {r.best_val_loss:.4f}), {r.samples_per_s:.0f} samples/s -> {r.checkpoint}"
+                f"{r.tf}/{r.regime}: {len(r.members)} network(s) on {r.n_train} rows, kept epoch/run {kept}, "
+                f"{r.samples_per_s:.0f} samples/s -> {r.checkpoint}"
             )
         if evaluate:
-            typer.echo(format_metrics(metrics_table([m for r in results for m in r.metrics])))
+            table = metrics_table([m for r in results for m in r.metrics])
+            typer.echo(format_metrics(table))
+            for line in below_baseline_warnings(table):
+                echo_err(f"warning: {line}")
             echo_err(f"metrics: {metrics_path}; curves: {out}/tf=*/regime=*/roc.png, pr.png")

@@ -8,12 +8,15 @@ of ``cam[j]`` over the conv positions ``j`` whose receptive field contains ``i``
 
 The reference's guided variant (Zheng et al. 2021): Grad-CAM at the first convolution, spread over
 the filter width that way, times gradient x input, giving ``(N, 4, L)`` scores that are non-zero only
-at observed bases. Both use plain autograd on a split of the ``nn.Sequential`` (no hooks).
+at observed bases. Both use plain autograd on a split of the ``nn.Sequential`` (no hooks); the
+site-and-context network is split after its detectors; an ensemble's maps are the mean of its
+members' maps.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scanner.interpret._model_state import (
     _POINTWISE_NAMES,
@@ -119,8 +122,9 @@ def gradcam(
 
     Parameters
     ----------
-    model : torch.nn.Sequential
-        The network; evaluated in eval mode on its own device, left unchanged.
+    model : torch.nn.Module
+        An ``nn.Sequential``, a site-and-context network or an ensemble of either; evaluated in eval
+        mode on its own device, left unchanged.
     x : torch.Tensor or numpy.ndarray, shape (N, 4, L)
         One-hot sequences.
     layer : int, str or None, optional
@@ -138,28 +142,55 @@ def gradcam(
     Raises
     ------
     TypeError
-        If the model is not an ``nn.Sequential``.
+        If the model is none of those.
     ValueError
         For a bad ``x``, ``layer`` or ``target``.
     """
     import torch
 
+    from scanner.models.ensemble import Ensemble
+
     x = check_onehot(x)
-    seq = as_sequential(model, "Grad-CAM")
-    index = resolve_layer(seq, layer)
-    start, jump, size = receptive_field(seq, index)
+    if isinstance(model, Ensemble):  # Grad-CAM is not linear in the model: the members' maps are averaged
+        maps = [gradcam(m, x, layer=layer, target=target, batch_size=batch_size) for m in model.members]
+        return torch.stack(maps).mean(0)
+    split = _split(model, layer)
     device, dtype = model_device_dtype(model)
     out = torch.empty((x.shape[0], x.shape[2]), dtype=dtype)
     with preserved_model(model):
         for lo in range(0, x.shape[0], batch_size):
             xi = x[lo : lo + batch_size].to(device=device, dtype=dtype)
             with torch.enable_grad():
-                feat = seq[: index + 1](xi).detach().requires_grad_(True)
-                y = scalar_output(seq[index + 1 :](feat), target)
+                feat = split.features(xi).detach().requires_grad_(True)
+                y = scalar_output(split.rest(feat, xi), target)
                 (grad,) = torch.autograd.grad(y.sum(), feat)
             cam = torch.relu((grad.mean(dim=2, keepdim=True) * feat).sum(dim=1)).detach()  # (n, L')
-            out[lo : lo + batch_size] = spread(cam, x.shape[2], start, jump, size).cpu()
+            out[lo : lo + batch_size] = spread(cam, x.shape[2], *split.field).cpu()
     return out
+
+
+class _Split(NamedTuple):
+    """A model cut at a feature map: ``features(x)``, ``rest(features, x)`` and the map's receptive field."""
+
+    features: Callable[[Any], Any]
+    rest: Callable[[Any, Any], Any]
+    field: tuple[int, int, int]
+
+
+def _split(model: torch.nn.Module, layer: int | str | None) -> _Split:
+    """Where Grad-CAM cuts ``model``: after a convolution's activation of a Sequential, or after the
+    site-and-context network's detectors (its only convolution over the whole window; any ``layer``
+    name but an index means that one)."""
+    from scanner.models.sitectx import SiteContextNet
+
+    if isinstance(model, SiteContextNet):
+        if isinstance(layer, int):
+            raise ValueError("the site-and-context network has one feature map: use layer 'first' or 'last'")
+        width = model.conv.kernel_size[0]
+        return _Split(model.detectors, model.forward_from_detectors, (0, 1, width))
+    seq = as_sequential(model, "Grad-CAM")
+    index = resolve_layer(seq, layer)
+    return _Split(seq[: index + 1], lambda feat, _x: seq[index + 1 :](feat), receptive_field(seq, index))
 
 
 def guided_gradcam(model: torch.nn.Module, x: Any, *, target: int = 0, batch_size: int = 128) -> torch.Tensor:

@@ -66,10 +66,10 @@ def ism(
     Parameters
     ----------
     model : torch.nn.Module
-        A network of :mod:`scanner.models` (or any ``nn.Sequential`` of Conv1d, BatchNorm1d,
-        element-wise activations, MaxPool1d, Dropout, Flatten and Linear layers for ``fast=True``;
-        any module for ``fast=False``). Evaluated in eval mode on its own device and dtype; left
-        unchanged.
+        A network of :mod:`scanner.models` (for ``fast=True``: the site-and-context network, an
+        ensemble, or any ``nn.Sequential`` of Conv1d, BatchNorm1d, element-wise activations, MaxPool1d,
+        Dropout, Flatten and Linear layers; any module for ``fast=False``). Evaluated in eval mode on
+        its own device and dtype; left unchanged.
     x : torch.Tensor or numpy.ndarray, shape (N, 4, L)
         One-hot sequences (A, C, G, T rows; N columns 0.25 each).
     start, end : int, optional
@@ -106,11 +106,40 @@ def ism(
     x = x.to(device=device, dtype=dtype)
     with preserved_model(model), torch.inference_mode():
         if fast:
-            plan = FastISM(as_sequential(model, "fast ISM"), length, target=target)
+            plan = fast_plan(model, length, target=target)
             out = plan(x, start, end, chunk=batch_size or FAST_CHUNK)
         else:
             out = _naive(model, x, start, end, target, batch_size or NAIVE_BATCH)
     return out.cpu()
+
+
+def fast_plan(model: torch.nn.Module, length: int, target: int = 0) -> Any:
+    """The fast-ISM plan for ``model``: a callable ``plan(x, start, end, chunk=...)`` -> (N, 4, P).
+
+    An ``nn.Sequential`` gets :class:`FastISM`; the site-and-context network gets
+    :class:`scanner.interpret.ism_sitectx.SiteContextISM`; an ensemble gets the mean of its members'
+    plans (ISM is linear in a mean of models).
+
+    Raises
+    ------
+    TypeError
+        For a model none of these paths can propagate (use ``fast=False``).
+    """
+    from scanner.models.ensemble import Ensemble
+    from scanner.models.sitectx import SiteContextNet
+
+    if isinstance(model, Ensemble):
+        plans = [fast_plan(m, length, target) for m in model.members]
+
+        def mean_plan(x: torch.Tensor, start: int, end: int, chunk: int = FAST_CHUNK) -> torch.Tensor:
+            return sum(p(x, start, end, chunk=chunk) for p in plans) / len(plans)
+
+        return mean_plan
+    if isinstance(model, SiteContextNet):
+        from scanner.interpret.ism_sitectx import SiteContextISM
+
+        return SiteContextISM(model, length, target=target)
+    return FastISM(as_sequential(model, "fast ISM"), length, target=target)
 
 
 def _mutants(x: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -25,7 +25,6 @@ from scanner.interpret._model_state import check_onehot, model_device_dtype, pre
 if TYPE_CHECKING:
     import torch
 
-    from scanner.interpret.ism import FastISM
 
 METHODS = ("ism", "ism-naive", "deeplift", "saliency", "grad-x-input", "gradcam", "guided-gradcam")
 
@@ -110,7 +109,7 @@ class Attributor:
     def __init__(self, model: torch.nn.Module, options: MethodOptions | None = None) -> None:
         self.model = model
         self.options = (options or MethodOptions()).validate()
-        self._plans: dict[int, FastISM] = {}
+        self._plans: dict[int, Any] = {}
 
     def __call__(self, x: Any, method: str, start: int = 0, end: int | None = None) -> Attribution:
         """Attributions of ``method`` for one-hot ``x`` (N, 4, L) at window positions ``[start, end)``.
@@ -177,15 +176,14 @@ class Attributor:
     def _fast_ism(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         import torch
 
-        from scanner.interpret._model_state import as_sequential
-        from scanner.interpret.ism import FAST_CHUNK, FastISM
+        from scanner.interpret.ism import FAST_CHUNK, fast_plan
 
         device, dtype = model_device_dtype(self.model)
         x = x.to(device=device, dtype=dtype)
         with preserved_model(self.model), torch.inference_mode():
             plan = self._plans.get(x.shape[2])
             if plan is None:
-                plan = FastISM(as_sequential(self.model, "fast ISM"), x.shape[2], target=self.options.target)
+                plan = fast_plan(self.model, x.shape[2], target=self.options.target)
                 self._plans[x.shape[2]] = plan
             out = plan(x, start, end, chunk=self.options.ism_chunk or FAST_CHUNK)
         return out.cpu()

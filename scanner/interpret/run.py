@@ -574,10 +574,10 @@ def _check_models(
     for d in dirs.values():
         model, meta = load_checkpoint(d)
         if "ism" in config.methods:
-            from scanner.interpret.ism import FastISM
+            from scanner.interpret.ism import fast_plan
 
             try:
-                FastISM(model, int(meta["spec"].seq_len))
+                fast_plan(model, int(meta["spec"].seq_len))
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{exc}", source=d, field="--method") from exc
 

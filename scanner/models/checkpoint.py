@@ -45,7 +45,7 @@ def save_checkpoint(model: torch.nn.Module, spec: ModelSpec, directory: str | Pa
     return directory
 
 
-def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Sequential, dict[str, Any]]:
+def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``).
 
     Returns
@@ -73,6 +73,9 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[t
     model = build_model(spec)
     state = torch.load(pt, map_location=map_location, weights_only=True)
     try:
+        lengths = {int(v) for k, v in state.items() if k.endswith("input_length")}
+        if lengths - {spec.seq_len}:
+            raise RuntimeError(f"weights trained on {sorted(lengths)} bp windows, model.json says {spec.seq_len}")
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()

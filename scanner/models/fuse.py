@@ -16,22 +16,30 @@ if TYPE_CHECKING:
     import torch
 
 
-def fuse_for_inference(model: torch.nn.Sequential) -> torch.nn.Sequential:
+def fuse_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     """Return a fused eval-mode copy of ``model`` (the argument is not modified).
 
     Parameters
     ----------
-    model : torch.nn.Sequential
-        A network from :func:`scanner.models.build_model` (any flat Sequential of Conv1d, Linear,
-        BatchNorm1d, ReLU, MaxPool1d, Dropout, Flatten works).
+    model : torch.nn.Module
+        A network from :func:`scanner.models.build_model`. A flat Sequential of Conv1d, Linear,
+        BatchNorm1d, ReLU, MaxPool1d, Dropout, Flatten is fused; any other module (the site-and-context
+        network, whose only batch norms act on pooled vectors, and ensembles) is copied as it is.
 
     Returns
     -------
-    torch.nn.Sequential
-        New module, eval mode, no gradients; only for inference (its BatchNorm statistics are gone).
+    torch.nn.Module
+        New module, eval mode, no gradients; only for inference (its BatchNorm statistics are gone
+        where they were folded).
     """
     import torch.nn as nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    if not isinstance(model, nn.Sequential):
+        out = copy.deepcopy(model).eval()
+        for p in out.parameters():
+            p.requires_grad_(False)
+        return out
 
     layers = [copy.deepcopy(m).eval() for m in model.children() if not isinstance(m, nn.Dropout)]
     out: list[nn.Module] = []
