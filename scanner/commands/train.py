@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
         dropout: Annotated[Optional[float], typer.Option(help="Dropout before the dense layer (sitectx: 0.2).")] = None,
         epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (30).")] = None,
         min_epochs: Annotated[Optional[int], typer.Option(help="Epochs before early stopping may act (5).")] = None,
-        batch_size: Annotated[Optional[int], typer.Option(help="Training batch size (128).")] = None,
+        batch_size: Annotated[
+            Optional[int], typer.Option(help="Training batch size (0: 32 below 2,000 rows, else 128).")
+        ] = None,
         lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (3e-3).")] = None,
         weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (1e-2).")] = None,
         patience: Annotated[Optional[int], typer.Option(help="Epochs without improvement before acting (5).")] = None,

@@ -204,3 +204,104 @@ def init_site_filter(model: object, own: Motif, *, background: Background | None
         site.weight[0, :, flank : flank + lo.shape[0]] = torch.from_numpy(lo.T.copy()).to(site.weight)
         site.bias[0] = 0.0
     return True
+
+
+def enriched_kmers(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    *,
+    k: int = 8,
+    top: int = 4,
+    radius: int = 250,
+    exclude: tuple[int, int] | None = None,
+    min_fraction: float = 0.05,
+    max_windows: int = 5000,
+    seed: int = 0,
+) -> list[str]:
+    """The k-mers whose presence near the site best separates bound from unbound windows (de novo seeds).
+
+    Each window's k-mers within ``radius`` bp of its centre (outside ``exclude``, the site itself) are
+    counted once per window, a k-mer and its reverse complement as one. A k-mer present in ``a`` of ``P``
+    bound and ``b`` of ``N`` unbound windows scores the two-proportion z statistic of ``a / P > b / N``;
+    k-mers in fewer than ``min_fraction`` of the bound windows are ignored, and a k-mer sharing a
+    (k-2)-mer with a better one (either strand) is skipped as a shifted copy of it.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of uint8, shape (n, W)
+    labels : numpy.ndarray, shape (n,)
+        1 bound, 0 unbound.
+    k, top, radius : int, optional
+        k-mer length (8), how many to return (4), half-width of the counted region (250 bp).
+    exclude : (int, int), optional
+        Window positions ``[a, b)`` not counted (the site and its flanks).
+    min_fraction : float, optional
+        Least share of bound windows holding a k-mer. Default 0.05.
+    max_windows, seed : int, optional
+        At most this many windows are counted (seeded sample). Defaults 5000 and 0.
+
+    Returns
+    -------
+    list of str
+        Up to ``top`` k-mers (upper case), best first; empty when a class is missing.
+    """
+    y = np.asarray(labels).astype(bool)
+    if y.all() or not y.any():
+        return []
+    if len(y) > max_windows:
+        idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_windows])
+        codes, y = codes[idx], y[idx]
+    n, w = codes.shape
+    lo, hi = max(0, w // 2 - radius), min(w, w // 2 + radius)
+    region = codes[:, lo:hi]
+    m = region.shape[1] - k + 1
+    if m < 1:
+        return []
+    valid = region < 4
+    base = np.where(valid, region, 0).astype(np.int64)
+    key = base[:, :m].copy()
+    ok = valid[:, :m].copy()
+    for j in range(1, k):
+        key = key * 4 + base[:, j : j + m]
+        ok &= valid[:, j : j + m]
+    if exclude is not None:
+        starts = np.arange(lo, lo + m)
+        ok &= ~((starts[None, :] + k > exclude[0]) & (starts[None, :] < exclude[1]))
+    digits = 4 ** np.arange(k - 1, -1, -1)
+    rc = ((3 - (key[..., None] // digits) % 4)[..., ::-1] * digits).sum(-1)
+    canon = np.where(ok, np.minimum(key, rc), -1)
+    present = {}
+    for label in (True, False):
+        rows = canon[y == label]
+        pairs = np.unique(np.stack([np.repeat(np.arange(len(rows)), m), rows.ravel()], 1), axis=0)
+        pairs = pairs[pairs[:, 1] >= 0]
+        uniq, counts = np.unique(pairs[:, 1], return_counts=True)
+        present[label] = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    cands = [km for km, a in present[True].items() if a >= max(3, min_fraction * n_pos)]
+    a = np.array([present[True][km] for km in cands], dtype=float)
+    b = np.array([present[False].get(km, 0) for km in cands], dtype=float)
+    pool = (a + b) / (n_pos + n_neg)
+    z = (a / n_pos - b / n_neg) / np.sqrt(np.maximum(pool * (1 - pool) * (1 / n_pos + 1 / n_neg), 1e-12))
+    order = np.argsort(-z, kind="stable")
+    chosen: list[str] = []
+    cores: set[str] = set()
+    comp = str.maketrans("ACGT", "TGCA")
+    for i in order:
+        if z[i] <= 0 or len(chosen) >= top:
+            break
+        word = "".join("ACGT"[(cands[i] // d) % 4] for d in digits)
+        subs = {word[j : j + k - 2] for j in range(3)}
+        subs |= {s[::-1].translate(comp) for s in subs}
+        if subs & cores:
+            continue
+        cores |= subs
+        chosen.append(word)
+    return chosen
+
+
+def kmer_motif(word: str, *, match: float = 0.85) -> Motif:
+    """A motif whose consensus is ``word`` (``match`` on the letter, the rest shared by the others)."""
+    probs = np.full((len(word), 4), (1 - match) / 3)
+    probs[np.arange(len(word)), ["ACGT".index(c) for c in word]] = match
+    return Motif(f"kmer:{word}", f"kmer:{word}", probs, 20, source="de novo k-mer seed")

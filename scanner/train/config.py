@@ -35,7 +35,9 @@ class TrainConfig:
     min_epochs : int
         Epochs always trained before early stopping may act. Default 5.
     batch_size : int
-        Training batch size. Default 128 (the reference's).
+        Training batch size; 0 chooses by training-set size (:func:`batch_size_for`: 32 below 2,000 rows,
+        so that a few hundred rows still give enough optimiser steps, else the reference's 128).
+        Default 0.
     lr : float
         AdamW learning rate. Default 3e-3.
     weight_decay : float
@@ -73,6 +75,9 @@ class TrainConfig:
         classes best are kept. Default ().
     freeze_motifs : bool
         Keep the motif-initialised filters fixed during training. Default False.
+    kmer_seeds : int
+        Detectors also initialised from the k-mers most enriched near the site in bound training windows
+        (de novo seeds, after the known motifs; 0 turns them off). Default 4.
     prefit : bool
         ``sitectx``: fit the network's linear site and k-mer composition terms first by regularised
         logistic regression, keep them fixed, start the dense head at zero and let the kept epoch be 0
@@ -106,7 +111,7 @@ class TrainConfig:
     dropout: float | None = None
     epochs: int = 30
     min_epochs: int = 5
-    batch_size: int = 128
+    batch_size: int = 0
     lr: float = 3e-3
     weight_decay: float = 1e-2
     patience: int = 5
@@ -121,6 +126,7 @@ class TrainConfig:
     motif_init: bool = True
     init_motifs: tuple[str, ...] = ()
     freeze_motifs: bool = False
+    kmer_seeds: int = 4
     prefit: bool = True
     multitask: bool = False
     train_rows: str = "regime"
@@ -153,6 +159,7 @@ class TrainConfig:
             rc_augment=True,
             ensemble=1,
             motif_init=False,
+            kmer_seeds=0,
             prefit=False,
         )
         base.update(overrides)
@@ -170,7 +177,7 @@ class TrainConfig:
         for name, choices in (("schedule", SCHEDULES), ("monitor", MONITORS), ("train_rows", TRAIN_ROWS)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"must be one of {', '.join(choices)}")
-        for name in ("epochs", "min_epochs", "batch_size", "patience", "shuffle_buffer", "eval_batch_size"):
+        for name in ("epochs", "min_epochs", "patience", "shuffle_buffer", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         for name in ("channels", "filter_width", "hidden"):
@@ -187,10 +194,12 @@ class TrainConfig:
             raise bad("ensemble", "must be >= 0 (0: chosen by training-set size)")
         if self.max_shift < 0:
             raise bad("max_shift", "must be >= 0")
+        if self.kmer_seeds < 0:
+            raise bad("kmer_seeds", "must be >= 0")
         if self.ema is not None and not 0 < self.ema < 1:
             raise bad("ema", "must be in (0, 1)")
-        if self.batch_size < 2:
-            raise bad("batch_size", "must be >= 2 (batch normalisation)")
+        if self.batch_size < 0 or self.batch_size == 1:
+            raise bad("batch_size", "must be >= 2 (batch normalisation), or 0 to choose by training-set size")
         return self
 
 
@@ -208,6 +217,13 @@ def ensemble_size(config: TrainConfig, n_train: int) -> int:
     if n_train < 20_000:
         return 3
     return 1
+
+
+def batch_size_for(config: TrainConfig, n_train: int) -> int:
+    """The training batch size: ``config.batch_size``, or by size when it is 0 (32 below 2,000 rows, else 128)."""
+    if config.batch_size:
+        return config.batch_size
+    return 32 if n_train < 2_000 else 128
 
 
 def config_from_flags(**flags: Any) -> TrainConfig:

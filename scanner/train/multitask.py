@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from scanner.errors import InputError
-from scanner.train.config import TrainConfig, ensemble_size
+from scanner.train.config import TrainConfig, batch_size_for, ensemble_size
 from scanner.train.data import plan_training_data
 from scanner.train.stage import (
     MotifPlan,
@@ -91,6 +92,7 @@ def train_multitask(
     widths = {d.width for d in datas}
     if len(widths) > 1:
         raise InputError(f"windows of the TFs under '{regime}' differ in width: {sorted(widths)}", source=data_root)
+    config = replace(config, batch_size=batch_size_for(config, sum(d.n_train for d in datas)))
     specs = [model_spec(config, d) for d in datas]
     plans = [plan_motifs(config, d, s, say) for d, s in zip(datas, specs, strict=True)]
     shared_plan = _shared_motifs(plans, specs[0].conv_channels[0])

@@ -26,7 +26,7 @@ import numpy as np
 from scanner.data_loading import available_partitions, dataset_hash, partition_files
 from scanner.errors import InputError
 from scanner.io import partition_dir
-from scanner.train.config import TrainConfig, ensemble_size
+from scanner.train.config import TrainConfig, batch_size_for, ensemble_size
 from scanner.train.data import ALL_ROWS, TrainingData, plan_training_data, run_motifs
 
 
@@ -126,33 +126,45 @@ class MotifPlan:
 
 
 def plan_motifs(config: TrainConfig, data: TrainingData, spec: Any, log: Callable[[str], None]) -> MotifPlan:
-    """Which motifs initialise the detectors: the TF's own, the scan's others, then ``init_motifs``.
+    """Which motifs initialise the detectors: the TF's own, the scan's others, ``init_motifs``, then seeds.
 
-    At most half the detectors are motif-initialised (the rest learn freely); when more motifs are
-    offered, :func:`scanner.models.motif_init.select_motifs` keeps those that separate the training
-    classes best, the TF's own always first.
+    At most a quarter of the detectors' count of motifs (two filters each: half the detectors) is
+    motif-initialised; the rest learn freely. When more known motifs are offered,
+    :func:`scanner.models.motif_init.select_motifs` keeps those that separate the training classes best,
+    the TF's own always first. Up to ``kmer_seeds`` of the remaining places go to the k-mers most
+    enriched near the site in bound training windows (:func:`scanner.models.motif_init.enriched_kmers`),
+    so that a partner no database names is detectable from a few hundred rows.
     """
-    from scanner.models.motif_init import motif_filters, select_motifs
+    from scanner.models.motif_init import enriched_kmers, kmer_motif, motif_filters, select_motifs
     from scanner.motifs import load_motifs
+    from scanner.train.baselines import read_rows
 
     if not config.motif_init or spec.arch != "sitectx":
         return MotifPlan([], None, [])
     found = run_motifs(data.data_root)
     scanned, background = found if found else ([], None)
     own = [m for m in scanned if m.name == data.tf]
-    others = [m for m in scanned if m.name != data.tf]
-    extra = load_motifs(list(config.init_motifs)) if config.init_motifs else []
-    candidates = others + extra
+    candidates = [m for m in scanned if m.name != data.tf]
+    candidates += load_motifs(list(config.init_motifs)) if config.init_motifs else []
     capacity = spec.conv_channels[0] // 4  # two filters per motif, half the detectors
-    if len(own) + len(candidates) > capacity:
-        from scanner.train.baselines import read_rows
-
+    rows = None
+    if len(own) + len(candidates) > capacity or config.kmer_seeds:
         rows = read_rows(data.train_files, row_filter=data.train_filter)
+    if len(own) + len(candidates) > capacity:
         chosen = select_motifs(candidates, rows.codes, rows.y, capacity, required=own, background=background)
     else:
         chosen = own + candidates
+    room = min(config.kmer_seeds, capacity - len(chosen))
+    if room > 0 and rows is not None and len(rows.y):
+        w = data.width
+        site = (
+            w // 2 - spec.site_len // 2 - spec.site_flank,
+            w // 2 - spec.site_len // 2 + spec.site_len + spec.site_flank,
+        )
+        words = enriched_kmers(rows.codes, rows.y, top=room, exclude=site, seed=config.seed)
+        chosen += [kmer_motif(word) for word in words]
     if not chosen:
-        log(f"{data.tf}/{data.regime}: no motif to initialise the detectors with (no scan record, no --init-motifs)")
+        log(f"{data.tf}/{data.regime}: no motif to initialise the detectors with")
     filters = motif_filters(chosen, spec.conv_widths[0], background=background)
     return MotifPlan(filters, own[0] if own else None, [m.name for m in chosen])
 
@@ -437,6 +449,7 @@ def train_model(
     device = device or torch_device()
     say = log or (lambda _m: None)
     data = plan_training_data(data_root, tf, regime, config, evaluate=evaluate)
+    config = replace(config, batch_size=batch_size_for(config, data.n_train))
     spec = model_spec(config, data)
     motifs = plan_motifs(config, data, spec, say)
     t0 = time.perf_counter()
