@@ -260,7 +260,9 @@ VARIANT_SEQUENCES = pa.schema(
 )
 
 
-def variant_comparison_schema(regimes: tuple[str, ...] | list[str], key: tuple[str, ...] = VARIANT_KEY) -> pa.Schema:
+def variant_comparison_schema(
+    regimes: tuple[str, ...] | list[str], key: tuple[str, ...] = VARIANT_KEY, *, patterns: bool = False
+) -> pa.Schema:
     """Schema of ``OUT/variants/comparison.parquet``: one row per (allele, TF) scored under any regime.
 
     ``key`` columns (:data:`VARIANT_KEY`, or :data:`SEQUENCE_KEY` for ``--sequences``), then ``tf``,
@@ -287,6 +289,19 @@ def variant_comparison_schema(regimes: tuple[str, ...] | list[str], key: tuple[s
         pa.field("sign_flip", pa.bool_(), nullable=False, metadata={"doc": "opposite signs between regimes"}),
         pa.field("rank_flip", pa.bool_(), nullable=False, metadata={"doc": "top membership differs"}),
     ]
+    if patterns:
+        for r in regimes:
+            fields.append(
+                pa.field(
+                    f"pattern_{r}",
+                    pa.string(),
+                    metadata={"doc": f"learned pattern of regime {r} the allele falls in (null: none or no flip)"},
+                )
+            )
+        for r in regimes:
+            fields.append(
+                pa.field(f"pattern_match_{r}", pa.string(), metadata={"doc": "that pattern's database match"})
+            )
     return pa.schema(fields)
 
 
