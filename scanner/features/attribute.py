@@ -30,6 +30,8 @@ def hypothetical_contributions(
     method: str,
     start: int = 0,
     end: int | None = None,
+    *,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Hypothetical contributions of one-hot ``x`` at window positions ``[start, end)``.
 
@@ -43,6 +45,9 @@ def hypothetical_contributions(
     method : {"deeplift", "ism"}
     start, end : int, optional
         Positions returned (ISM mutates only these). Default: the whole window.
+    seed : int, optional
+        Seed of the DeepLIFT shuffles of this call (one generator for the whole batch). Default: the
+        attributor's.
 
     Returns
     -------
@@ -68,7 +73,7 @@ def hypothetical_contributions(
             x,
             reference=o.reference,
             n_shuffles=o.n_shuffles,
-            seed=o.seed,
+            seed=o.seed if seed is None else seed,
             target=o.target,
             batch_size=o.batch_size,
             hypothetical=True,

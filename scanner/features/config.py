@@ -97,10 +97,11 @@ class FeaturesConfig:
     batch_size : int
         Sequences per forward/backward pass. Default 64.
     chunk_rows : int
-        Windows per attribution work item. Default 256.
+        Windows per attribution work item, rounded up to a multiple of ``batch_size``. Default 256.
     reference, n_shuffles, seed
         DeepLIFT reference, shuffles per sequence and seed (also of the window subset). Defaults
-        ``"shuffle"``, 10, 0.
+        ``"shuffle"``, 10, 0. The same seed and ``batch_size`` give the same references whatever
+        ``chunk_rows``, actors or Ray.
     modisco : ModiscoSettings
     top_matches : int
         TomTom matches kept per pattern. Default 3.

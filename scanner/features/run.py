@@ -197,10 +197,12 @@ def features(
     staging.mkdir(parents=True)
     try:
         selected_path = str(_write_ipc(selected, work / "_selected.arrow"))
+        # items hold whole batches (chunk_rows rounded up to batch_size): see WindowAttributor's seeding
+        chunk = -(-config.chunk_rows // config.batch_size) * config.batch_size
         items = [
-            {"model": k, "lo": lo, "hi": min(lo + config.chunk_rows, hi), "index": i}
+            {"model": k, "lo": lo, "hi": min(lo + chunk, hi), "index": i, "offset": lo - start}
             for k, (_, _, start, hi) in ranges.items()
-            for i, lo in enumerate(range(start, hi, config.chunk_rows))
+            for i, lo in enumerate(range(start, hi, chunk))
         ]
         finds = [
             {"model": k, "method": m, "lo": lo, "hi": hi}

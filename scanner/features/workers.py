@@ -56,6 +56,11 @@ def _read_ipc(path: str) -> pa.Table:
 class WindowAttributor:
     """Hypothetical contributions of selection rows ``[lo, hi)`` under model ``model``.
 
+    Windows go through the model ``batch_size`` at a time; the DeepLIFT shuffles of the batch starting
+    at the model's row ``k * batch_size`` are seeded with ``seed + k`` (``offset`` is the item's first
+    row within its model, a multiple of ``batch_size``), so the references, and the results, do not
+    depend on how the rows are cut into items or where they run.
+
     Parameters
     ----------
     model_dirs : dict of str to str
@@ -102,7 +107,10 @@ class WindowAttributor:
         from scanner.genome import one_hot
 
         idx, counts, errors = [], [], []
-        for key, lo, hi, index in zip(batch["model"], batch["lo"], batch["hi"], batch["index"], strict=True):
+        bs = self.config.batch_size
+        for key, lo, hi, index, offset in zip(
+            batch["model"], batch["lo"], batch["hi"], batch["index"], batch["offset"], strict=True
+        ):
             idx.append(int(index))
             rows = self.selected.slice(int(lo), int(hi) - int(lo))
             try:
@@ -113,9 +121,14 @@ class WindowAttributor:
                     hyp = np.concatenate(
                         [
                             hypothetical_contributions(
-                                att, one_hot(codes[i : i + self.config.batch_size]), method, a, b
+                                att,
+                                one_hot(codes[i : i + bs]),
+                                method,
+                                a,
+                                b,
+                                seed=self.config.seed + (offset + i) // bs,
                             )
-                            for i in range(0, codes.shape[0], self.config.batch_size)
+                            for i in range(0, codes.shape[0], bs)
                         ]
                     )
                     buf = _npz_bytes(hyp=hyp.astype(np.float32), codes=codes[:, a:b])
