@@ -292,3 +292,39 @@ def test_ppm_similarity_and_grouping():
     assert status == {"M1": "vanishes under open", "novel:X": "some regimes"}
     novel = cmp.filter(pl.col("feature") == "novel:X").sort("regime")
     assert novel["present"].to_list() == [True, False, True] and novel["share"].to_list() == [0.5, 0.0, 0.5]
+
+
+def test_selection_from_predictions_and_subsets(run_dir):
+    from scanner.features.select import SELECTED, select_windows
+    from scanner.schemas import PREDICTIONS
+
+    ds = pl.read_parquet(run_dir / "datasets" / "regime=pvalue" / "**" / "*.parquet").filter(pl.col("label") == 1)
+    preds = ds.select("chrom", "start", "end", "strand", "motif_id").with_columns(
+        pl.lit("ALPHA").alias("tf"),
+        pl.lit(9.0, pl.Float32).alias("score"),
+        pl.lit(1e-6).alias("pvalue"),
+        pl.lit("A").alias("sequence"),
+        pl.lit("pvalue").alias("regime"),
+        pl.lit("ALPHA").alias("model_tf"),
+        pl.lit(0.0, pl.Float32).alias("logit"),
+        pl.Series("prob_bound", np.linspace(0, 1, ds.height), pl.Float32),
+    )
+    d = partition_dir(run_dir / "predictions", [("tf", "ALPHA"), ("chrom", "chr1")])
+    write_parquet_atomic(preds.select(PREDICTIONS.names).to_arrow().cast(PREDICTIONS), d / "part-0.parquet")
+    cfg = FeaturesConfig(source="predictions", top=50, regimes=("pvalue",))
+    got = pl.from_arrow(
+        select_windows(run_dir / "predictions", run_dir / "models", cfg, genome=run_dir / "sim" / "genome.fa")
+    )
+    assert got.height == 50 and set(got["regime"]) == {"pvalue"}
+    # the windows read from the genome are the datasets' windows of the same sites
+    want = ds.join(
+        got.select("chrom", "start", "strand", pl.col("window").alias("w2")), on=["chrom", "start", "strand"]
+    )
+    assert want.height == 50 and (want["window"] == want["w2"]).all()
+    assert (got["window_start"] == (got["start"] + got["end"]) // 2 - W // 2).all()
+    # a seeded subset: a sorted subset of the whole, the same for the same seed
+    full = pl.from_arrow(select_windows(run_dir / "datasets", run_dir / "models", FeaturesConfig(max_windows=None)))
+    sub = pl.from_arrow(select_windows(run_dir / "datasets", run_dir / "models", FeaturesConfig(max_windows=30)))
+    again = pl.from_arrow(select_windows(run_dir / "datasets", run_dir / "models", FeaturesConfig(max_windows=30)))
+    assert sub.height == 60 and sub.join(full, on=sub.columns).height == 60
+    assert_frame_equal(sub, again) and sub.schema == pl.from_arrow(SELECTED.empty_table()).schema
