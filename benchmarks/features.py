@@ -104,11 +104,20 @@ def in_process(root: Path, dbs: list[Path], repeats: int) -> dict:
         ]
     )
     attr_s = time.perf_counter() - t
+    # discovery alone through the Python API on the same arrays (warm: kernels loaded), vs `modisco motifs`
+    from scanner.features import FeaturesConfig
+    from scanner.features.discover import discover_patterns
+
+    t = time.perf_counter()
+    found = discover_patterns(one_hot(codes), hyp, FeaturesConfig().modisco)
+    discover_s = time.perf_counter() - t
     pats = pl.from_arrow(runs[-1]["result"].patterns)
     return {
         "cold_process_s": runs[0]["seconds"],
         "warm_s": min(r["seconds"] for r in runs[1:]) if len(runs) > 1 else None,
         "attribution_s": attr_s,
+        "discover_s": discover_s,
+        "discover_patterns": len(found),
         "patterns": runs[-1]["patterns"],
         "top_match": pats.sort("rank")["best_match"][0] if pats.height else None,
         "_hyp": hyp,
@@ -197,6 +206,10 @@ def main() -> None:
     print(f"{'contender':55s} {'s':>8s} {'s / 1k windows':>15s} {'vs reference':>13s}")
     for name, s in rows:
         print(f"{name:55s} {s:8.2f} {s * per_k:15.2f} {ref_total / s:12.2f}x")
+    print(
+        f"discovery alone: Python API (warm) {local['discover_s']:.2f} s vs modisco motifs CLI {cli['motifs_s']:.2f} s "
+        f"({cli['motifs_s'] / local['discover_s']:.2f}x)"
+    )
     print(
         f"parts: attribution {local['attribution_s']:.2f} s, modisco motifs {cli['motifs_s']:.2f} s, "
         f"modisco report {cli['report_s']:.2f} s (ok={cli['report_ok']}), Ray start {ray['ray_start_s']:.2f} s"
