@@ -328,3 +328,17 @@ def test_selection_from_predictions_and_subsets(run_dir):
     again = pl.from_arrow(select_windows(run_dir / "datasets", run_dir / "models", FeaturesConfig(max_windows=30)))
     assert sub.height == 60 and sub.join(full, on=sub.columns).height == 60
     assert_frame_equal(sub, again) and sub.schema == pl.from_arrow(SELECTED.empty_table()).schema
+
+
+def test_simulated_rule_checks(result):
+    from scanner.features import check_simulated_rules
+
+    # the hand-set models: ALPHA's open model is an ALPHA_P detector, its pvalue model a PIONEER one; no BETA
+    checks = check_simulated_rules(result.patterns, result.comparison)
+    assert [c.passed for c in checks] == [None, None, True, True], [c.line() for c in checks]
+    pats = pl.from_arrow(result.patterns).with_columns(
+        pl.when(pl.col("regime") == "pvalue").then(pl.lit("BETA")).otherwise(pl.col("tf")).alias("tf")
+    )
+    c = check_simulated_rules(pats, result.comparison)
+    assert c[0].passed is True and "PIONEER" in c[0].line() and c[1].passed is None
+    assert check_simulated_rules(pats, result.comparison, partner_distance=(200, 300))[2].passed is False

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -42,7 +41,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_simulated_rules_are_recovered(run, shared_data_or_none):
-    from scanner.features import FeaturesConfig, run_features
+    from scanner.features import FeaturesConfig, check_simulated_rules, run_features
 
     jaspar = []
     if shared_data_or_none is not None:
@@ -50,22 +49,6 @@ def test_simulated_rules_are_recovered(run, shared_data_or_none):
         jaspar = [f] if f.is_file() else []
     res = run_features(run, jaspar, FeaturesConfig(splits=(), max_windows=3000), use_ray=False, log=print)
     print("\n".join(res.lines))
-    pats = pl.from_arrow(res.patterns).filter(pl.col("sign") == 1)
-    for regime in ("pvalue", "random"):
-        top = pats.filter(pl.col("tf") == "BETA", pl.col("regime") == regime).sort("rank")
-        assert top.height and top["best_match"][0] == "PIONEER", (regime, top.select("pattern", "best_match"))
-    partner = pats.filter(pl.col("tf") == "ALPHA", pl.col("regime") == "open", pl.col("best_match") == "ALPHA_P")
-    assert partner.height, pats.filter(pl.col("tf") == "ALPHA", pl.col("regime") == "open")
-    assert 40 <= partner.sort("rank")["abs_distance_median"][0] <= 150
-    cmp = pl.from_arrow(res.comparison).filter(
-        pl.col("tf") == "ALPHA", pl.col("feature") == "PIONEER", pl.col("sign") == 1
-    )
-    share = dict(cmp.select("regime", "share").iter_rows())
-    assert share.get("open", 0.0) < min(share["pvalue"], share["random"]), share
-
-
-@pytest.fixture(scope="module")
-def shared_data_or_none() -> Path | None:
-    """The shared data folder when present (this test runs without it too)."""
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return folder if folder.is_dir() else None
+    checks = check_simulated_rules(res.patterns, res.comparison)
+    print("\n".join(c.line() for c in checks))
+    assert [c.passed for c in checks] == [True] * 4, [c.line() for c in checks]

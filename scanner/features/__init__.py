@@ -12,12 +12,15 @@ one run directory. Heavy libraries (torch, ray, modisco-lite, memelite) are impo
 from scanner.features.compare import compare_features, format_comparison, plot_comparison, ppm_similarity
 from scanner.features.config import FEATURE_METHODS, FeaturesConfig, ModiscoSettings
 from scanner.features.run import FeaturesResult, default_databases, features, read_features, run_features
+from scanner.features.simcheck import Check, check_simulated_rules
 
 __all__ = [
     "FEATURE_METHODS",
+    "Check",
     "FeaturesConfig",
     "FeaturesResult",
     "ModiscoSettings",
+    "check_simulated_rules",
     "compare_features",
     "default_databases",
     "features",
