@@ -33,6 +33,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "demo",
     "interpret",
+    "features",
     "variants",
     "run",
     "submit",

@@ -13,6 +13,7 @@ with ``_`` for ``-`` (``[scan] shard_size = 1000000`` is ``scanner scan --shard-
     [evaluate]                   # EvaluateSection           (scanner evaluate)
     [predict]                    # PredictConfig + tfs, regimes (scanner predict)
     [interpret]                  # optional: InterpretConfig + bedgraph (scanner interpret)
+    [features]                   # optional: FeaturesConfig + motifs, own_motifs (scanner features)
     [variants]                   # optional: vcf + VariantConfig + tfs, regimes (scanner variants)
     [interpret_benchmark]        # optional: BenchmarkConfig (scanner benchmark-interpret)
 
@@ -35,6 +36,7 @@ from typing import Any, Union
 import tomllib
 
 from scanner.errors import InputError
+from scanner.features.config import FeaturesConfig
 from scanner.interpret.benchmark import BenchmarkConfig
 from scanner.interpret.run import InterpretConfig
 from scanner.labels import LabelConfig
@@ -127,6 +129,20 @@ class InterpretSection:
 
 
 @dataclass(frozen=True)
+class FeaturesSection:
+    """``scanner features``: :class:`~scanner.features.FeaturesConfig` flags plus the motif databases.
+
+    ``motifs``: motif files every pattern is matched against (e.g. JASPAR); ``own_motifs`` adds the
+    simulation's ``OUT/sim/motifs.meme`` and ``context_motifs.meme``. TF-MoDISco settings go in a
+    ``[features.modisco]`` table (:class:`~scanner.features.ModiscoSettings`).
+    """
+
+    settings: FeaturesConfig = field(default_factory=FeaturesConfig, metadata=FLATTEN)
+    motifs: tuple[Path, ...] = ()
+    own_motifs: bool = True
+
+
+@dataclass(frozen=True)
 class VariantsSection:
     """``scanner variants``: a VCF scored under every model (:class:`~scanner.variants.VariantConfig` flags).
 
@@ -160,6 +176,9 @@ class RunConfig:
         Stage settings (defaults: each command's defaults).
     interpret : InterpretSection, optional
         Explain predictions (``OUT/attributions``). Default None: the stage is not run.
+    features : FeaturesSection, optional
+        Discover, match and compare what each model learned (``OUT/features``); a ``[variants]`` stage
+        then names the learned pattern of each disagreeing allele. Default None: not run.
     variants : VariantsSection, optional
         Score a VCF's alleles under every model (``OUT/variants``). Default None: not run.
     interpret_benchmark : BenchmarkConfig, optional
@@ -177,6 +196,7 @@ class RunConfig:
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     predict: PredictSection = field(default_factory=PredictSection)
     interpret: InterpretSection | None = None
+    features: FeaturesSection | None = None
     variants: VariantsSection | None = None
     interpret_benchmark: BenchmarkConfig | None = None
 
@@ -198,6 +218,8 @@ class RunConfig:
         ]
         if self.interpret is not None:
             checks.append(("interpret", lambda: self.interpret.settings.validate()))
+        if self.features is not None:
+            checks.append(("features", lambda: self.features.settings.validate()))
         if self.variants is not None:
             checks.append(("variants", lambda: self.variants.settings.validate()))
         if self.interpret_benchmark is not None:

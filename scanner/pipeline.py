@@ -10,6 +10,7 @@ Stages (those that apply to the config, in this order)::
     evaluate             OUT/metrics.parquet (+ ROC/PR curves beside each model)
     predict              OUT/predictions/
     interpret            OUT/attributions/                only with [interpret]
+    features             OUT/features/                    only with [features]
     variants             OUT/variants/                    only with [variants] (a VCF)
     interpret_benchmark  OUT/interpret_benchmark/         only with [interpret_benchmark]
 
@@ -33,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,6 +72,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "evaluate": ("metrics.parquet",),
     "predict": ("predictions/**/*.parquet",),
     "interpret": ("attributions/**/*.parquet",),
+    "features": ("features/**/*.parquet",),
     "variants": ("variants/**/*.parquet",),
     "interpret_benchmark": ("interpret_benchmark/benchmark.parquet",),
 }
@@ -82,6 +84,7 @@ _ROWS_OF = {
     "evaluate": "metrics.parquet",
     "predict": "predictions/**/*.parquet",
     "interpret": "attributions/**/*.parquet",
+    "features": "features/patterns/**/*.parquet",
     "variants": "variants/scores/**/*.parquet",
 }
 
@@ -94,6 +97,8 @@ def stage_names(config: RunConfig) -> list[str]:
     names += ["scan", "label", "train", "evaluate", "predict"]
     if config.interpret is not None:
         names.append("interpret")
+    if config.features is not None:
+        names.append("features")
     if config.variants is not None:
         names.append("variants")
     if config.interpret_benchmark is not None:
@@ -559,10 +564,51 @@ class _Runner:
         self.manifest.progress("interpret", 1, 1)
         return f"{summary.instances} instance(s) explained"
 
+    # ---- features ---------------------------------------------------------------------------------
+    def _feature_databases(self) -> list[Path]:
+        from scanner.features import default_databases
+
+        f = self.config.features
+        return [*(default_databases(self.out) if f.own_motifs else []), *map(Path, f.motifs)]
+
+    def _inputs_features(self) -> dict[str, Any]:
+        f = self.config.features
+        return {
+            "config": asdict(f.settings),
+            "databases": [self.fp(p) for p in self._feature_databases()],
+            "datasets": self.signature("label"),
+            "predictions": self.signature("predict") if f.settings.source == "predictions" else None,
+            "models": self.signature("train"),
+        }
+
+    def _run_features(self, owned: bool) -> str:
+        from scanner.features import features
+
+        if self.config.use_ray:
+            self.ensure_ray()
+        f = self.config.features
+        res = features(
+            self.out / ("datasets" if f.settings.source == "datasets" else "predictions"),
+            self.out / "models",
+            self.out / "features",
+            f.settings,
+            databases=self._feature_databases(),
+            genome=self.inputs.genome,
+            use_ray=self.config.use_ray,
+            address=self.config.address,
+            overwrite=True,
+            log=self.log,
+        )
+        for line in res.lines:
+            self.log(line)
+        self.manifest.progress("features", 1, 1)
+        return f"{res.patterns.num_rows} pattern(s) of {len(res.models)} model(s) x method(s)"
+
     # ---- variants ---------------------------------------------------------------------------------
     def _inputs_variants(self) -> dict[str, Any]:
         v = self.config.variants
         return {
+            "features": self.signature("features") if self.config.features is not None else None,
             "config": asdict(v.settings),
             "tfs": list(v.tfs),
             "regimes": list(v.regimes),
@@ -578,11 +624,14 @@ class _Runner:
         if self.config.use_ray:
             self.ensure_ray()
         v = self.config.variants
+        settings = v.settings
+        if self.config.features is not None and settings.features is None:
+            settings = replace(settings, features=str(self.out / "features"))
         summary = score_vcf(
             v.vcf,
             self.out / "models",
             self.out / "variants",
-            v.settings,
+            settings,
             instances=self.out / "instances",
             genome=self.inputs.genome,
             tfs=list(v.tfs) or None,
@@ -629,6 +678,7 @@ _UNITS = {
     "evaluate": "step",
     "predict": "items",
     "interpret": "step",
+    "features": "step",
     "variants": "step",
     "interpret_benchmark": "step",
 }

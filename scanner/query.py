@@ -6,7 +6,9 @@ functions below are the common questions, each a few polars expressions, and :fu
 polars SQL over the same tables. Coordinates are 0-based half-open, as in every dataset.
 
 Tables (those present in the run): ``instances``, ``labelled``, ``datasets``, ``predictions``,
-``attributions``, ``variants`` (``RUN/variants/scores``), ``metrics`` (``RUN/metrics.parquet``).
+``attributions``, ``variants`` (``RUN/variants/scores``), ``metrics`` (``RUN/metrics.parquet``),
+``features`` (``RUN/features/patterns``: one row per discovered pattern), ``feature_seqlets`` and
+``feature_comparison`` (``RUN/features/comparison.parquet``: patterns x regimes).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ TABLES: dict[str, str] = {
     "attributions": "attributions",
     "variants": "variants/scores",
     "metrics": "metrics.parquet",
+    "features": "features/patterns",
+    "feature_seqlets": "features/seqlets",
+    "feature_comparison": "features/comparison.parquet",
 }
 
 _LOCUS = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,_]+)(?:-(?P<end>[\d,_]+))?$")

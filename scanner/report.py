@@ -9,6 +9,8 @@ moved alone) and the same PNGs beside it. Sections appear when the run has what 
 * ROC and PR curves per TF and regime (the ``roc.png`` / ``pr.png`` evaluation draws beside each
   model) and the cross-TF auROC heatmaps (``models/cross_tf_<regime>.png``);
 * interpretation benchmark (``interpret_benchmark/benchmark.parquet`` and its figure);
+* features: what each regime taught (``features/comparison.parquet``: patterns x regimes per TF, its
+  figure, and the logo of each model's strongest patterns);
 * top sites: the explained instances of highest ``prob_bound`` with their attribution track and
   logos (:func:`scanner.interpret.plots.plot_site`).
 """
@@ -181,6 +183,62 @@ def _section_benchmark(run: Path, out: Path, images: list[Path]) -> str | None:
     return text
 
 
+def _section_features(run: Path, out: Path, images: list[Path], logos: int = 3) -> str | None:
+    from scanner.features.compare import format_comparison
+
+    root = run / "features"
+    comp_path = root / "comparison.parquet"
+    if not comp_path.is_file():
+        return None
+    comp = pl.read_parquet(comp_path)
+    text = (
+        "<h2>What each regime taught</h2><p class='note'>TF-MoDISco patterns in each model's attributions over "
+        "its explained windows, named by their TomTom match (q &lt; threshold) or <i>novel:consensus</i>; "
+        "cells: share of windows with the pattern (- absent).</p>"
+    )
+    if comp.height == 0:
+        return text + "<p>No pattern was discovered.</p>"
+    for (tf, method), part in comp.group_by(["tf", "method"], maintain_order=True):
+        wide = part.with_columns(pl.when(pl.col("present")).then(pl.col("share")).otherwise(None).alias("share")).pivot(
+            on="regime", index=["feature", "sign", "status"], values="share", aggregate_function="first"
+        )
+        regimes = sorted(part["regime"].unique().to_list())
+        wide = wide.select("feature", "sign", *regimes, "status")
+        text += f"<h3>{html.escape(str(tf))} ({html.escape(str(method))})</h3>" + _table(wide, left=2, digits=2)
+    text += "<pre class='note'>" + html.escape("\n".join(format_comparison(comp))) + "</pre>"
+    png = root / "comparison.png"
+    if png.is_file():
+        copy = out / "features_comparison.png"
+        copy.write_bytes(png.read_bytes())
+        images.append(copy)
+        text += _img(png, 900)
+    pats = root / "patterns"
+    if pats.is_dir():
+        df = (
+            pl.scan_parquet(pats / "**" / "*.parquet", hive_partitioning=False)
+            .filter(pl.col("rank") < logos)
+            .sort("tf", "method", "regime", "sign", "rank", descending=[False, False, False, True, False])
+            .collect()
+        )
+        cards = []
+        for r in df.iter_rows(named=True):
+            logo = root / r["logo"]
+            if not logo.is_file():
+                continue
+            copy = out / f"pattern_{r['tf']}_{r['regime']}_{r['method']}_{r['pattern']}.png"
+            copy.write_bytes(logo.read_bytes())
+            images.append(copy)
+            match = r["best_match"] or "no match"
+            cards.append(
+                f"<div class='card'><p>{html.escape(r['tf'])} / {html.escape(r['regime'])} / {r['pattern']}: "
+                f"{r['n_seqlets']} seqlets, share {r['share']:.2f}, {html.escape(match)}, "
+                f"median |distance| {r['abs_distance_median']:.0f} bp</p>{_img(logo, 330)}</div>"
+            )
+        if cards:
+            text += "<div class='grid'>" + "".join(cards) + "</div>"
+    return text
+
+
 def _section_sites(run: Path, out: Path, images: list[Path], top_sites: int) -> str | None:
     from scanner import query as q
     from scanner.interpret.plots import plot_site
@@ -269,6 +327,7 @@ def build_report(run: str | Path, *, out: str | Path | None = None, top_sites: i
         ("metrics", _section_metrics(run)),
         ("curves", _section_curves(run, out, images)),
         ("interpretation benchmark", _section_benchmark(run, out, images)),
+        ("features", _section_features(run, out, images)),
         ("top sites", _section_sites(run, out, images, top_sites)),
     ]
     present = [(name, body) for name, body in parts if body]

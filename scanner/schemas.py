@@ -282,7 +282,9 @@ VARIANT_SEQUENCES = pa.schema(
 )
 
 
-def variant_comparison_schema(regimes: tuple[str, ...] | list[str], key: tuple[str, ...] = VARIANT_KEY) -> pa.Schema:
+def variant_comparison_schema(
+    regimes: tuple[str, ...] | list[str], key: tuple[str, ...] = VARIANT_KEY, *, patterns: bool = False
+) -> pa.Schema:
     """Schema of ``OUT/variants/comparison.parquet``: one row per (allele, TF) scored under any regime.
 
     ``key`` columns (:data:`VARIANT_KEY`, or :data:`SEQUENCE_KEY` for ``--sequences``), then ``tf``,
@@ -309,6 +311,19 @@ def variant_comparison_schema(regimes: tuple[str, ...] | list[str], key: tuple[s
         pa.field("sign_flip", pa.bool_(), nullable=False, metadata={"doc": "opposite signs between regimes"}),
         pa.field("rank_flip", pa.bool_(), nullable=False, metadata={"doc": "top membership differs"}),
     ]
+    if patterns:
+        for r in regimes:
+            fields.append(
+                pa.field(
+                    f"pattern_{r}",
+                    pa.string(),
+                    metadata={"doc": f"learned pattern of regime {r} the allele falls in (null: none or no flip)"},
+                )
+            )
+        for r in regimes:
+            fields.append(
+                pa.field(f"pattern_match_{r}", pa.string(), metadata={"doc": "that pattern's database match"})
+            )
     return pa.schema(fields)
 
 
@@ -326,6 +341,143 @@ VARIANT_CORRELATIONS = pa.schema(
 )
 
 
+# ---- features (issue 16) ------------------------------------------------------------------------
+_MATCH = pa.struct(
+    [
+        pa.field("motif_id", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("database", pa.string()),
+        pa.field("pvalue", pa.float64()),
+        pa.field("qvalue", pa.float64()),
+        pa.field("offset", pa.int32()),
+        pa.field("strand", pa.string()),
+    ]
+)
+_MATRIX = pa.list_(pa.list_(pa.float32(), 4))
+
+#: ``OUT/features/patterns/tf=<tf>/regime=<r>/method=<m>/patterns.parquet``: one row per TF-MoDISco
+#: pattern discovered in the attributions of one (TF, regime) model, with its TomTom matches and where
+#: its seqlets lie relative to the explained site. Distances are centre to centre (centre =
+#: ``start + (end - start) // 2``), signed along the site's strand: positive = 3' (downstream) of the
+#: site. Matrices are (length, 4), A C G T, of the pattern trimmed to the positions whose summed
+#: |CWM| reaches ``trim_threshold`` of its maximum.
+FEATURES = pa.schema(
+    [
+        pa.field("tf", pa.string(), nullable=False, metadata={"doc": "TF of the model and its instances"}),
+        pa.field("regime", pa.string(), nullable=False, metadata={"doc": "training regime of the model"}),
+        pa.field("method", pa.string(), nullable=False, metadata={"doc": "attribution method: deeplift or ism"}),
+        pa.field("pattern", pa.string(), nullable=False, metadata={"doc": "pattern id: pos_<k> or neg_<k>"}),
+        pa.field("sign", pa.int8(), nullable=False, metadata={"doc": "1: supports binding, -1: opposes it"}),
+        pa.field("rank", pa.int32(), nullable=False, metadata={"doc": "k: order by seqlets within the sign"}),
+        pa.field("n_windows", pa.int64(), nullable=False, metadata={"doc": "windows explained for this model"}),
+        pa.field("n_seqlets", pa.int64(), nullable=False, metadata={"doc": "seqlets in the pattern"}),
+        pa.field("windows_with", pa.int64(), nullable=False, metadata={"doc": "windows with >= 1 seqlet of it"}),
+        pa.field("share", pa.float64(), nullable=False, metadata={"doc": "windows_with / n_windows"}),
+        pa.field("length", pa.int32(), nullable=False, metadata={"doc": "trimmed pattern length (bp)"}),
+        pa.field("consensus", pa.string(), nullable=False, metadata={"doc": "trimmed PPM argmax (lower case: p<0.5)"}),
+        pa.field(
+            "contribution", pa.float64(), nullable=False, metadata={"doc": "sum of the trimmed CWM (logit units)"}
+        ),
+        pa.field(
+            "best_match", pa.string(), metadata={"doc": "name of the best match with q < max_qvalue (null: none)"}
+        ),
+        pa.field("best_match_id", pa.string(), metadata={"doc": "its motif id"}),
+        pa.field("best_database", pa.string(), metadata={"doc": "its database (file stem)"}),
+        pa.field("best_pvalue", pa.float64(), metadata={"doc": "its TomTom p-value"}),
+        pa.field("best_qvalue", pa.float64(), metadata={"doc": "its TomTom q-value (BH over all targets)"}),
+        pa.field(
+            "matches",
+            pa.list_(_MATCH),
+            nullable=False,
+            metadata={
+                "doc": "top TomTom matches by p-value (motif_id, name, database, pvalue, qvalue, offset, strand)"
+            },
+        ),
+        pa.field(
+            "distances",
+            pa.list_(pa.int32()),
+            nullable=False,
+            metadata={"doc": "signed seqlet-to-site distance of every seqlet (bp)"},
+        ),
+        pa.field("abs_distance_q25", pa.float64(), nullable=False, metadata={"doc": "25th percentile of |distance|"}),
+        pa.field("abs_distance_median", pa.float64(), nullable=False, metadata={"doc": "median |distance|"}),
+        pa.field("abs_distance_q75", pa.float64(), nullable=False, metadata={"doc": "75th percentile of |distance|"}),
+        pa.field(
+            "share_in_site", pa.float64(), nullable=False, metadata={"doc": "share of seqlets overlapping the site"}
+        ),
+        pa.field("share_upstream", pa.float64(), nullable=False, metadata={"doc": "share wholly 5' of the site"}),
+        pa.field("share_downstream", pa.float64(), nullable=False, metadata={"doc": "share wholly 3' of the site"}),
+        pa.field(
+            "side",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "site, upstream, downstream or both (where >= 2/3 of the seqlets lie)"},
+        ),
+        pa.field("ppm", _MATRIX, nullable=False, metadata={"doc": "position probability matrix of the seqlets"}),
+        pa.field("cwm", _MATRIX, nullable=False, metadata={"doc": "contribution weight matrix (mean contributions)"}),
+        pa.field(
+            "meme", pa.string(), nullable=False, metadata={"doc": "MEME file of the PPM, relative to OUT/features"}
+        ),
+        pa.field("logo", pa.string(), nullable=False, metadata={"doc": "logo PNG (CWM and PPM), relative path"}),
+    ]
+)
+FEATURE_PARTITIONS = ("tf", "regime", "method")
+
+#: ``OUT/features/seqlets/tf=<tf>/regime=<r>/method=<m>/seqlets.parquet``: one row per seqlet of a pattern,
+#: in genome coordinates (0-based half-open, the trimmed pattern's span), with the site it was found beside.
+FEATURE_SEQLETS = pa.schema(
+    [
+        pa.field("tf", pa.string(), nullable=False),
+        pa.field("regime", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("pattern", pa.string(), nullable=False),
+        pa.field("chrom", pa.string(), nullable=False),
+        pa.field("start", pa.int64(), nullable=False, metadata={"doc": "0-based start of the seqlet"}),
+        pa.field("end", pa.int64(), nullable=False, metadata={"doc": "0-based exclusive end"}),
+        pa.field("strand", pa.string(), nullable=False, metadata={"doc": "'+': the pattern reads on the + strand"}),
+        pa.field("site_start", pa.int64(), nullable=False, metadata={"doc": "start of the explained site"}),
+        pa.field("site_end", pa.int64(), nullable=False),
+        pa.field("site_strand", pa.string(), nullable=False),
+        pa.field("motif_id", pa.string(), nullable=False, metadata={"doc": "motif of the site"}),
+        pa.field(
+            "distance", pa.int32(), nullable=False, metadata={"doc": "signed distance to the site (see FEATURES)"}
+        ),
+        pa.field("contribution", pa.float32(), nullable=False, metadata={"doc": "summed contribution of its bases"}),
+    ]
+)
+
+#: ``OUT/features/comparison.parquet``: patterns x regimes per TF and method, long format. A *feature* is
+#: the database motif a pattern matches (q < max_qvalue), else a group of unmatched patterns of similar
+#: PPMs across regimes (``novel:<consensus>``); one row per (tf, method, feature, sign, regime).
+FEATURE_COMPARISON = pa.schema(
+    [
+        pa.field("tf", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("feature", pa.string(), nullable=False, metadata={"doc": "matched motif name, or novel:<consensus>"}),
+        pa.field("motif_id", pa.string(), metadata={"doc": "matched motif id (null: novel)"}),
+        pa.field("database", pa.string(), metadata={"doc": "database of the match (null: novel)"}),
+        pa.field("sign", pa.int8(), nullable=False),
+        pa.field("regime", pa.string(), nullable=False),
+        pa.field("present", pa.bool_(), nullable=False, metadata={"doc": "some pattern of this regime is the feature"}),
+        pa.field("patterns", pa.list_(pa.string()), nullable=False, metadata={"doc": "those patterns"}),
+        pa.field("n_seqlets", pa.int64(), nullable=False, metadata={"doc": "their seqlets"}),
+        pa.field("share", pa.float64(), nullable=False, metadata={"doc": "windows with any of them / n_windows"}),
+        pa.field("n_windows", pa.int64(), nullable=False, metadata={"doc": "windows explained for the model"}),
+        pa.field("best_qvalue", pa.float64(), metadata={"doc": "best TomTom q-value among them"}),
+        pa.field("abs_distance_median", pa.float64(), metadata={"doc": "median |distance| of their seqlets"}),
+        pa.field(
+            "status",
+            pa.string(),
+            nullable=False,
+            metadata={
+                "doc": "across regimes: 'vanishes under <c>', 'only under <c>', 'all regimes' or 'some regimes' "
+                "(c: the contrast regime, default open)"
+            },
+        ),
+    ]
+)
+
+
 # ---- documentation ------------------------------------------------------------------------------
 #: Dataset name -> (path pattern, schema), in pipeline order; rendered into the README.
 DOCUMENTED = {
@@ -337,6 +489,9 @@ DOCUMENTED = {
     "attributions": ("OUT/attributions/method=/tf=/chrom=/*.parquet", "ATTRIBUTIONS"),
     "variants": ("OUT/variants/scores/tf=/chrom=/*.parquet", "VARIANTS"),
     "variant correlations": ("OUT/variants/correlations.parquet", "VARIANT_CORRELATIONS"),
+    "features": ("OUT/features/patterns/tf=/regime=/method=/patterns.parquet", "FEATURES"),
+    "feature seqlets": ("OUT/features/seqlets/tf=/regime=/method=/seqlets.parquet", "FEATURE_SEQLETS"),
+    "feature comparison": ("OUT/features/comparison.parquet", "FEATURE_COMPARISON"),
 }
 
 

@@ -174,3 +174,17 @@ def test_errors():
         deeplift(model, x, reference="random")
     with pytest.raises(ValueError, match="n_shuffles"):
         deeplift(model, x, n_shuffles=0)
+
+
+@pytest.mark.parametrize("reference", ["shuffle", "gc", "zero"])
+def test_hypothetical_contributions_complete_the_attributions(reference):
+    """hypothetical=True leaves attributions and delta as they were; at the observed bases the
+    hypothetical contributions are the attributions' per-position sums (float64)."""
+    model = _model(2).double()
+    x = _onehot(4, 200, seed=3).double()
+    plain = deeplift(model, x, reference=reference, n_shuffles=3, seed=4)
+    res = deeplift(model, x, reference=reference, n_shuffles=3, seed=4, hypothetical=True)
+    assert plain.hypothetical is None and res.hypothetical.shape == x.shape
+    torch.testing.assert_close(res.attributions, plain.attributions, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.delta, plain.delta, rtol=0, atol=1e-12)
+    torch.testing.assert_close((x * res.hypothetical).sum(1), res.attributions.sum(1), rtol=0, atol=1e-12)

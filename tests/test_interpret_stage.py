@@ -145,6 +145,31 @@ def test_in_process_output(run_dir, tmp_path):
     assert first[0] == "chrI" and int(first[2]) == int(first[1]) + 1
 
 
+def test_bigwig_equals_bedgraph(run_dir, tmp_path):
+    import pyBigWig
+
+    out = tmp_path / "attributions"
+    config = InterpretConfig(methods=("grad-x-input", "gradcam"), flank=15, chunk_rows=3)
+    interpret(run_dir / "predictions", run_dir / "models", out, config, use_ray=False, bigwig=True)
+    bedgraphs = sorted((out / "bedgraph").glob("*.bedGraph"))
+    assert len(bedgraphs) == 4 and len(list((out / "bigwig").glob("*.bw"))) == 4
+    for bg in bedgraphs:
+        lines = [x.split("\t") for x in bg.read_text().splitlines()]
+        bw = pyBigWig.open(str(out / "bigwig" / (bg.stem + ".bw")))
+        try:
+            assert bw.isBigWig() and bw.chroms() == {
+                c: n for c, n in {"chrI": 1500, "chrII": 900}.items() if c in bw.chroms()
+            }
+            got = [(c, s, e, v) for c in bw.chroms() for s, e, v in bw.intervals(c)]
+            want = [(c, int(s), int(e), float(np.float32(v))) for c, s, e, v in lines]
+            assert got == want
+            # the per-base read-back equals the bedGraph values too
+            c, s, e, v = lines[len(lines) // 2]
+            assert bw.values(c, int(s), int(e)) == [float(np.float32(v))]
+        finally:
+            bw.close()
+
+
 def test_overwrite_and_failures_keep_old_output(run_dir, tmp_path):
     out = tmp_path / "attr"
     preds, models = run_dir / "predictions", run_dir / "models"

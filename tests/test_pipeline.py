@@ -240,6 +240,22 @@ def test_variants_stage_scores_a_vcf(run_copy, tmp_path):
     assert run_pipeline(cfg).ran == ("variants",)
 
 
+def test_features_stage(run_copy):
+    from scanner import query as q
+
+    feats = {"splits": [], "max_windows": 120, "n_shuffles": 2, "modisco": {"min_seqlets": 10}}
+    cfg = from_dict(tiny_config(run_copy.out, features=feats))
+    assert stage_names(cfg)[-2:] == ["features", "interpret_benchmark"]
+    result = run_pipeline(cfg)
+    assert result.ran == ("features",)
+    assert result.manifest["stages"]["features"]["status"] == "done"
+    record = json.loads((run_copy.out / "features" / "_features.json").read_text())
+    assert 0 < record["models"][0]["windows"] <= 120 and record["config"]["n_shuffles"] == 2
+    assert any(str(run_copy.out / "sim" / "context_motifs.meme") == d for d in record["databases"])
+    assert "features" in q.available(run_copy.out)
+    assert run_pipeline(cfg).ran == ()
+
+
 def test_a_scan_the_pipeline_did_not_make_is_not_replaced(run_copy, tmp_path):
     out = tmp_path / "foreign"
     shutil.copytree(run_copy.out / "sim", out / "sim")

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -635,3 +636,43 @@ def test_cli_and_a_failed_run_keeps_earlier_output(sim, tmp_path):
     r = CliRunner().invoke(app, [*args, "--vcf", str(write_vcf(tmp_path / "one.vcf", [fsnv]))])
     assert r.exit_code == 0, r.output
     assert read_scores(out).height == 1
+
+
+def _features_dir(root, patterns: dict[str, tuple[str, np.ndarray, str | None]]):
+    """A hand-made OUT/features: per regime one pattern (name, PPM, best match) of TF ALPHA."""
+    from scanner.io import partition_dir, write_parquet_atomic
+    from scanner.schemas import FEATURES
+
+    for regime, (name, ppm, match) in patterns.items():
+        row = {c: None for c in FEATURES.names}
+        row |= dict(tf="ALPHA", regime=regime, method="deeplift", pattern=name, sign=1, rank=0, n_windows=10)
+        row |= dict(n_seqlets=20, windows_with=10, share=1.0, length=len(ppm), consensus="", contribution=1.0)
+        row |= dict(best_match=match, matches=[], distances=[], abs_distance_q25=0.0, abs_distance_median=0.0)
+        row |= dict(abs_distance_q75=0.0, share_in_site=1.0, share_upstream=0.0, share_downstream=0.0, side="site")
+        row |= dict(ppm=ppm.tolist(), cwm=ppm.tolist(), meme="x.meme", logo="x.png")
+        d = partition_dir(root / "patterns", [("tf", "ALPHA"), ("regime", regime), ("method", "deeplift")])
+        write_parquet_atomic(pa.Table.from_pylist([row], schema=FEATURES), d / "patterns.parquet")
+    return root
+
+
+def test_disagreeing_variants_name_the_learned_pattern_they_fall_in(sim, tmp_path):
+    from scanner.sim_rules import simulated_motif
+
+    snv, _dele, fsnv, _c1, _c2, _far = _core_variants(sim)
+    vcf = write_vcf(tmp_path / "v.vcf", [snv, fsnv])
+    feats = _features_dir(
+        tmp_path / "features",
+        {
+            "pvalue": ("pos_0", simulated_motif("ALPHA").probs, "ALPHA"),
+            "open": ("pos_3", simulated_motif("PIONEER").probs, None),
+        },
+    )
+    s = score_vcf(vcf, sim.root / "models", tmp_path / "out", VariantConfig(features=str(feats)), use_ray=False)
+    cmp = pl.read_parquet(tmp_path / "out" / "comparison.parquet").filter(pl.col("sign_flip"))
+    r = cmp.filter(pl.col("variant_id") == f"{snv[0]}:{snv[1]}:{snv[3]}:{snv[4]}").row(0, named=True)
+    # the SNV sits in the planted ALPHA core, which the pvalue regime's pattern is; the open regime's is not there
+    assert r["pattern_pvalue"] == "pos_0" and r["pattern_match_pvalue"] == "ALPHA"
+    assert r["pattern_open"] is None and r["pattern_match_open"] is None
+    assert any("in learned pattern pvalue: ALPHA" in line for line in s.comparison)
+    with pytest.raises(InputError, match="--features"):
+        VariantConfig(features=str(tmp_path / "nothing")).validate()

@@ -53,6 +53,9 @@ def register(app: typer.Typer) -> None:
         bedgraph: Annotated[
             bool, typer.Option(help="Also write per-method bedGraph tracks (mean score per position).")
         ] = False,
+        bigwig: Annotated[
+            bool, typer.Option(help="Also write the tracks as bigWig beside the bedGraph (implies --bedgraph).")
+        ] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
         actors: Annotated[Optional[int], typer.Option(help="Actors per model. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
@@ -88,6 +91,7 @@ def register(app: typer.Typer) -> None:
             address=address,
             overwrite=overwrite,
             bedgraph=bedgraph,
+            bigwig=bigwig,
             log=echo_err,
         )
         typer.echo(

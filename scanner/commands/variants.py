@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
         min_delta: Annotated[
             float, typer.Option(help="Comparison: |delta_logit| both regimes need for a sign flip.")
         ] = 0.1,
+        features: Annotated[
+            Optional[Path],
+            typer.Option(help="OUT/features: name the learned pattern each disagreeing allele falls in (VCF)."),
+        ] = None,
         actors: Annotated[Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         local: Annotated[bool, typer.Option(help="Run in this process, without Ray.")] = False,
@@ -68,6 +72,7 @@ def register(app: typer.Typer) -> None:
             actors=actors,
             top_fraction=top_fraction,
             min_delta=min_delta,
+            features=None if features is None else str(features),
         ).validate()
         common = dict(
             tfs=split_list(tf) or None,

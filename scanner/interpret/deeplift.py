@@ -40,6 +40,11 @@ class DeepLiftResult(NamedTuple):
     attributions: torch.Tensor
     #: (N,) convergence delta: ``sum(attributions) - (f(x) - mean_k f(ref_k))``.
     delta: torch.Tensor
+    #: (N, 4, L) hypothetical contributions (``hypothetical=True``), else None: for every base ``b`` at
+    #: position ``p``, ``mean_k sum_j (e_b[j] - ref_k[j, p]) * m_k[j, p]`` with ``m_k`` the DeepLIFT
+    #: multipliers against reference ``k``: the contribution ``b`` would make there. At the observed
+    #: base it sums (over bases, with ``x``) to the position's attribution.
+    hypothetical: torch.Tensor | None = None
 
 
 def deeplift(
@@ -51,6 +56,7 @@ def deeplift(
     seed: int = 0,
     target: int = 0,
     batch_size: int = 64,
+    hypothetical: bool = False,
 ) -> DeepLiftResult:
     """DeepLIFT attributions of the model's logit (captum ``DeepLift``, rescale rule).
 
@@ -74,11 +80,16 @@ def deeplift(
         Output column to explain. Default 0.
     batch_size : int, optional
         Sequence-reference pairs per captum call. Default 64.
+    hypothetical : bool, optional
+        Also return hypothetical contributions (the input TF-MoDISco needs; see
+        :class:`DeepLiftResult`). The pass then asks captum for the multipliers and forms both outputs
+        from them (same numbers for ``attributions``, up to float rounding). Default False.
 
     Returns
     -------
     DeepLiftResult
-        ``attributions`` (N, 4, L) and ``delta`` (N,), on the CPU in the model's dtype.
+        ``attributions`` (N, 4, L), ``delta`` (N,) and ``hypothetical`` (N, 4, L) or None, on the CPU
+        in the model's dtype.
 
     Raises
     ------
@@ -99,22 +110,30 @@ def deeplift(
     inputs = x.unsqueeze(1).expand_as(refs).reshape(n * k, *x.shape[1:])
     baselines = refs.reshape(n * k, *x.shape[1:])
     attr = torch.empty_like(inputs)
+    hyp = torch.empty_like(inputs) if hypothetical else None
     delta = torch.empty(n * k, dtype=dtype)
     with preserved_model(model), warnings.catch_warnings():
         # captum announces its (temporary) hooks and that it sets requires_grad on the input copy
         warnings.filterwarnings("ignore", message=r"(?s).*Setting forward, backward hooks", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
         wrapper, recorder = _separated(model)
-        explainer = _deeplift_class()(wrapper, multiply_by_inputs=True)
+        explainer = _deeplift_class()(wrapper, multiply_by_inputs=not hypothetical)
         for lo in range(0, n * k, batch_size):
             xi = inputs[lo : lo + batch_size].to(device).contiguous()
             bi = baselines[lo : lo + batch_size].to(device).contiguous()
             a = explainer.attribute(xi, baselines=bi, target=target).detach()
+            if hyp is not None:  # ``a`` holds the multipliers m: contributions (x - ref) * m
+                hyp[lo : lo + batch_size] = (a - (bi * a).sum(dim=1, keepdim=True)).cpu()
+                a = (xi - bi) * a
             # the recorded forward pass ran on cat(inputs, baselines): f(x) - f(ref) per pair
             fx, fref = scalar_output(recorder.value, target).chunk(2)
             attr[lo : lo + batch_size] = a.cpu()
             delta[lo : lo + batch_size] = (a.flatten(1).sum(1) - (fx - fref)).cpu()
-    return DeepLiftResult(attr.view(n, k, *x.shape[1:]).mean(1), delta.view(n, k).mean(1))
+    return DeepLiftResult(
+        attr.view(n, k, *x.shape[1:]).mean(1),
+        delta.view(n, k).mean(1),
+        None if hyp is None else hyp.view(n, k, *x.shape[1:]).mean(1),
+    )
 
 
 def make_references(x: torch.Tensor, reference: str, *, n_shuffles: int = 10, seed: int = 0) -> torch.Tensor:

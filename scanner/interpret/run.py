@@ -459,6 +459,7 @@ def interpret(
     address: str | None = None,
     overwrite: bool = False,
     bedgraph: bool = False,
+    bigwig: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> InterpretSummary:
     """Explain the selected predictions and write the attributions dataset.
@@ -481,6 +482,9 @@ def interpret(
     bedgraph : bool, optional
         Also write ``out_root/bedgraph/<method>-<model>-<regime>.bedGraph``: per genome position the
         mean ``score`` over the explained windows covering it. Default False.
+    bigwig : bool, optional
+        Also write the same tracks as bigWig, ``out_root/bigwig/<method>-<model>-<regime>.bw``
+        (pyBigWig; implies ``bedgraph``). Default False.
     log : callable, optional
         Receives progress lines.
 
@@ -531,8 +535,17 @@ def interpret(
             raise RuntimeError(f"{len(expected - set(results))} work item(s) produced no output")
         rows = sum(r for r, _ in results.values())
         files = sum(f for _, f in results.values())
-        if bedgraph:
+        if bedgraph or bigwig:
             write_bedgraphs(staging, staging / "bedgraph")
+        if bigwig:
+            from scanner.genome import open_genome
+            from scanner.interpret.bigwig import write_bigwigs
+
+            g = open_genome(genome_path)
+            try:
+                write_bigwigs(staging / "bedgraph", g.lengths, staging / "bigwig")
+            finally:
+                g.close()
         record = {
             "predictions": str(predictions_root.resolve()),
             "models_root": str(models_root.resolve()),
@@ -626,7 +639,7 @@ def _swap_into_place(staging: Path, out_root: Path) -> None:
 def write_bedgraphs(root: Path, out_dir: Path) -> list[Path]:
     """Per method and model, the mean score per genome position as bedGraph (0-based, sorted).
 
-    pyBigWig is not a dependency; convert with UCSC ``bedGraphToBigWig`` if a bigWig is needed.
+    :func:`scanner.interpret.bigwig.write_bigwigs` converts them to bigWig.
     """
     import polars as pl
 

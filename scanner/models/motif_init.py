@@ -251,7 +251,7 @@ def enriched_kmers(
     if len(y) > max_windows:
         idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_windows])
         codes, y = codes[idx], y[idx]
-    n, w = codes.shape
+    w = codes.shape[1]
     lo, hi = max(0, w // 2 - radius), min(w, w // 2 + radius)
     region = codes[:, lo:hi]
     m = region.shape[1] - k + 1

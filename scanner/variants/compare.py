@@ -186,14 +186,31 @@ def format_comparison(comparison: pa.Table, correlations: pa.Table, limit: int =
         flips = sub.filter(pl.col("sign_flip")).with_columns(
             (pl.col("delta_max") - pl.col("delta_min")).alias("_spread")
         )
+        regimes = [c.removeprefix("pattern_") for c in cmp.columns if c.startswith("pattern_") and "_match_" not in c]
         for r in flips.sort("_spread", descending=True).head(limit).iter_rows(named=True):
-            lines.append(f"  sign flip {r[key]}: delta from {r['delta_min']:.2f} to {r['delta_max']:.2f}")
+            why = [f"{g}: {r['pattern_match_' + g] or r['pattern_' + g]}" for g in regimes if r["pattern_" + g]]
+            lines.append(
+                f"  sign flip {r[key]}: delta from {r['delta_min']:.2f} to {r['delta_max']:.2f}"
+                + (f" (in learned pattern {', '.join(why)})" if why else "")
+            )
     return lines
 
 
-def write_comparison(out_root: Path, scores_dir: str, config: object) -> list[str]:
+def write_comparison(
+    out_root: Path,
+    scores_dir: str,
+    config: object,
+    *,
+    features: str | Path | None = None,
+    genome: str | Path | None = None,
+) -> list[str]:
     """Compare regimes over ``out_root/scores_dir`` and write ``comparison.parquet`` and
-    ``correlations.parquet`` beside it; return the summary lines."""
+    ``correlations.parquet`` beside it; return the summary lines.
+
+    With ``features`` (``OUT/features``) and ``genome`` (VCF alleles only), the comparison also gets
+    ``pattern_<r>``/``pattern_match_<r>``: the learned pattern each disagreeing allele falls in under
+    each regime (:func:`scanner.features.variants.pattern_columns`).
+    """
     files = parquet_files(out_root / scores_dir)
     scores = pl.DataFrame()
     if files:
@@ -212,6 +229,10 @@ def write_comparison(out_root: Path, scores_dir: str, config: object) -> list[st
             top_fraction=float(getattr(config, "top_fraction", 0.1)),
             min_delta=float(getattr(config, "min_delta", 0.1)),
         )
+    if features is not None and genome is not None and key == VARIANT_KEY:
+        from scanner.features.variants import pattern_columns
+
+        comparison = pattern_columns(comparison, features, genome)
     write_parquet_atomic(comparison, out_root / COMPARISON_FILE)
     write_parquet_atomic(correlations, out_root / CORRELATIONS_FILE)
     return format_comparison(comparison, correlations)

@@ -40,6 +40,9 @@ class VariantConfig:
         Share of alleles (by ``abs_delta``) that counts as "top" in the regime comparison. Default 0.1.
     min_delta : float
         A sign flip needs ``|delta_logit| >= min_delta`` under both regimes. Default 0.1.
+    features : str, optional
+        ``OUT/features`` of ``scanner features``: the comparison then names, for each disagreeing
+        allele, the learned pattern it falls in under each regime (VCF mode). Default None.
     """
 
     batch_size: int = 256
@@ -52,6 +55,7 @@ class VariantConfig:
     cpus_per_actor: float = 0.5
     top_fraction: float = 0.1
     min_delta: float = 0.1
+    features: str | None = None
 
     def validate(self) -> VariantConfig:
         """Return self, or raise :class:`InputError` naming the bad flag."""
@@ -68,6 +72,10 @@ class VariantConfig:
             raise InputError(f"must be in (0, 1), got {self.top_fraction}", field="--top-fraction")
         if self.min_delta < 0:
             raise InputError(f"must be >= 0, got {self.min_delta}", field="--min-delta")
+        if self.features is not None:
+            from scanner.features.variants import check_features_dir
+
+            check_features_dir(self.features)
         return self
 
     @property

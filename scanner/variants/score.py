@@ -449,7 +449,7 @@ def score_vcf(
         items,
         lambda its: run_items(its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say),
     )
-    lines = write_comparison(out_root, SCORES_DIR, config)
+    lines = write_comparison(out_root, SCORES_DIR, config, features=config.features, genome=genome_path)
     summary = VariantSummary(
         out=str(out_root),
         mode="vcf",
