@@ -554,7 +554,8 @@ def evaluate_checkpoint(
     threads : float, optional
         Torch threads to use (Ray tasks). Default: unchanged.
     baselines_fit : bool, optional
-        Refit the model's baselines on its training rows and report them beside it. Default True.
+        Refit the model's baselines on its training rows and report them beside it (skipped when those
+        rows are gone). Default True.
 
     Raises
     ------
@@ -574,7 +575,7 @@ def evaluate_checkpoint(
         raise InputError("model.json lacks 'tf' or 'regime'", source=Path(model_dir) / "model.json")
     settings = meta.get("train_config") or {}
     baselines = None
-    if baselines_fit:
+    if baselines_fit and _has_train(data_root, tf, regime, settings.get("train_rows", "regime")):
         baselines = partition_baselines(
             data_root, tf, regime, train_rows=settings.get("train_rows", "regime"), seed=int(settings.get("seed", 0))
         )
@@ -592,6 +593,14 @@ def evaluate_checkpoint(
         plot_dir=model_dir if plots else None,
         baselines=baselines,
     )
+
+
+def _has_train(data_root: str | Path, tf: str, regime: str, train_rows: str) -> bool:
+    """Whether the training rows the baselines are fitted on exist (they may have been deleted)."""
+    from scanner.data_loading import available_partitions
+
+    source = "all" if train_rows == "all" else regime
+    return "train" in available_partitions(data_root).get((source, tf), set())
 
 
 def evaluate_models(

@@ -22,7 +22,8 @@ def test_demo_chain_in_process(tmp_path):
     from scanner.demo import DemoConfig, format_demo, run_demo
 
     cfg = DemoConfig(out=tmp_path / "demo", size_mb=1.0, epochs=1, use_ray=False)
-    assert cfg.regimes == ("pvalue", "open", "random") and cfg.size_mb * cfg.sites_per_mb >= 8000
+    default = DemoConfig()
+    assert default.regimes == ("pvalue", "open", "random") and default.size_mb * default.sites_per_mb >= 8000
     result = run_demo(cfg)
     test = [r for r in result.metrics.to_pylist() if r["split"] == "test"]
     assert {(r["tf"], r["regime"]) for r in test} == {(t, g) for t in cfg.tfs for g in cfg.regimes}

@@ -350,7 +350,8 @@ def test_fit_wide_starts_the_network_as_the_regression():
     kmer = standardised(composition_features(net, codes))
     ref = LogisticRegression(C=fit.c, max_iter=2000).fit(kmer, y).decision_function(kmer)
     np.testing.assert_allclose(z, ref, atol=1e-4)
-    assert float(net.fc2.weight.abs().max()) == 0.0 and not float(net.site_conv.weight[0].abs().max())
+    assert float(net.fc2.weight.detach().abs().max()) == 0.0
+    assert not float(net.site_conv.weight[0].detach().abs().max())
 
     # with the site block: the first site filter holds the regression's site weights (raw units)
     net = _sitectx().train()
