@@ -89,9 +89,9 @@ def dataset_kind(path: str | Path) -> str:
             f"wrote: scanner export {path.parent / 'instances'} --bed",
             source=path,
         )
+    if (path / "scores").is_dir():
+        raise InputError(f"export the scores: scanner export {path / 'scores'} --bed", source=path)
     if (path / "manifest.json").is_file() or any((path / c).is_dir() for c in _RUN_CHILDREN):
-        if path.name == "variants" and (path / "scores").is_dir():
-            raise InputError(f"export the scores: scanner export {path / 'scores'} --bed", source=path)
         raise InputError(f"this is a run directory; export one of its datasets: {_hint(path)}", source=path)
     files = parquet_files(path)
     if not files:

@@ -4,14 +4,17 @@ Coordinates: FIMO's ``start``/``stop`` are 1-based inclusive (``start = start + 
 of the 0-based half-open dataset). BED and narrowPeak exports of every dataset are in
 :mod:`scanner.export`.
 
-q-values (``fimo.tsv`` flavour) follow FIMO: Benjamini-Hochberg per motif, over every window the scan
-tested for that motif, i.e. ``m = 2 x`` (windows of the motif's length made of A/C/G/T only, and not
-soft-masked with ``--skip-masked``, on the scanned chromosomes); both strands count as tests, also
-with ``--max-strand``. Because every window not reported has a p-value at or above the threshold, the
-reported hits hold the ``n`` smallest of the ``m`` p-values and their BH ranks are their ranks among
-the hits: ``q_(i) = min_{j >= i} p_(j) m / j`` (capped at 1). FIMO multiplies this by its estimate of
-the share of null windows (pi0 <= 1, from a sample of all p-values, which a scan does not keep), so its
-q-values are the same or lower by that factor (a few per cent on a small random genome, ~0 on a real one).
+q-values (``fimo.tsv`` flavour) follow FIMO: Benjamini-Hochberg per motif over every window the scan
+tested for that motif, ``m = 2 x`` (windows of the motif's length made of A/C/G/T only, and not
+soft-masked with ``--skip-masked``, on the scanned chromosomes; both strands count, also with
+``--max-strand``), computed from the reported p-values as FIMO computes them from its stored ones. Every
+unreported window has a p-value at or above the threshold, so the hits are the ``n`` smallest of the
+``m`` p-values and their ranks are their ranks among the hits: ``q_(i) = min(1, min_{j >= i, j <= n}
+p_(j) m / j)``. A BH run over all ``m`` p-values could only be lower where the unreported windows just
+above the threshold enter that minimum, which happens only for q-values near 1. FIMO further multiplies
+by its estimate of the share of null windows (pi0 <= 1, from a sample of all p-values, which a scan does
+not keep), so its q-values are the same or lower by that factor (a few per cent on a small random
+genome, ~0 on a real one).
 """
 
 from __future__ import annotations
