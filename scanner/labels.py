@@ -377,7 +377,52 @@ def label(
     )
     datasets_dir = out / "datasets"
     sizes = build_datasets(labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray, instances=instances)
+    for line in split_warnings(sizes):
+        _warn(line)
     return LabelResult(labelled_dir, datasets_dir, counts_df, sizes, skipped)
+
+
+#: A training set split with fewer rows than this is warned about: its auROC moves by ~0.05 with one row.
+MIN_SPLIT_ROWS = 50
+
+
+def split_warnings(sizes: pl.DataFrame, min_rows: int = MIN_SPLIT_ROWS) -> list[str]:
+    """One line per (regime, TF, split) of the balanced sets that is too small or has one class.
+
+    Parameters
+    ----------
+    sizes : polars.DataFrame
+        The sizes table of :func:`scanner.datasets.build_datasets` (regime, tf, split, n, n_pos, n_neg).
+    min_rows : int
+        Fewer rows than this is warned about. Default :data:`MIN_SPLIT_ROWS`.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"TF ALPHA, regime open, test split: 3 rows (3 bound, 0 unbound): one class only, fewer than
+        50 rows; its auROC is undefined; choose other --test-chroms?"``.
+    """
+    from scanner.datasets import ALL_ROWS
+
+    out = []
+    for r in sizes.filter(pl.col("regime") != ALL_ROWS).iter_rows(named=True):
+        one_class = r["n_pos"] == 0 or r["n_neg"] == 0
+        problems = ["no rows"] if r["n"] == 0 else ["one class only"] if one_class else []
+        if 0 < r["n"] < min_rows:
+            problems.append(f"fewer than {min_rows} rows")
+        if not problems:
+            continue
+        if r["split"] == "train":
+            effect = "no model can learn from it" if one_class else "a model will overfit it"
+            fix = "label more instances (a larger genome or more peaks) or use another regime"
+        else:
+            effect = "its auROC is undefined" if one_class else "its auROC is noisy"
+            fix = f"choose other --{r['split']}-chroms?"
+        out.append(
+            f"TF {r['tf']}, regime {r['regime']}, {r['split']} split: {r['n']} rows ({r['n_pos']} bound, "
+            f"{r['n_neg']} unbound): {', '.join(problems)}; {effect}; {fix}"
+        )
+    return out
 
 
 def _write_labelled(labelled: pl.DataFrame, root: Path, tfs: list[str]) -> None:
