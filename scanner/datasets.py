@@ -39,6 +39,7 @@ from scanner.schemas import DATASETS, INSTANCE_KEY
 
 if TYPE_CHECKING:
     from scanner.labels import LabelConfig
+    from scanner.progress import ProgressSink
 
 SPLITS = ("train", "val", "test")
 #: The DATASETS "regime" holding every labelled training instance (a source of rows, not a regime).
@@ -157,6 +158,7 @@ def fetch_windows(
     mask_core: bool = False,
     batch_size: int = 2048,
     use_ray: bool = False,
+    progress: ProgressSink | None = None,
 ) -> pl.DataFrame:
     """GC or window string of each row, through :class:`WindowReader`.
 
@@ -172,6 +174,8 @@ def fetch_windows(
     use_ray : bool, optional
         Run the reader in a Ray Data actor pool (Ray must be initialised; 0.5 CPU per actor, one actor
         per cluster CPU) instead of this process. Default False.
+    progress : ProgressSink, optional
+        Advanced by the rows of each batch as it is done (its total is the caller's to set).
 
     Returns
     -------
@@ -188,41 +192,43 @@ def fetch_windows(
     if table.num_rows == 0:
         parts = [WindowReader(**kwargs)(table)]
     elif use_ray:
-        parts = _fetch_on_ray(table, kwargs, batch_size)
+        parts = _fetch_on_ray(table, kwargs, batch_size, progress)
     else:
         reader = WindowReader(**kwargs)
-        parts = [reader(table.slice(i, batch_size)) for i in range(0, table.num_rows, batch_size)]
+        parts = []
+        for i in range(0, table.num_rows, batch_size):
+            parts.append(reader(table.slice(i, batch_size)))
+            if progress is not None:
+                progress.advance(parts[-1].num_rows)
     return pl.from_arrow(pa.concat_tables(parts)).sort("_row")
 
 
-def _fetch_on_ray(table: pa.Table, kwargs: dict, batch_size: int) -> list[pa.Table]:
+def _fetch_on_ray(
+    table: pa.Table, kwargs: dict, batch_size: int, progress: ProgressSink | None = None
+) -> list[pa.Table]:
     """Run :class:`WindowReader` over ``table`` in a Ray Data actor pool (0.5 CPU per actor)."""
-    import logging
-
     import ray
+
+    from scanner.runtime import ray_data_without_bars
 
     n_blocks = -(-table.num_rows // batch_size)
     n_actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), n_blocks))
-    logger = logging.getLogger("ray.data")
-    level = logger.level
-    ctx = ray.data.DataContext.get_current()
-    bars = ctx.enable_progress_bars
-    logger.setLevel(logging.WARNING)
-    ctx.enable_progress_bars = False
-    try:
-        per_block = -(-table.num_rows // min(n_blocks, 4 * n_actors))
-        blocks = [table.slice(i, per_block) for i in range(0, table.num_rows, per_block)]
-        ds = ray.data.from_arrow(blocks).map_batches(  # pre-cut blocks: no repartition shuffle
-            bind_constructor(WindowReader, **kwargs),
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
-            num_cpus=0.5,
-        )
-        return [ray.get(ref) for ref in ds.to_arrow_refs()]
-    finally:
-        logger.setLevel(level)
-        ctx.enable_progress_bars = bars
+    ray_data_without_bars()
+    per_block = -(-table.num_rows // min(n_blocks, 4 * n_actors))
+    blocks = [table.slice(i, per_block) for i in range(0, table.num_rows, per_block)]
+    ds = ray.data.from_arrow(blocks).map_batches(  # pre-cut blocks: no repartition shuffle
+        bind_constructor(WindowReader, **kwargs),
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
+        num_cpus=0.5,
+    )
+    parts = []
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):  # as they are done, any order
+        parts.append(batch)
+        if progress is not None:
+            progress.advance(batch.num_rows)
+    return parts
 
 
 # ---- balancing ------------------------------------------------------------------------------------
@@ -383,12 +389,15 @@ def build_datasets(
     *,
     use_ray: bool = False,
     instances: str | Path | None = None,
+    progress: ProgressSink | None = None,
 ) -> pl.DataFrame:
     """Balance every regime, fetch windows once per selected instance, write ``root`` (DATASETS).
 
     Files: ``root/regime=<r>/tf=<tf>/split=<s>/part-00000.parquet``; ``root/_sizes.json`` (the table
     returned) and ``root/_datasets.json`` (settings). Earlier files of the TFs in ``labelled`` that
     this run did not write are removed.
+
+    ``progress`` gets the windows to fetch added to its total and is advanced as they are fetched.
 
     Returns
     -------
@@ -408,6 +417,8 @@ def build_datasets(
     key = list(INSTANCE_KEY)
     allsel = pl.concat(chosen)
     need = allsel.select(*key, "window_start").unique(key, maintain_order=True).with_row_index("_row")
+    if progress is not None:
+        progress.add_total(need.height)
     windows = fetch_windows(
         need,
         genome_path,
@@ -416,6 +427,7 @@ def build_datasets(
         mask_core=config.mask_core,
         batch_size=config.batch_size,
         use_ray=use_ray,
+        progress=progress,
     )
     lookup = need.join(windows, on="_row", how="left").select(*key, "window")
     written: set[Path] = set()

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import polars as pl
@@ -35,6 +36,9 @@ from scanner.intervals import contained_in, overlaps_any, read_intervals, summit
 from scanner.io import parquet_files, partition_dir, read_dataset, write_parquet_atomic, write_text_atomic
 from scanner.schemas import INSTANCES, LABELLED
 from scanner.splits import resolve_splits
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 REGIMES = ("pvalue", "gc", "open", "random")
 
@@ -257,6 +261,7 @@ def label(
     blacklist: str | Path | None = None,
     genome: str | Path | None = None,
     use_ray: bool = False,
+    progress: ProgressSink | None = None,
 ) -> LabelResult:
     """Run ``scanner label``: write ``out/labelled`` (LABELLED) and ``out/datasets`` (DATASETS).
 
@@ -278,6 +283,9 @@ def label(
     use_ray : bool, optional
         Fetch windows in Ray Data actors (Ray must be initialised by the caller) rather than in
         this process. The output is identical. Default False.
+    progress : ProgressSink, optional
+        Counts windows read: one per labelled instance (its GC), then one per instance of the
+        balanced sets (its sequence).
 
     Returns
     -------
@@ -340,6 +348,8 @@ def label(
             }
         )
     labelled = pl.concat(tables).with_row_index("_row")
+    if progress is not None:
+        progress.add_total(labelled.height)
     gc = fetch_windows(
         labelled.select("_row", "chrom", "start", "end", "window_start"),
         genome_path,
@@ -347,6 +357,7 @@ def label(
         output="gc",
         batch_size=cfg.batch_size,
         use_ray=use_ray,
+        progress=progress,
     )
     labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
     for tf, split in (
@@ -376,7 +387,9 @@ def label(
         labelled_dir / "_label.json",
     )
     datasets_dir = out / "datasets"
-    sizes = build_datasets(labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray, instances=instances)
+    sizes = build_datasets(
+        labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray, instances=instances, progress=progress
+    )
     for line in split_warnings(sizes):
         _warn(line)
     return LabelResult(labelled_dir, datasets_dir, counts_df, sizes, skipped)

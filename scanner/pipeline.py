@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scanner.config import RunConfig, to_dict
 from scanner.errors import InputError
@@ -49,6 +49,9 @@ from scanner.manifest import (
     parquet_rows,
     run_lock,
 )
+
+if TYPE_CHECKING:
+    from scanner.progress import Progress
 
 #: Prefix of the manifest lines a submitted job prints to its log (read by ``scanner status``).
 MANIFEST_LOG_PREFIX = "SCANNER_MANIFEST "
@@ -194,6 +197,7 @@ class _Runner:
         self.manifest = Manifest.open(out)
         self.fingerprints: dict[str, str] = {}
         self._ray_started = False
+        self.bar: Progress | None = None  # the running stage's progress display
 
     # ---- shared helpers ---------------------------------------------------------------------------
     @property
@@ -268,11 +272,21 @@ class _Runner:
         self.manifest.start(name, inputs_hash, unit=_UNITS[name])
         self.log(f"[{name}] running" + (" (resuming)" if resume else ""))
         t = time.perf_counter()
+        log = self.log
+        if name in _CONSOLE_UNITS:  # the stage's progress display; its lines print above it
+            from scanner.progress import Progress
+
+            self.bar = Progress(name, _CONSOLE_UNITS[name])
+            self.log = self.bar.write
         try:
             note = getattr(self, f"_run_{name}")(owned=owned)
         except BaseException as exc:
             self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
             raise
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar, self.log = None, log
         pattern = _ROWS_OF.get(name)
         rows = parquet_rows(output_files(self.out, [pattern])) if pattern else None
         self.manifest.finish(name, outputs=self.signature(name), rows=rows, note=note)
@@ -346,6 +360,7 @@ class _Runner:
             blacklist=i.blacklist,
             genome=i.genome,
             use_ray=self.config.use_ray,
+            progress=self.bar,
         )
         self.manifest.progress("label", 1, 1)
         total = int(res.sizes["n"].sum()) if "n" in res.sizes.columns else 0
@@ -419,6 +434,7 @@ class _Runner:
                         address=self.config.address,
                         evaluate=False,
                         log=self.log,
+                        progress=self.bar,
                     )
         return f"{total} model(s), {reused} reused"
 
@@ -529,6 +545,7 @@ class _Runner:
                 use_ray=self.config.use_ray,
                 address=self.config.address,
                 log=self.log,
+                progress=self.bar,
             )
         return f"{summary.instances:,} instances x {len(summary.models)} model(s) in {summary.files} file(s)"
 
@@ -560,6 +577,7 @@ class _Runner:
             overwrite=True,
             bedgraph=s.bedgraph,
             log=self.log,
+            progress=self.bar,
         )
         self.manifest.progress("interpret", 1, 1)
         return f"{summary.instances} instance(s) explained"
@@ -598,6 +616,7 @@ class _Runner:
             address=self.config.address,
             overwrite=True,
             log=self.log,
+            progress=self.bar,
         )
         for line in res.lines:
             self.log(line)
@@ -639,6 +658,7 @@ class _Runner:
             use_ray=self.config.use_ray,
             address=self.config.address,
             log=self.log,
+            progress=self.bar,
         )
         self.manifest.progress("variants", 1, 1)
         return f"{summary.alleles} allele(s), {len(summary.tfs)} TF(s)" + (
@@ -669,6 +689,16 @@ class _Runner:
         self.manifest.progress("interpret_benchmark", 1, 1)
         return f"{table.height} method(s)"
 
+
+#: What each stage's console progress display counts (the scan draws its own; the others are short).
+_CONSOLE_UNITS = {
+    "label": "windows",
+    "train": "models",
+    "predict": "rows",
+    "interpret": "instances",
+    "features": "work items",
+    "variants": "alleles",
+}
 
 _UNITS = {
     "simulate": "step",

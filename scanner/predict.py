@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,9 @@ from scanner.genome import Genome, open_genome
 from scanner.io import hive_children, parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
 from scanner.runtime import bind_constructor
 from scanner.schemas import INSTANCES, PREDICTIONS
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 #: Output file names: ``<input stem>-c<item index>.parquet``.
 _OUT_NAME = re.compile(r"-c\d{4,}\.parquet$")
@@ -391,6 +394,7 @@ def predict(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> PredictSummary:
     """Score every motif instance with the applicable models and write the predictions dataset.
 
@@ -413,6 +417,8 @@ def predict(
         False runs the same kernel in this process. Default True.
     log : callable, optional
         Receives progress lines.
+    progress : ProgressSink, optional
+        Counts prediction rows (instances x models) as each work item is written.
 
     Returns
     -------
@@ -445,8 +451,10 @@ def predict(
     say(f"{len(items)} work item(s), {len(used)} model(s), genome {genome_path}")
 
     spans: list[tuple[float, float]] = []  # (start, end) of every item, time.time() on its worker
+    if progress is not None:
+        progress.add_total(sum((it.hi - it.lo) * len(it.models) for it in items))
     if use_ray:
-        items, written = _run_on_ray(items, str(genome_path), config, address, say, spans)
+        items, written = _run_on_ray(items, str(genome_path), config, address, say, spans, progress)
     else:
         from scanner.runtime import keep_freed_memory, torch_device
 
@@ -460,6 +468,8 @@ def predict(
                 write_parquet_atomic(table, item.out_file)
                 written[item.out_file] = table.num_rows
                 spans.append((started, time.time()))
+                if progress is not None:
+                    progress.advance(table.num_rows)
     missing = [it.out_file for it in items if it.out_file not in written]
     if missing:
         raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
@@ -545,13 +555,21 @@ def _run_on_ray(
     address: str | None,
     say: Callable[[str], None],
     spans: list[tuple[float, float]] | None = None,
+    progress: ProgressSink | None = None,
 ) -> tuple[list[WorkItem], dict[str, int]]:
     """Run the items on a Ray Data actor pool; return the items as run (see :func:`balance_items`)
     and ``{out_file: rows}``; each item's (start, end) wall-clock times go to ``spans``."""
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session, relay_item_errors
+    from scanner.runtime import (
+        ActorPlan,
+        cluster_resources,
+        describe_resources,
+        ray_data_without_bars,
+        ray_session,
+        relay_item_errors,
+    )
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
@@ -559,9 +577,8 @@ def _run_on_ray(
         plan = ActorPlan.for_items(cluster_resources(), max(rows, len(items)), config.actors, config.cpus_per_actor)
         n, opts, threads = plan.actors, plan.resources, plan.threads
         items = balance_items(items, n)
-        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each")
-        ctx_data = ray.data.DataContext.get_current()
-        ctx_data.enable_progress_bars = False
+        say(f"Ray: {n} actor(s), {describe_resources(opts)}, {threads:g} torch thread(s) each")
+        ray_data_without_bars()
         # largest items first (balance_items sorts them): the last ones to finish are the smallest
         ds = ray.data.from_items([_item_to_row(it) for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
@@ -573,4 +590,4 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
             **opts,
         )
-        return items, relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans)
+        return items, relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans, progress)

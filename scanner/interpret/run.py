@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +49,9 @@ from scanner.io import (
 )
 from scanner.runtime import bind_constructor
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 _LETTERS = np.array(list("ACGTN"), dtype=object)
 
@@ -461,6 +464,7 @@ def interpret(
     bedgraph: bool = False,
     bigwig: bool = False,
     log: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> InterpretSummary:
     """Explain the selected predictions and write the attributions dataset.
 
@@ -487,6 +491,8 @@ def interpret(
         (pyBigWig; implies ``bedgraph``). Default False.
     log : callable, optional
         Receives progress lines.
+    progress : ProgressSink, optional
+        Counts the instances explained (each under each of its models) as their work items end.
 
     Returns
     -------
@@ -517,9 +523,11 @@ def interpret(
     try:
         selected_path = _write_ipc(selected, staging / "_selected.arrow")
         groups = _groups(selected, config.chunk_rows)
+        if progress is not None:
+            progress.add_total(sum(hi - lo for items in groups.values() for lo, hi, _ in items))
         if use_ray and groups:
             results = _run_on_ray(
-                groups, dirs, str(genome_path), str(selected_path), str(staging), config, address, say
+                groups, dirs, str(genome_path), str(selected_path), str(staging), config, address, say, progress
             )
         else:
             results = {}
@@ -529,6 +537,8 @@ def interpret(
                     res = actor({"lo": np.array([lo]), "hi": np.array([hi]), "index": np.array([index])})
                     _raise_errors(res)
                     results[(key, index)] = (int(res["rows"][0]), int(res["files"][0]))
+                    if progress is not None:
+                        progress.advance(hi - lo)
                 say(f"{key[0]}/{key[1]}: {len(items)} item(s) done")
         expected = {(key, it[2]) for key, items in groups.items() for it in items}
         if set(results) != expected:
@@ -672,21 +682,23 @@ def _run_on_ray(
     config: InterpretConfig,
     address: str | None,
     say: Callable[[str], None],
+    progress: ProgressSink | None = None,
 ) -> dict[tuple[tuple[str, str], int], tuple[int, int]]:
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session
+    from scanner.runtime import ActorPlan, cluster_resources, describe_resources, ray_data_without_bars, ray_session
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     results: dict[tuple[tuple[str, str], int], tuple[int, int]] = {}
     with ctx:
         res = cluster_resources()
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ray_data_without_bars()
         for key, items in groups.items():
             plan = ActorPlan.for_items(res, len(items), config.actors, config.cpus_per_actor)
             n, opts, threads = plan.actors, plan.resources, plan.threads
-            say(f"{key[0]}/{key[1]}: {len(items)} item(s) on {n} actor(s) {opts}")
+            say(f"{key[0]}/{key[1]}: {len(items)} item(s) on {n} actor(s), {describe_resources(opts)}")
+            size = {k: hi - lo for lo, hi, k in items}
             ds = ray.data.from_items(
                 [{"lo": lo, "hi": hi, "index": k} for lo, hi, k in items], override_num_blocks=len(items)
             )
@@ -710,4 +722,6 @@ def _run_on_ray(
                 _raise_errors(batch)
                 for index, rows, files in zip(batch["index"], batch["rows"], batch["files"], strict=True):
                     results[(key, int(index))] = (int(rows), int(files))
+                    if progress is not None:
+                        progress.advance(size[int(index)])
     return results

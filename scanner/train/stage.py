@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from scanner.errors import InputError
 from scanner.io import partition_dir
 from scanner.train.config import TrainConfig, batch_size_for, ensemble_size
 from scanner.train.data import ALL_ROWS, TrainingData, plan_training_data, run_motifs
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 
 @dataclass(frozen=True)
@@ -544,12 +547,15 @@ def _train_job(
     config: TrainConfig,
     evaluate: bool,
     threads: float,
+    lines: Any = None,
 ) -> list[TrainResult]:
-    """Body of one Ray training task: set threads, pick the device, train one unit."""
+    """Body of one Ray training task: set threads, pick the device, train one unit; log lines go to
+    the ``lines`` queue (a ``ray.util.queue.Queue``) when given."""
     from scanner.runtime import set_torch_threads, torch_device
 
     set_torch_threads(threads)
-    return _train_group(data_root, tfs, regime, out_dirs, config, evaluate, device=torch_device())
+    log = None if lines is None else lines.put_nowait
+    return _train_group(data_root, tfs, regime, out_dirs, config, evaluate, device=torch_device(), log=log)
 
 
 def train_models(
@@ -564,6 +570,7 @@ def train_models(
     evaluate: bool = True,
     metrics_path: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> list[TrainResult]:
     """Train one model per (TF, regime), in parallel Ray tasks or sequentially in-process.
 
@@ -586,7 +593,10 @@ def train_models(
     metrics_path : path, optional
         Default ``out_root/../metrics.parquet`` (``OUT/metrics.parquet`` for ``--out OUT/models``).
     log : callable, optional
-        Receives progress lines.
+        Receives progress lines (and, without ``progress``, the in-process networks' epoch lines).
+    progress : ProgressSink, optional
+        Counts models trained; every network's epoch lines become its detail as they come (relayed
+        from the Ray tasks through a queue).
 
     Returns
     -------
@@ -610,13 +620,17 @@ def train_models(
         (str(data_root), tfs_, regime, [str(checkpoint_dir(out_root, tf, regime)) for tf in tfs_], config, evaluate)
         for tfs_, regime in groups
     ]
+    if progress is not None:
+        progress.add_total(len(jobs))
     if use_ray:
-        results = _run_on_ray(args, config, address, say)
+        results = _run_on_ray(args, config, address, say, progress)
     else:
         results = []
         for a in args:
             say(f"training {'+'.join(a[1])}/{a[2]} in-process")
-            results += _train_group(*a, log=log)
+            results += _train_group(*a, log=log if progress is None else progress.set_detail)
+            if progress is not None:
+                progress.advance(len(a[1]))
     order = {job: i for i, job in enumerate(jobs)}
     results.sort(key=lambda r: order[(r.tf, r.regime)])
     if evaluate:
@@ -625,10 +639,16 @@ def train_models(
     return results
 
 
-def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say: Callable[[str], None]) -> list:
+def _run_on_ray(
+    args: list[tuple],
+    config: TrainConfig,
+    address: str | None,
+    say: Callable[[str], None],
+    progress: ProgressSink | None = None,
+) -> list:
     import ray
 
-    from scanner.runtime import cluster_resources, ray_session
+    from scanner.runtime import cluster_resources, describe_resources, ray_session
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
@@ -647,13 +667,18 @@ def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say
             opts = {"num_gpus": config.gpus_per_model, "num_cpus": config.cpus_per_model}
         else:
             opts = {"num_gpus": 0, "num_cpus": config.cpus_per_model}
-        say(f"training {sum(len(a[1]) for a in args)} model(s) in {len(args)} Ray task(s) ({opts})")
+        say(f"training {sum(len(a[1]) for a in args)} model(s) in {len(args)} Ray task(s), {describe_resources(opts)}")
+        lines = _LineRelay() if progress is not None else None  # the tasks' epoch lines, as they come
         task = ray.remote(max_retries=1, retry_exceptions=False, **opts)(_train_job)
-        refs = {task.remote(*a, config.cpus_per_model): a for a in args}
+        refs = {task.remote(*a, config.cpus_per_model, lines and lines.queue): a for a in args}
         done: dict[Any, list[TrainResult]] = {}
         pending = list(refs)
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=None if lines is None else 0.5)
+            if lines is not None:
+                lines.drain(progress.set_detail)
+            if not ready:
+                continue
             try:
                 result = ray.get(ready[0])
             except ray.exceptions.RayTaskError as exc:
@@ -667,7 +692,30 @@ def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say
             for r in result:
                 kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
                 say(f"trained {r.tf}/{r.regime}: {len(r.members)} network(s), kept epoch/run {kept}")
+            if progress is not None:
+                progress.advance(len(result))
+        if lines is not None:
+            lines.drain(progress.set_detail)
         return [r for ref in refs for r in done[ref]]
+
+
+class _LineRelay:
+    """A Ray queue the training tasks put their log lines in, drained on the driver."""
+
+    def __init__(self) -> None:
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})
+
+    def drain(self, log: Callable[[str], None]) -> None:
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                line = self.queue.get_nowait()
+            except Empty:
+                return
+            log(line)
 
 
 __all__ = [

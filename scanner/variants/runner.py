@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,9 @@ from scanner.io import write_parquet_atomic
 from scanner.runtime import bind_constructor
 from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem
 from scanner.variants.motif import MotifSet
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 
 class VariantScorer:
@@ -112,14 +115,20 @@ def run_items(
     use_ray: bool,
     address: str | None,
     say: Callable[[str], None],
+    progress: ProgressSink | None = None,
 ) -> dict[str, int]:
     """Score and write every item (Ray Data actors, or in this process); return ``{out_file: rows}``.
+
+    ``progress`` counts alleles (VCF) or sequence pairs as their items are written.
 
     Raises
     ------
     InputError
         The first input error an item met.
     """
+    units = {it.out_file: it.variants.num_rows for it in items}
+    if progress is not None:
+        progress.add_total(sum(units.values()))
     if not use_ray:
         scorer = VariantScorer(genome_path, [prepared], asdict(config), threads=_local_threads())
         written = {}
@@ -127,19 +136,27 @@ def run_items(
             table = scorer.score(item)
             write_parquet_atomic(table, item.out_file)
             written[item.out_file] = table.num_rows
+            if progress is not None:
+                progress.advance(units[item.out_file])
         return written
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session, relay_item_errors
+    from scanner.runtime import (
+        ActorPlan,
+        cluster_resources,
+        describe_resources,
+        ray_data_without_bars,
+        ray_session,
+        relay_item_errors,
+    )
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
         plan = ActorPlan.for_items(cluster_resources(), len(items), config.actors, config.cpus_per_actor)
         n, opts, threads = plan.actors, plan.resources, plan.threads
-        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each, {len(items)} item(s)")
-        data_ctx = ray.data.DataContext.get_current()
-        data_ctx.enable_progress_bars = False
+        say(f"Ray: {n} actor(s), {describe_resources(opts)}, {threads:g} torch thread(s) each, {len(items)} item(s)")
+        ray_data_without_bars()
         prepared_ref = ray.put(prepared)
         ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
@@ -156,7 +173,7 @@ def run_items(
             compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
             **opts,
         )
-        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"))
+        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), None, progress, units)
 
 
 def _local_threads() -> int:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,9 @@ from scanner.variants.alleles import (
 from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, created_hits, site_words, word_pvalues
 from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 # ---- the kernel ------------------------------------------------------------------------------------
 
@@ -368,6 +371,7 @@ def score_vcf(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> VariantSummary:
     """Score every allele of a VCF against the instance windows that hold it, under every model.
 
@@ -392,6 +396,8 @@ def score_vcf(
         Ray address; None starts a local Ray when none is running.
     log : callable, optional
         Receives progress and report lines.
+    progress : ProgressSink, optional
+        Counts the alleles (or sequence pairs) scored, as their work items end.
 
     Returns
     -------
@@ -447,7 +453,9 @@ def score_vcf(
     written = stage_and_swap(
         out_root,
         items,
-        lambda its: run_items(its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say),
+        lambda its: run_items(
+            its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say, progress=progress
+        ),
     )
     lines = write_comparison(out_root, SCORES_DIR, config, features=config.features, genome=genome_path)
     summary = VariantSummary(

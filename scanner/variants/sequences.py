@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,9 @@ from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantIte
 from scanner.variants.motif import MotifSet, best_site
 from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
 from scanner.variants.vcf import open_lines
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressSink
 
 _BASES = re.compile(r"[ACGTNacgtn]+")
 _ROWS = pa.schema(
@@ -202,6 +205,7 @@ def score_sequences(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> VariantSummary:
     """Score every ref/alt pair of a TSV under every model; write ``out_root/scores/tf=<tf>/`` and the
     regime comparison (keyed by ``id``).
@@ -210,7 +214,7 @@ def score_sequences(
     ----------
     sequences : path
         The TSV (see the module docstring).
-    models_root, out_root, config, tfs, regimes, use_ray, address, log
+    models_root, out_root, config, tfs, regimes, use_ray, address, log, progress
         As :func:`scanner.variants.score.score_vcf`.
     instances : path, optional
         ``OUT/instances`` whose ``_scan.json`` gives the motifs for the site columns. Default:
@@ -265,7 +269,9 @@ def score_sequences(
     written = stage_and_swap(
         out_root,
         items,
-        lambda its: run_items(its, None, prepared, config, use_ray=use_ray, address=address, say=say),
+        lambda its: run_items(
+            its, None, prepared, config, use_ray=use_ray, address=address, say=say, progress=progress
+        ),
     )
     lines = write_comparison(out_root, SCORES_DIR, config)
     summary = VariantSummary(
