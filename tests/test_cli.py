@@ -3,6 +3,11 @@ one-class splits, empty query results say why); plausible mistakes exit 2 with t
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import polars as pl
 import pytest
 import typer
@@ -106,3 +111,70 @@ def test_query_mistakes_exit_2_with_the_fix(run, tmp_path):  # noqa: F811
 def test_empty_query_results_say_why(run, args, why):  # noqa: F811
     res = runner.invoke(app, ["query", str(run), *args])
     assert res.exit_code == 0 and why in res.output, res.output
+
+
+# ---- the console of a Ray run ----------------------------------------------------------------------
+_RAY_NOISE = re.compile(
+    r"\bWARNING\b|\bERROR\b|^\[\d{4}-\d\d-\d\d [\d:,]+ [EWF] \d+ \d+\]|core_worker|raylet|Traceback|"
+    r"Progress bars disabled|will hang",
+    re.MULTILINE,
+)
+
+
+@pytest.mark.ray
+def test_ray_run_console_has_no_ray_warnings_or_errors(tmp_path):
+    """simulate -> scan -> label -> train -> evaluate -> predict on a fresh local Ray, as a user runs it."""
+    import tomli_w
+
+    doc = {
+        "out": str(tmp_path / "run"),
+        "use_ray": True,
+        "simulate": {"size_mb": 1.0, "n_chroms": 4, "tfs": ["ALPHA"]},
+        "scan": {"shard_size": 100_000},
+        "label": {"regimes": ["pvalue"], "val_chroms": ["chr3"], "test_chroms": ["chr4"]},
+        "train": {"epochs": 1, "batch_size": 32, "ensemble": 1},
+        "predict": {"chunk_rows": 256},
+    }
+    config = tmp_path / "run.toml"
+    config.write_bytes(tomli_w.dumps(doc).encode())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner.cli", "run", str(config), "--until", "predict"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    noise = [m.group(0) for m in _RAY_NOISE.finditer(done.stderr)]
+    assert not noise, done.stderr
+    for stage, unit in (("label", "windows"), ("train", "models"), ("predict", "rows")):
+        assert re.search(rf"^{stage}: [\d,]+/[\d,]+ {unit} \(100%\)", done.stderr, re.MULTILINE), stage
+    assert "{'" not in done.stderr  # no dict reprs
+
+
+def test_progress_lines_off_a_terminal_and_on_one():
+    import io
+
+    from scanner.progress import Progress
+
+    out = io.StringIO()
+    bar = Progress("predict", "rows", 1000, stream=out, tty=False)
+    for _ in range(100):
+        bar.advance(10)
+    bar.write("a message")
+    bar.close("summary")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("predict: 10/1,000 rows (1%), ")  # the first unit done, then every tenth
+    assert [int(line.split("(")[1].split("%")[0]) for line in lines[1:11]] == list(range(10, 101, 10))
+    assert re.fullmatch(r"predict: 1,000/1,000 rows \(100%\), [\d,.]+ rows/s, 0:\d\d", lines[10])
+    assert lines[11:] == ["a message", "summary"]  # the final state is not printed twice
+    out = io.StringIO()
+    bar = Progress("train", "models", 4, stream=out, tty=True)
+    bar.set_detail("ALPHA/gc epoch 3")
+    bar.advance()
+    bar.write("trained ALPHA/gc")
+    bar.close()
+    text = out.getvalue()
+    assert "\r\x1b[Ktrained ALPHA/gc\ntrain: 1/4 models (25%)" in text
+    assert text.endswith("; ALPHA/gc epoch 3\n") and text.count("\n") == 2
