@@ -26,9 +26,7 @@ after every item succeeded, so a failed run never touches an earlier output.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -49,6 +47,7 @@ from scanner.io import (
 )
 from scanner.runtime import bind_constructor
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
+from scanner.store import finish_unit
 
 _LETTERS = np.array(list("ACGTN"), dtype=object)
 
@@ -382,12 +381,22 @@ class Interpreter:
             counts.append(sum(t.num_rows for t in tables.values()))
             files.append(len(written))
             errors.append("")
+            finish_unit(
+                self.out_root,
+                unit_key(model_tf, regime, int(index), self.config.chunk_rows),
+                {"rows": counts[-1], "files": files[-1]},
+            )
         return {
             "index": np.array(idx, dtype=np.int64),
             "rows": np.array(counts, dtype=np.int64),
             "files": np.array(files, dtype=np.int64),
             "error": np.array(errors, dtype=object),
         }
+
+
+def unit_key(model_tf: str, regime: str, index: int, chunk_rows: int) -> str:
+    """The name of a work unit in the staging area (a resumed run with the same chunking skips it)."""
+    return f"{model_tf}-{regime}-{index}-{chunk_rows}"
 
 
 # ---- driver ----------------------------------------------------------------------------------------
@@ -438,14 +447,6 @@ def _model_dirs(models_root: Path, selected: pa.Table) -> dict[tuple[str, str], 
             )
         out[(model_tf, regime)] = d
     return out
-
-
-def _check_paths(out_root: Path, *inputs: Path) -> None:
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input directory {o}", source=out_root)
 
 
 def interpret(
@@ -499,37 +500,61 @@ def interpret(
         (without ``overwrite``), or a model the fast ISM path cannot propagate (use ``ism-naive``).
         Checked before any work starts.
     """
+    from scanner.manifest import file_fingerprint, hash_json
+    from scanner.store import RunDir, tree_signature
+
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
     config.validate()
     predictions_root, models_root, out_root = Path(predictions_root), Path(models_root), Path(out_root)
-    _check_paths(out_root, predictions_root, models_root)
+    ds = RunDir.of("attributions", out_root)
+    ds.run.check_no_overlap(out_root, {"input directory": predictions_root, "models directory": models_root})
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
+    ds.run.check_writable(out_root.parent)
     genome_path = resolve_genome(predictions_root, genome)
     selected = select_instances(predictions_root, config)
     dirs = _model_dirs(models_root, selected)
     _check_models(dirs, config, genome_path, selected)
     say(f"{selected.num_rows} instance(s), {len(dirs)} model(s), methods {', '.join(config.methods)}")
 
-    staging = out_root.parent / f".{out_root.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        fingerprint = hash_json(
+            {
+                "predictions": tree_signature(predictions_root),
+                "genome": str(genome_path.resolve()),
+                "models": {f"{k[0]}/{k[1]}": file_fingerprint(d / "model.pt") for k, d in dirs.items()},
+                "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "chunk_rows")},
+                "outputs": [bedgraph, bigwig],
+            }
+        )
+        stage = ds.staging(fingerprint)
+        staging = stage.root
         selected_path = _write_ipc(selected, staging / "_selected.arrow")
         groups = _groups(selected, config.chunk_rows)
-        if use_ray and groups:
-            results = _run_on_ray(
-                groups, dirs, str(genome_path), str(selected_path), str(staging), config, address, say
-            )
+        results = {}
+        for key, items in groups.items():  # units an interrupted attempt finished
+            for _lo, _hi, index in items:
+                done = stage.unit(unit_key(key[0], key[1], index, config.chunk_rows))
+                if done is not None:
+                    results[(key, index)] = (done["rows"], done["files"])
+        todo = {k: [it for it in items if (k, it[2]) not in results] for k, items in groups.items()}
+        todo = {k: v for k, v in todo.items() if v}
+        if results:
+            say(f"{len(results)} work item(s) done by an earlier attempt")
+        if use_ray and todo:
+            fresh = _run_on_ray(todo, dirs, str(genome_path), str(selected_path), str(staging), config, address, say)
         else:
-            results = {}
-            for key, items in groups.items():
+            fresh = {}
+            for key, items in todo.items():
                 actor = Interpreter(str(dirs[key]), str(genome_path), str(selected_path), str(staging), asdict(config))
                 for lo, hi, index in items:
                     res = actor({"lo": np.array([lo]), "hi": np.array([hi]), "index": np.array([index])})
                     _raise_errors(res)
-                    results[(key, index)] = (int(res["rows"][0]), int(res["files"][0]))
+                    fresh[(key, index)] = (int(res["rows"][0]), int(res["files"][0]))
                 say(f"{key[0]}/{key[1]}: {len(items)} item(s) done")
+        results |= fresh
         expected = {(key, it[2]) for key, items in groups.items() for it in items}
         if set(results) != expected:
             raise RuntimeError(f"{len(expected - set(results))} work item(s) produced no output")
@@ -557,11 +582,8 @@ def interpret(
             "files": files,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        write_text_atomic(json.dumps(record, indent=2, sort_keys=True), staging / "_interpret.json")
-        _swap_into_place(staging, out_root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        stage.write_record(record)
+        stage.publish()
     return InterpretSummary(
         out=str(out_root),
         genome=str(genome_path),
@@ -623,17 +645,6 @@ def _raise_errors(res: dict[str, np.ndarray]) -> None:
         if e:
             message, source, line, fld = json.loads(str(e))
             raise InputError(message, source=source, line=line, field=fld)
-
-
-def _swap_into_place(staging: Path, out_root: Path) -> None:
-    """Replace ``out_root`` by ``staging``; the old output is removed only after the rename."""
-    old = None
-    if out_root.exists():
-        old = out_root.parent / f".{out_root.name}.old-{uuid.uuid4().hex[:8]}"
-        out_root.rename(old)
-    staging.rename(out_root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_bedgraphs(root: Path, out_dir: Path) -> list[Path]:
