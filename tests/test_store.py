@@ -116,7 +116,7 @@ def test_a_dead_process_lock_is_taken_over(tmp_path):
     # another host's lock is reported with the file to remove
     lock.parent.mkdir()
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": 0, "command": "scanner y"}))
-    with pytest.raises(LockedError, match="remove .*predictions.lock"):
+    with pytest.raises(LockedError, match=r"remove .*predictions\.lock"):
         with run.lock("predictions"):
             pass
 

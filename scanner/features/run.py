@@ -12,15 +12,13 @@ Two phases, each on Ray Data actors (``use_ray``) or in this process with the sa
 (:mod:`scanner.features.workers`): attribution work items of ``chunk_rows`` windows on one actor pool
 (GPU actors when the cluster has GPUs; models loaded once per actor), then one discovery item per
 (model, method) on CPU actors sharing the cluster's CPUs as numba threads. Files are written to a
-staging directory that replaces ``OUT/features`` only when every item succeeded.
+staging area that replaces ``OUT/features`` only when every item succeeded (:mod:`scanner.store`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -34,12 +32,13 @@ import pyarrow.parquet as pq
 from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig
 from scanner.features.workers import PATTERNS_DIR, SEQLETS_DIR, PatternFinder, WindowAttributor, model_key, raise_errors
-from scanner.io import partition_dir, read_dataset, write_bytes_atomic, write_parquet_atomic, write_text_atomic
+from scanner.io import partition_dir, read_dataset, write_bytes_atomic, write_parquet_atomic
+from scanner.manifest import file_fingerprint, hash_json
 from scanner.runtime import bind_constructor
 from scanner.schemas import FEATURE_COMPARISON, FEATURE_SEQLETS, FEATURES
+from scanner.store import RunDir, tree_signature
 
 COMPARISON_FILE = "comparison.parquet"
-RECORD = "_features.json"
 
 
 @dataclass
@@ -68,25 +67,6 @@ class FeaturesResult:
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _check_paths(out_root: Path, *inputs: Path) -> None:
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input directory {o}", source=out_root)
-
-
-def _swap_into_place(staging: Path, out_root: Path) -> None:
-    """Replace ``out_root`` by ``staging``; the old output is removed only after the rename."""
-    old = None
-    if out_root.exists():
-        old = out_root.parent / f".{out_root.name}.old-{uuid.uuid4().hex[:8]}"
-        out_root.rename(old)
-    staging.rename(out_root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_ipc(table: pa.Table, path: Path) -> Path:
@@ -169,9 +149,11 @@ def features(
     say = log or (lambda _m: None)
     config.validate()
     source_root, models_root, out_root = Path(source_root), Path(models_root), Path(out_root)
-    _check_paths(out_root, source_root, models_root)
+    ds = RunDir.of("features", out_root)
+    ds.run.check_no_overlap(out_root, {"input directory": source_root, "models directory": models_root})
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
+    ds.run.check_writable(out_root.parent)
     dbs = [str(Path(d)) for d in databases]
     db = load_databases(dbs) if dbs else None
     warnings = []
@@ -192,10 +174,19 @@ def features(
         say(f"warning: {w}")
     say(f"{selected.num_rows} window(s), {len(ranges)} model(s), methods {', '.join(config.methods)}")
 
-    staging = out_root.parent / f".{out_root.name}.staging-{uuid.uuid4().hex[:8]}"
-    work = out_root.parent / f".{out_root.name}.work-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+    fingerprint = hash_json(
+        {
+            "source": tree_signature(source_root),
+            "models": {k: file_fingerprint(Path(d) / "model.pt") for k, d in dirs.items()},
+            "databases": [file_fingerprint(d) for d in dbs],
+            "config": asdict(config),
+        }
+    )
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        stage = ds.staging(fingerprint)
+        staging, work = stage.root, stage.root / "_work"  # "_": never published
+        shutil.rmtree(work, ignore_errors=True)
         selected_path = str(_write_ipc(selected, work / "_selected.arrow"))
         # items hold whole batches (chunk_rows rounded up to batch_size): see WindowAttributor's seeding
         chunk = -(-config.chunk_rows // config.batch_size) * config.batch_size
@@ -250,13 +241,9 @@ def features(
             "warnings": warnings,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        write_text_atomic(json.dumps(record, indent=2, sort_keys=True), staging / RECORD)
-        _swap_into_place(staging, out_root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
         shutil.rmtree(work, ignore_errors=True)
+        stage.write_record(record)
+        stage.publish()
     return FeaturesResult(
         out=str(out_root),
         patterns=patterns,
@@ -292,10 +279,10 @@ def _check_models(dirs: dict[str, str], config: FeaturesConfig) -> None:
     for d in dirs.values():
         model, meta = load_checkpoint(d)
         if "ism" in config.methods:
-            from scanner.interpret.ism import FastISM
+            from scanner.interpret.ism import fast_plan
 
             try:
-                FastISM(model, int(meta["spec"].seq_len))
+                fast_plan(model, int(meta["spec"].seq_len))
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{exc}", source=d, field="--method") from exc
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -22,12 +20,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from scanner.errors import InputError
 from scanner.genome import open_genome
 from scanner.io import write_parquet_atomic
 from scanner.runtime import bind_constructor
-from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem
+from scanner.variants.items import VariantConfig, VariantItem
 from scanner.variants.motif import MotifSet
 
 
@@ -166,12 +165,12 @@ def _local_threads() -> int:
 
 
 def check_out(out_root: Path, *inputs: Path) -> None:
-    """Refuse an output directory that overlaps an input."""
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input {o}", source=out_root)
+    """Refuse an output directory that overlaps an input, or that cannot be written."""
+    from scanner.store import RunDir
+
+    ds = RunDir.of("variants", out_root)
+    ds.run.check_no_overlap(out_root, {f"input {p}": p for p in inputs})
+    ds.run.check_writable(out_root.parent)
 
 
 def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool = True) -> dict[str, list]:
@@ -204,33 +203,43 @@ def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool 
     return {tf: pms for tf, pms in out.items() if pms}
 
 
-def stage_and_swap(
-    out_root: Path, items: list[VariantItem], run: Callable[[list[VariantItem]], dict[str, int]]
-) -> dict[str, int]:
-    """Write the items' files under a staging directory, then replace ``out_root/scores`` with it.
+def staged_items(
+    out_root: Path,
+    items: list[VariantItem],
+    run: Callable[[list[VariantItem]], dict[str, int]],
+    fingerprint: str,
+    say: Callable[[str], None],
+) -> tuple[Any, dict[str, int]]:
+    """Write the items' files into the variants dataset's staging area (:mod:`scanner.store`).
 
-    Item ``out_file`` names must lie under ``out_root/scores``; a failure leaves the old scores as they were.
+    Item ``out_file`` names lie under ``out_root``; each is moved to the same place under the staging
+    area named by ``fingerprint``. Items a previous, interrupted attempt with the same settings wrote
+    are reused. The caller adds the comparison and the record, then publishes (a failure before that
+    leaves the published output as it was).
+
+    Returns
+    -------
+    (Staging, {staged out_file: rows})
     """
-    scores = out_root / SCORES_DIR
-    staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
+    from scanner.store import RunDir
+
+    staging = RunDir.of("variants", out_root).staging(fingerprint)
     moved = [
-        VariantItem(**{**asdict_shallow(it), "out_file": str(staging / Path(it.out_file).relative_to(scores))})
+        VariantItem(**{**asdict_shallow(it), "out_file": str(staging.root / Path(it.out_file).relative_to(out_root))})
         for it in items
     ]
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        written = run(moved)
-        missing = [it.out_file for it in moved if it.out_file not in written]
-        if missing:
-            raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
-        old = out_root / f".old-{uuid.uuid4().hex[:12]}"
-        if scores.exists():
-            scores.rename(old)
-        staging.rename(scores)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {str(scores / Path(f).relative_to(staging)): r for f, r in written.items()}
+    todo = [it for it in moved if not staging.done(it.out_file)]
+    if len(todo) < len(moved):
+        say(f"{len(moved) - len(todo)} item(s) done by an earlier attempt")
+    pending = {it.out_file for it in todo}
+    written = {it.out_file: pq.ParquetFile(it.out_file).metadata.num_rows for it in moved if it.out_file not in pending}
+    if todo:
+        written |= run(todo)
+    missing = [it.out_file for it in moved if it.out_file not in written]
+    if missing:
+        raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
+    staging.discard({Path(it.out_file) for it in moved})
+    return staging, written
 
 
 def asdict_shallow(item: VariantItem) -> dict[str, Any]:

@@ -19,7 +19,6 @@ directory that replaces ``scores/`` only when every item succeeded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -33,8 +32,10 @@ import pyarrow.parquet as pq
 from scanner.apply import ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome
 from scanner.errors import InputError
 from scanner.genome import Genome, encode, open_genome
-from scanner.io import parquet_files, partition_dir, write_text_atomic
+from scanner.io import parquet_files, partition_dir
+from scanner.manifest import file_fingerprint, hash_json
 from scanner.schemas import VARIANTS
+from scanner.store import RunDir, tree_signature
 from scanner.variants.alleles import (
     alt_window,
     bases_deleted,
@@ -44,9 +45,9 @@ from scanner.variants.alleles import (
     pair_windows,
     site_in_variant,
 )
-from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
+from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, created_hits, site_words, word_pvalues
-from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
+from scanner.variants.runner import check_out, prepared_by_tf, run_items, staged_items
 
 # ---- the kernel ------------------------------------------------------------------------------------
 
@@ -444,12 +445,59 @@ def score_vcf(
         say(f"warning: {w}")
     items = plan_vcf_items(variants, instances_root, models, out_root / SCORES_DIR, config)
     say(f"{variants.num_rows} allele(s), {len(model_tfs)} TF(s), {len(models)} model(s), {len(items)} item(s)")
-    written = stage_and_swap(
-        out_root,
-        items,
-        lambda its: run_items(its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say),
+    fingerprint = hash_json(
+        {
+            "vcf": file_fingerprint(vcf),
+            "instances": tree_signature(instances_root),
+            "genome": str(Path(genome_path).resolve()),
+            "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in models],
+            "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor", "batch_size")},
+        }
     )
-    lines = write_comparison(out_root, SCORES_DIR, config, features=config.features, genome=genome_path)
+    with RunDir.of("variants", out_root).run.lock(out_root.name) as _:
+        staging, written = staged_items(
+            out_root,
+            items,
+            lambda its: run_items(its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say),
+            fingerprint,
+            say,
+        )
+        lines = write_comparison(staging.root, SCORES_DIR, config, features=config.features, genome=genome_path)
+        summary, record = _vcf_summary(
+            out_root,
+            vcf,
+            instances_root,
+            genome_path,
+            models,
+            model_tfs,
+            config,
+            variants,
+            report,
+            written,
+            lines,
+            warnings,
+            t0,
+        )
+        staging.write_record(record)
+        staging.publish()
+    return summary
+
+
+def _vcf_summary(
+    out_root: Path,
+    vcf: str | Path,
+    instances_root: Path,
+    genome_path: Path,
+    models: Sequence[ModelRef],
+    model_tfs: list[str],
+    config: VariantConfig,
+    variants: pa.Table,
+    report: Any,
+    written: dict[str, int],
+    lines: list[str],
+    warnings: list[str],
+    t0: float,
+) -> tuple[VariantSummary, dict[str, Any]]:
     summary = VariantSummary(
         out=str(out_root),
         mode="vcf",
@@ -476,5 +524,4 @@ def score_vcf(
         "files": summary.files,
         "warnings": warnings,
     }
-    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / RECORD)
-    return summary
+    return summary, record

@@ -19,7 +19,6 @@ windows when they are identical); otherwise they are null.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -33,12 +32,14 @@ import pyarrow as pa
 from scanner.apply import ModelRef, discover_models, predict_codes
 from scanner.errors import InputError
 from scanner.genome import N_CODE, encode
-from scanner.io import partition_dir, write_text_atomic
+from scanner.io import partition_dir
+from scanner.manifest import file_fingerprint, hash_json
 from scanner.schemas import VARIANT_SEQUENCES
+from scanner.store import RunDir, tree_signature
 from scanner.variants.alleles import trim_alleles
-from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
+from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
 from scanner.variants.motif import MotifSet, best_site
-from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
+from scanner.variants.runner import check_out, prepared_by_tf, run_items, staged_items
 from scanner.variants.vcf import open_lines
 
 _BASES = re.compile(r"[ACGTNacgtn]+")
@@ -262,12 +263,46 @@ def score_sequences(
                 items.append(VariantItem("seq", tf, "", width, wrefs, sub, None, str(out)))
                 k += 1
     say(f"{rows.num_rows} sequence pair(s), {len(models)} model(s), {len(items)} item(s)")
-    written = stage_and_swap(
-        out_root,
-        items,
-        lambda its: run_items(its, None, prepared, config, use_ray=use_ray, address=address, say=say),
+    fingerprint = hash_json(
+        {
+            "sequences": file_fingerprint(sequences),
+            "scan": tree_signature(root) if prepared else None,
+            "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in models],
+            "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor", "batch_size")},
+        }
     )
-    lines = write_comparison(out_root, SCORES_DIR, config)
+    lock = RunDir.of("variants", out_root).run.lock(out_root.name)
+    with lock:
+        staging, written = staged_items(
+            out_root,
+            items,
+            lambda its: run_items(its, None, prepared, config, use_ray=use_ray, address=address, say=say),
+            fingerprint,
+            say,
+        )
+        lines = write_comparison(staging.root, SCORES_DIR, config)
+        summary, record = _seq_summary(
+            out_root, sequences, root, prepared, models, model_tfs, config, rows, written, lines, warnings, t0
+        )
+        staging.write_record(record)
+        staging.publish()
+    return summary
+
+
+def _seq_summary(
+    out_root: Path,
+    sequences: str | Path,
+    root: Path,
+    prepared: dict[str, list],
+    models: Sequence[ModelRef],
+    model_tfs: list[str],
+    config: VariantConfig,
+    rows: pa.Table,
+    written: dict[str, int],
+    lines: list[str],
+    warnings: list[str],
+    t0: float,
+) -> tuple[VariantSummary, dict[str, Any]]:
     summary = VariantSummary(
         out=str(out_root),
         mode="sequences",
@@ -291,5 +326,4 @@ def score_sequences(
         "files": summary.files,
         "warnings": warnings,
     }
-    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / RECORD)
-    return summary
+    return summary, record
