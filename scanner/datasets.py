@@ -19,13 +19,11 @@ an augmentation at training time, not stored.
 from __future__ import annotations
 
 import itertools
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 import numpy as np
 import polars as pl
@@ -33,7 +31,7 @@ import pyarrow as pa
 
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
-from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.io import hive_children, write_parquet_atomic
 from scanner.runtime import bind_constructor
 from scanner.schemas import DATASETS, INSTANCE_KEY
 
@@ -386,16 +384,21 @@ def build_datasets(
 ) -> pl.DataFrame:
     """Balance every regime, fetch windows once per selected instance, write ``root`` (DATASETS).
 
-    Files: ``root/regime=<r>/tf=<tf>/split=<s>/part-00000.parquet``; ``root/_sizes.json`` (the table
-    returned) and ``root/_datasets.json`` (settings). Earlier files of the TFs in ``labelled`` that
-    this run did not write are removed.
+    Files: ``root/regime=<r>/tf=<tf>/split=<s>/part-00000.parquet`` and the record ``_datasets.json``
+    (settings, the instances they came from, and ``sizes``: the table returned), staged and published in
+    one step through :mod:`scanner.store`. Earlier files of the TFs in ``labelled`` are replaced; other
+    TFs' partitions are kept.
 
     Returns
     -------
     polars.DataFrame
         Sizes: regime, tf, split, n, n_pos, n_neg, short_bins, unmatched_pos.
     """
+    from scanner.manifest import hash_json
+    from scanner.store import RunDir
+
     root = Path(root)
+    ds = RunDir.of("datasets", root)
     tfs = labelled["tf"].unique(maintain_order=True).to_list()
     chosen, sizes = [], []
     for regime in [*regimes, *([ALL_ROWS] if config.all_rows else [])]:
@@ -418,19 +421,42 @@ def build_datasets(
         use_ray=use_ray,
     )
     lookup = need.join(windows, on="_row", how="left").select(*key, "window")
-    written: set[Path] = set()
-    for sel in chosen:
-        sel = sel.join(lookup, on=key, how="left", maintain_order="left").select(DATASETS.names)
-        for (regime, tf, split), part in sel.group_by("regime", "tf", "split", maintain_order=True):
-            path = partition_dir(root, [("regime", regime), ("tf", tf), ("split", split)]) / "part-00000.parquet"
-            write_parquet_atomic(part.to_arrow().cast(DATASETS), path)
-            written.add(path)
-    from scanner.labels import remove_stale
-
-    existing = [unquote(d.name[7:]) for d in root.glob("regime=*") if d.is_dir()] if root.is_dir() else []
-    remove_stale(root, [[("regime", r), ("tf", t)] for r in existing for t in tfs], written)
     table = pl.concat(sizes)
-    write_text_atomic(json.dumps(table.to_dicts(), indent=1) + "\n", root / "_sizes.json")
+    fingerprint = hash_json(
+        {
+            "rows": int(labelled.hash_rows(seed=0).sum()),
+            "n": labelled.height,
+            "regimes": list(regimes),
+            "config": asdict(config),
+            "genome": str(genome_path),
+        }
+    )
+    with ds.run.lock(root.name):
+        others = [
+            (r, t) for r, rdir in hive_children(root, "regime") for t, _ in hive_children(rdir, "tf") if t not in tfs
+        ]
+        staging = ds.staging(fingerprint, carry=others)
+        written: set[Path] = {f for r, t in others for f in staging.path(r, t).rglob("*.parquet")}
+        for sel in chosen:
+            sel = sel.join(lookup, on=key, how="left", maintain_order="left").select(DATASETS.names)
+            for (regime, tf, split), part in sel.group_by("regime", "tf", "split", maintain_order=True):
+                path = staging.path(regime, tf, split) / "part-00000.parquet"
+                write_parquet_atomic(part.to_arrow().cast(DATASETS), path)
+                written.add(path)
+        staging.discard(written)
+        staging.write_record(_record(genome_path, instances, regimes, config, table))
+        staging.publish()
+    return table
+
+
+def _record(
+    genome_path: str | Path,
+    instances: str | Path | None,
+    regimes: Sequence[str],
+    config: LabelConfig,
+    table: pl.DataFrame,
+) -> dict:
+    """The datasets' record: settings, where the instances came from, and the sizes table."""
     settings = {
         "genome": str(genome_path),
         "instances": None if instances is None else str(Path(instances).resolve()),
@@ -441,6 +467,6 @@ def build_datasets(
         "pvalue_bin": config.pvalue_bin,
         "gc_tolerance": config.gc_tolerance,
         "config": asdict(config),
+        "sizes": table.to_dicts(),
     }
-    write_text_atomic(json.dumps(settings, indent=2) + "\n", root / "_datasets.json")
-    return table
+    return settings

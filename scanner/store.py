@@ -114,7 +114,8 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def hold_lock(path: Path, what: str) -> Iterator[dict[str, Any]]:
-    """Hold the lock file ``path`` for the block (see the module docstring).
+    """Hold the lock file ``path`` for the block (see the module docstring). Re-entrant within a process
+    (an inner hold of a lock this process holds neither takes nor releases it).
 
     Raises
     ------
@@ -139,6 +140,9 @@ def hold_lock(path: Path, what: str) -> Iterator[dict[str, Any]]:
                     path.unlink(missing_ok=True)
                 continue
             same_host = holder.get("host") == me["host"]
+            if same_host and holder.get("pid") == me["pid"]:  # this process holds it already: re-entrant
+                yield holder
+                return
             if same_host and not _alive(int(holder.get("pid", -1))):
                 path.unlink(missing_ok=True)  # a dead process's lock: take it over
                 continue
@@ -362,6 +366,35 @@ class Dataset:
             raise InputError(
                 f"unreadable record: {exc}; remove the dataset or choose another --out", source=path
             ) from exc
+
+    def genome(self, given: str | Path | None = None) -> Path:
+        """The FASTA this dataset was made from: ``given`` if any, else its record's ``genome`` (relative
+        paths from the dataset's folder), else the genome of the instances its record names.
+
+        Raises
+        ------
+        InputError
+            When neither names a file, naming the record read.
+        """
+        if given is not None:
+            path = Path(given)
+        else:
+            rec = self.record()
+            if rec is None:
+                raise InputError(
+                    f"no --genome given and no {self.spec.record} in {self.root} to read it from; pass --genome",
+                    source=self.record_path,
+                )
+            if rec.get("genome"):
+                path = Path(rec["genome"])
+                path = path if path.is_absolute() or path.exists() else self.root / path
+            elif rec.get("instances") and self.spec.name != "instances":
+                path = RunDir.of("instances", rec["instances"]).genome()
+            else:
+                raise InputError("the record names no genome; pass --genome", source=self.record_path)
+        if not path.is_file():
+            raise InputError("genome FASTA not found", source=path, field="--genome")
+        return path
 
     def published(self) -> dict[str, Any] | None:
         """The publish record (fingerprint, files), or None for a dataset that was never published."""

@@ -359,14 +359,33 @@ def test_resume_with_another_executor_keeps_one_row_per_key(run, tmp_path, monke
 
 
 def test_a_second_writer_is_refused_and_the_first_output_is_intact(run, tmp_path):
-    from scanner.store import RunDir
+    import subprocess
+    import sys
+    import time
 
     out = tmp_path / "pred"
     predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=1000), use_ray=False)
     before = _read(out).sort(KEY)
-    with RunDir.of("predictions", out).run.lock("pred"), pytest.raises(InputError, match="another scanner"):
-        predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=7), use_ray=False)
+    holder = subprocess.Popen(  # another scanner writing the same output
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom scanner.store import RunDir\n"
+            f"with RunDir({str(tmp_path)!r}).lock('pred'):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"another scanner \(pid {holder.pid} on"):
+            predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=7), use_ray=False)
+    finally:
+        holder.kill()
+        holder.wait()
     assert _read(out).sort(KEY).equals(before)
+    time.sleep(0.1)
+    predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=7), use_ray=False)  # dead: taken over
 
 
 def replace_rows(item, lo, hi):

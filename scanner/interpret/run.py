@@ -403,34 +403,16 @@ def unit_key(model_tf: str, regime: str, index: int, chunk_rows: int) -> str:
 
 
 def resolve_genome(predictions_root: str | Path, genome: str | Path | None) -> Path:
-    """The FASTA: ``genome``, else ``_predict.json``'s genome, else the instances' ``_scan.json``.
+    """The FASTA: ``genome``, else the predictions' recorded genome, else their instances'.
 
     Raises
     ------
     InputError
         If none names an existing file.
     """
-    if genome is not None:
-        path = Path(genome)
-    else:
-        js = Path(predictions_root) / "_predict.json"
-        if not js.is_file():
-            raise InputError("no --genome given and no _predict.json beside the predictions to read it from", source=js)
-        try:
-            record = json.loads(js.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc}", source=js) from exc
-        if record.get("genome"):
-            path = Path(record["genome"])
-        elif record.get("instances"):
-            from scanner.apply import resolve_genome as from_instances
+    from scanner.store import RunDir
 
-            path = from_instances(record["instances"], None)
-        else:
-            raise InputError("records neither 'genome' nor 'instances'; pass --genome", source=js)
-    if not path.is_file():
-        raise InputError("genome FASTA not found", source=path, field="--genome")
-    return path
+    return RunDir.of("predictions", predictions_root).genome(genome)
 
 
 def _model_dirs(models_root: Path, selected: pa.Table) -> dict[tuple[str, str], Path]:

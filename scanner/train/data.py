@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,18 +179,15 @@ def run_motifs(data_root: str | Path) -> tuple[list[Motif], Background] | None:
     (motifs, background) or None
     """
     from scanner.scan import load_scan_meta
+    from scanner.store import RunDir
 
     root = Path(data_root)
+    ds = RunDir.of("datasets", root)
     candidates = []
-    record = root / "_datasets.json"
-    if record.is_file():
-        try:
-            inst = json.loads(record.read_text()).get("instances")
-        except json.JSONDecodeError:
-            inst = None
-        if inst:
-            candidates.append(Path(inst))
-    candidates.append(root.parent / "instances")
+    inst = (ds.record() or {}).get("instances")
+    if inst:
+        candidates.append(Path(inst))
+    candidates.append(ds.run.dataset("instances").root)
     for inst in candidates:
         if (inst / "_scan.json").is_file():
             meta = load_scan_meta(inst)
