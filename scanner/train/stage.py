@@ -13,6 +13,7 @@ has GPUs, else ``cpus_per_model`` CPUs) or in this process, and merges the evalu
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,8 @@ import numpy as np
 
 from scanner.data_loading import available_partitions, dataset_hash, partition_files
 from scanner.errors import InputError
-from scanner.io import partition_dir
+from scanner.io import hive_children, partition_dir
+from scanner.manifest import hash_json
 from scanner.train.config import TrainConfig, batch_size_for, ensemble_size
 from scanner.train.data import ALL_ROWS, TrainingData, plan_training_data, run_motifs
 
@@ -507,6 +509,56 @@ def resolve_jobs(
     return jobs
 
 
+@contextmanager
+def models_output(
+    out_root: Path, data_root: Path, settings: dict[str, Any], jobs: Sequence[tuple[str, str]]
+) -> Iterator[tuple[Any, dict[tuple[str, str], TrainResult]]]:
+    """The models dataset being written (:mod:`scanner.store`): locked, staged by the settings and the
+    training data, published in one step when the block succeeds.
+
+    Yields the staging area (checkpoints go to ``staging.path(tf, regime)``) and the results of the
+    models an interrupted attempt with the same settings finished (their checkpoints are reused).
+    Models of the published dataset that ``jobs`` does not retrain are carried over.
+    """
+    from scanner.store import RunDir, tree_signature
+
+    ds = RunDir.of("models", out_root)
+    ds.run.check_no_overlap(out_root, {"datasets directory": data_root})
+    ds.run.check_writable(out_root.parent)
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        fingerprint = hash_json({"data": tree_signature(data_root), "settings": settings, "jobs": sorted(jobs)})
+        existing = [(tf, r) for tf, tdir in hive_children(out_root, "tf") for r, _ in hive_children(tdir, "regime")]
+        staging = ds.staging(fingerprint, carry=[k for k in existing if k not in set(jobs)])
+        done = {}
+        for tf, regime in jobs:
+            meta_path = staging.path(tf, regime) / "model.json"  # written last: its presence means complete
+            if meta_path.is_file():
+                done[(tf, regime)] = result_from_meta(json.loads(meta_path.read_text()), meta_path.parent)
+        yield staging, done
+        staging.publish()
+
+
+def result_from_meta(meta: dict[str, Any], checkpoint: Path) -> TrainResult:
+    """The :class:`TrainResult` a finished checkpoint's ``model.json`` records."""
+    return TrainResult(
+        tf=meta["tf"],
+        regime=meta["regime"],
+        checkpoint=str(checkpoint),
+        epochs_run=meta["epochs_run"],
+        best_epoch=meta["best_epoch"],
+        best_val_loss=meta["best_val_loss"],
+        history=meta["history"],
+        n_train=meta["n_train"],
+        n_val=meta["n_val"],
+        seconds=meta["seconds"],
+        samples_per_s=meta["samples_per_s"],
+        data_hash=meta["data_hash"],
+        metrics=meta.get("metrics", []),
+        members=meta.get("members", []),
+    )
+
+
 def _groups(jobs: list[tuple[str, str]], multitask: bool) -> list[tuple[list[str], str]]:
     """Training units: one (TF, regime) each, or with ``multitask`` every TF of a regime together."""
     if not multitask:
@@ -605,18 +657,23 @@ def train_models(
     jobs = resolve_jobs(data_root, tfs, regimes, need_test=evaluate)
     data_root, out_root = Path(data_root), Path(out_root)
     say = log or (lambda _m: None)
-    groups = _groups(jobs, config.multitask)
-    args = [
-        (str(data_root), tfs_, regime, [str(checkpoint_dir(out_root, tf, regime)) for tf in tfs_], config, evaluate)
-        for tfs_, regime in groups
-    ]
-    if use_ray:
-        results = _run_on_ray(args, config, address, say)
-    else:
-        results = []
-        for a in args:
-            say(f"training {'+'.join(a[1])}/{a[2]} in-process")
-            results += _train_group(*a, log=log)
+    with models_output(out_root, data_root, {"config": asdict(config), "evaluate": evaluate}, jobs) as (staging, done):
+        groups = [g for g in _groups(jobs, config.multitask) if any((tf, g[1]) not in done for tf in g[0])]
+        args = [
+            (str(data_root), tfs_, regime, [str(staging.path(tf, regime)) for tf in tfs_], config, evaluate)
+            for tfs_, regime in groups
+        ]
+        if done:
+            say(f"{len(done)} model(s) trained by an earlier attempt with these settings: kept")
+        if use_ray and args:
+            results = _run_on_ray(args, config, address, say)
+        else:
+            results = []
+            for a in args:
+                say(f"training {'+'.join(a[1])}/{a[2]} in-process")
+                results += _train_group(*a, log=log)
+        results += [r for key, r in done.items() if key not in {(x.tf, x.regime) for x in results}]
+    results = [replace(r, checkpoint=str(checkpoint_dir(out_root, r.tf, r.regime))) for r in results]
     order = {job: i for i, job in enumerate(jobs)}
     results.sort(key=lambda r: order[(r.tf, r.regime)])
     if evaluate:
