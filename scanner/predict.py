@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scanner.apply import ModelCache, ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome, sigmoid
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
-from scanner.io import hive_children, parquet_files, partition_dir, write_parquet_atomic
+from scanner.io import hive_children, open_parquet, parquet_files, partition_dir, write_parquet_atomic
 from scanner.manifest import file_fingerprint, hash_json
 from scanner.runtime import bind_constructor
 from scanner.schemas import INSTANCES, PREDICTIONS
@@ -163,7 +162,7 @@ def plan_items(
         for chrom, cdir in hive_children(tdir, "chrom"):
             out_dir = partition_dir(out_root, [("tf", tf), ("chrom", chrom)])
             for f in parquet_files(cdir):
-                pf = pq.ParquetFile(f)
+                pf = open_parquet(f)
                 _check_instance_columns(pf.schema_arrow.names, f)
                 n = pf.metadata.num_rows
                 # equal pieces of at most chunk_rows rows (no small remainder item to wait for at the end)
@@ -197,7 +196,7 @@ def read_rows(path: str | Path, lo: int, hi: int) -> pa.Table:
     InputError
         If a column is missing or cannot be cast.
     """
-    pf = pq.ParquetFile(path)
+    pf = open_parquet(path)
     _check_instance_columns(pf.schema_arrow.names, path)
     groups, offset, first = [], 0, None
     for rg in range(pf.num_row_groups):
@@ -398,7 +397,7 @@ def predict(
     instances_root, models_root, out_root = Path(instances_root), Path(models_root), Path(out_root)
     ds = RunDir.of("predictions", out_root)
     ds.run.check_no_overlap(out_root, {"instances directory": instances_root, "models directory": models_root})
-    ds.run.check_writable(out_root.parent)
+    ds.check_writable()
     models = discover_models(models_root, None if config.cross_tf else tfs, regimes)
     genome_path = resolve_genome(instances_root, genome)
     items = plan_items(instances_root, models, out_root, config, tfs=tfs)
@@ -432,7 +431,7 @@ def predict(
         spans: list[tuple[float, float]] = []  # (start, end) of every item, time.time() on its worker
         pending = {it.out_file for it in todo}
         written = {
-            it.out_file: pq.ParquetFile(it.out_file).metadata.num_rows for it in items if it.out_file not in pending
+            it.out_file: open_parquet(it.out_file).metadata.num_rows for it in items if it.out_file not in pending
         }
         if todo and use_ray:
             written |= _run_on_ray(todo, str(genome_path), config, address, say, spans)

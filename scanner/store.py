@@ -337,6 +337,18 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset({self.spec.name!r}, {str(self.root)!r})"
 
+    def check_writable(self) -> None:
+        """Before any work: the dataset's folder can be created or replaced here.
+
+        Raises
+        ------
+        InputError
+            When the path exists and is not a directory, or its parent cannot be written (naming it).
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError("the output path exists and is not a directory", source=self.root)
+        self.run.check_writable(self.root.parent)
+
     def partition(self, *values: object, root: Path | None = None) -> Path:
         """``<root>/<k1>=<v1>/...`` for the leading partition keys (root: the dataset directory)."""
         if len(values) > len(self.spec.keys):
@@ -421,6 +433,7 @@ class Dataset:
             Partitions of the published dataset to carry over unchanged (e.g. ``[("CTCF",)]`` keeps TF
             CTCF's files); the rest of the dataset is what this run writes.
         """
+        self.check_writable()
         return Staging(self, fingerprint, carry)
 
 

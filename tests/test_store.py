@@ -89,16 +89,33 @@ def test_recover_finishes_an_interrupted_publish(tmp_path):
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom scanner.store import RunDir\n"
+            f"with RunDir({str(tmp_path)!r}).lock('predictions'):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     run = RunDir(tmp_path)
-    with run.lock("predictions"):
-        with pytest.raises(LockedError, match=r"pid \d+ on .*wait for it") as e:
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=rf"pid {holder.pid} on .*wait for it") as e:
             with run.lock("predictions"):
                 pass
         assert e.value.source is not None
         with run.lock("attributions"):  # another dataset is another lock
             pass
-    with run.lock("predictions"):  # released
-        pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run.lock("predictions"):  # the dead holder's lock is taken over
+        with run.lock("predictions"):  # re-entrant within one process
+            pass
+        assert (tmp_path / ".locks" / "predictions.lock").is_file()  # the inner hold did not release it
+    assert not (tmp_path / ".locks").exists()
 
 
 def test_a_dead_process_lock_is_taken_over(tmp_path):

@@ -153,7 +153,7 @@ def features(
     ds.run.check_no_overlap(out_root, {"input directory": source_root, "models directory": models_root})
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
-    ds.run.check_writable(out_root.parent)
+    ds.check_writable()
     dbs = [str(Path(d)) for d in databases]
     db = load_databases(dbs) if dbs else None
     warnings = []

@@ -493,7 +493,7 @@ def interpret(
     ds.run.check_no_overlap(out_root, {"input directory": predictions_root, "models directory": models_root})
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
-    ds.run.check_writable(out_root.parent)
+    ds.check_writable()
     genome_path = resolve_genome(predictions_root, genome)
     selected = select_instances(predictions_root, config)
     dirs = _model_dirs(models_root, selected)

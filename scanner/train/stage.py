@@ -524,7 +524,7 @@ def models_output(
 
     ds = RunDir.of("models", out_root)
     ds.run.check_no_overlap(out_root, {"datasets directory": data_root})
-    ds.run.check_writable(out_root.parent)
+    ds.check_writable()
     with ds.run.lock(out_root.name):
         ds.run.recover()
         fingerprint = hash_json({"data": tree_signature(data_root), "settings": settings, "jobs": sorted(jobs)})

@@ -170,7 +170,7 @@ def check_out(out_root: Path, *inputs: Path) -> None:
 
     ds = RunDir.of("variants", out_root)
     ds.run.check_no_overlap(out_root, {f"input {p}": p for p in inputs})
-    ds.run.check_writable(out_root.parent)
+    ds.check_writable()
 
 
 def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool = True) -> dict[str, list]:
