@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -61,7 +61,8 @@ def ray_session(
     ----------
     address : str, optional
         ``ray://host:10001``, ``host:6379`` or ``"auto"``. None (default) starts a private local
-        instance (``address="local"``, no dashboard, authentication off for loopback use) and
+        instance (``address="local"``, no dashboard, every server bound to 127.0.0.1, Ray's token
+        authentication on unless ``RAY_AUTH_MODE=disabled`` is set, the token file made private) and
         shuts it down on exit. The environment variable ``RAY_ADDRESS`` is not consulted unless
         ``address="auto"``.
     num_cpus, num_gpus : int, optional
@@ -80,13 +81,13 @@ def ray_session(
     RayResources
         CPUs and GPUs of the cluster.
     """
+    _quiet_env()
+    restore = _loopback_only() if address is None else None
     import ray
 
-    _quiet_env()
     started = False
     if not ray.is_initialized():
         if address is None:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             kwargs: dict = {
                 "address": "local",
                 "include_dashboard": False,
@@ -100,6 +101,7 @@ def ray_session(
             if object_store_memory is not None:
                 kwargs["object_store_memory"] = object_store_memory
             ray.init(**kwargs)
+            _private_token_file()
         else:
             ray.init(address=address, log_to_driver=False)
         started = True
@@ -111,6 +113,48 @@ def ray_session(
     finally:
         if started:
             ray.shutdown()
+        if restore is not None:
+            restore()
+
+
+#: Ray's switch that keeps a single-node cluster on the loopback interface (node address 127.0.0.1).
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _loopback_only() -> Callable[[], None]:
+    """Make the local Ray about to start bind every server to 127.0.0.1; return the undo.
+
+    Ray's multi-node mode advertises the machine's LAN address and its GCS, raylet and workers then
+    listen on every interface (docs/cluster.md "What listens where"); with cluster mode off, a local
+    node's address is the loopback one, which its processes inherit through the environment. Token
+    authentication (Ray's default) stays on unless the user set ``RAY_AUTH_MODE=disabled``.
+    """
+    before = os.environ.get(_LOOPBACK_ENV)
+    os.environ[_LOOPBACK_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    was = getattr(constants, "ENABLE_RAY_CLUSTER", None) if constants is not None else None
+    if constants is not None:  # imported before: the driver reads the constant, its children the variable
+        constants.ENABLE_RAY_CLUSTER = False
+
+    def undo() -> None:
+        if before is None:
+            os.environ.pop(_LOOPBACK_ENV, None)
+        else:
+            os.environ[_LOOPBACK_ENV] = before
+        if constants is not None and was is not None:
+            constants.ENABLE_RAY_CLUSTER = was
+
+    return undo
+
+
+def _private_token_file() -> None:
+    """Ray writes its authentication token world-readable; keep it to its owner."""
+    path = os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"))
+    try:
+        if os.path.isfile(path) and os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:  # not ours to change: leave it
+        pass
 
 
 def bind_constructor(cls: type, **kwargs: object) -> type:
