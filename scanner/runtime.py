@@ -129,18 +129,20 @@ def _loopback_only() -> Callable[[], None]:
     node's address is the loopback one, which its processes inherit through the environment. Token
     authentication (Ray's default) stays on unless the user set ``RAY_AUTH_MODE=disabled``.
     """
-    before = os.environ.get(_LOOPBACK_ENV)
+    before = {k: os.environ.get(k) for k in (_LOOPBACK_ENV, "RAY_AUTH_MODE")}
     os.environ[_LOOPBACK_ENV] = "0"
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default, said explicitly (no warning line)
     constants = sys.modules.get("ray._private.ray_constants")
     was = getattr(constants, "ENABLE_RAY_CLUSTER", None) if constants is not None else None
     if constants is not None:  # imported before: the driver reads the constant, its children the variable
         constants.ENABLE_RAY_CLUSTER = False
 
     def undo() -> None:
-        if before is None:
-            os.environ.pop(_LOOPBACK_ENV, None)
-        else:
-            os.environ[_LOOPBACK_ENV] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         if constants is not None and was is not None:
             constants.ENABLE_RAY_CLUSTER = was
 
