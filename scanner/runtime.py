@@ -100,7 +100,16 @@ def ray_session(
                 kwargs["num_gpus"] = num_gpus
             if object_store_memory is not None:
                 kwargs["object_store_memory"] = object_store_memory
-            ray.init(**kwargs)
+            import logging
+
+            # Ray announces the token mode it chose by default on every start; the docs say it once
+            notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            level = notice.level
+            notice.setLevel(logging.ERROR)
+            try:
+                ray.init(**kwargs)
+            finally:
+                notice.setLevel(level)
             _private_token_file()
         else:
             ray.init(address=address, log_to_driver=False)
@@ -129,9 +138,10 @@ def _loopback_only() -> Callable[[], None]:
     node's address is the loopback one, which its processes inherit through the environment. Token
     authentication (Ray's default) stays on unless the user set ``RAY_AUTH_MODE=disabled``.
     """
-    before = {k: os.environ.get(k) for k in (_LOOPBACK_ENV, "RAY_AUTH_MODE")}
+    before = {_LOOPBACK_ENV: os.environ.get(_LOOPBACK_ENV)}
     os.environ[_LOOPBACK_ENV] = "0"
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default, said explicitly (no warning line)
+    if "RAY_AUTH_MODE" not in os.environ:  # Ray's default token mode: its token file, private from the start
+        _ensure_token()
     constants = sys.modules.get("ray._private.ray_constants")
     was = getattr(constants, "ENABLE_RAY_CLUSTER", None) if constants is not None else None
     if constants is not None:  # imported before: the driver reads the constant, its children the variable
@@ -149,9 +159,32 @@ def _loopback_only() -> Callable[[], None]:
     return undo
 
 
+def _token_path() -> str:
+    return os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"))
+
+
+def _ensure_token() -> None:
+    """Create Ray's token file (owner-only from the start) when there is no token yet; Ray would write
+    one readable by everyone."""
+    import secrets
+
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    path = _token_path()
+    if os.path.isfile(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+
+
 def _private_token_file() -> None:
     """Ray writes its authentication token world-readable; keep it to its owner."""
-    path = os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"))
+    path = _token_path()
     try:
         if os.path.isfile(path) and os.stat(path).st_mode & 0o077:
             os.chmod(path, 0o600)
