@@ -60,8 +60,8 @@ def _test_logits(model_dir: Path, data: Path, tf: str, regime: str) -> tuple[np.
 def simulated(work: Path, seeds: int, log) -> dict:
     """Train each (TF, regime) of the demo's simulation once per seed; seed ensemble and baselines."""
     from scanner.demo import DemoConfig, noise_ceiling
-    from scanner.evaluate import average_precision, roc_auc
     from scanner.labels import LabelConfig, label
+    from scanner.metrics import average_precision, roc_auc
     from scanner.runtime import ray_session
     from scanner.scan import ScanConfig, scan_genome
     from scanner.simulate import SimulationConfig, simulate

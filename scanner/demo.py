@@ -104,7 +104,7 @@ def noise_ceiling(
     import polars as pl
 
     from scanner.data_loading import partition_files
-    from scanner.evaluate import roc_auc
+    from scanner.metrics import roc_auc
 
     rows = pl.read_parquet(partition_files(datasets, regime, tf, split), columns=["chrom", "start", "end", "label"])
     cores = pl.read_parquet(truth, columns=["chrom", "start", "end", "tf", "kind", "rule_bound"]).filter(

@@ -46,9 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner import schemas
 from scanner.errors import InputError
 from scanner.io import parquet_files, partition_dir, write_text_atomic
 
+#: Checkpoint directories ``models/tf=<tf>/regime=<regime>/``.
+MODEL_PARTITIONS = ("tf", "regime")
 #: Name of the file that lists a published dataset's files (inside the dataset directory).
 PUBLISHED = "_published.json"
 STAGING_DIR = ".staging"
@@ -79,18 +82,18 @@ class DatasetSpec:
     record: str | None
 
 
-#: Every dataset of a run (``scanner.schemas`` holds the schemas these name).
+#: Every dataset of a run (their schemas and partition keys are defined in :mod:`scanner.schemas`).
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("instances", ("tf", "chrom"), "INSTANCES", "_scan.json"),
-        DatasetSpec("labelled", ("tf", "chrom"), "LABELLED", "_label.json"),
-        DatasetSpec("datasets", ("regime", "tf", "split"), "DATASETS", "_datasets.json"),
-        DatasetSpec("models", ("tf", "regime"), None, None),
-        DatasetSpec("predictions", ("tf", "chrom"), "PREDICTIONS", "_predict.json"),
-        DatasetSpec("attributions", ("method", "tf", "chrom"), "ATTRIBUTIONS", "_interpret.json"),
-        DatasetSpec("variants", ("tf", "chrom"), "VARIANTS", "_variants.json"),
-        DatasetSpec("features", ("tf", "regime"), "FEATURES", "_features.json"),
+        DatasetSpec("instances", schemas.INSTANCE_PARTITIONS, "INSTANCES", "_scan.json"),
+        DatasetSpec("labelled", schemas.INSTANCE_PARTITIONS, "LABELLED", "_label.json"),
+        DatasetSpec("datasets", schemas.DATASET_PARTITIONS, "DATASETS", "_datasets.json"),
+        DatasetSpec("models", MODEL_PARTITIONS, None, None),
+        DatasetSpec("predictions", schemas.INSTANCE_PARTITIONS, "PREDICTIONS", "_predict.json"),
+        DatasetSpec("attributions", schemas.ATTRIBUTION_PARTITIONS, "ATTRIBUTIONS", "_interpret.json"),
+        DatasetSpec("variants", schemas.VARIANT_PARTITIONS, "VARIANTS", "_variants.json"),
+        DatasetSpec("features", schemas.FEATURE_PARTITIONS, "FEATURES", "_features.json"),
     )
 }
 

@@ -153,7 +153,7 @@ class _Regression:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        from scanner.evaluate import bce_with_logits, roc_auc
+        from scanner.metrics import bce_with_logits, roc_auc
 
         self.scaler = StandardScaler().fit(x_train)
         xt, xv = self.scaler.transform(x_train), self.scaler.transform(x_val)

@@ -22,7 +22,8 @@ from typing import Any
 
 from scanner.errors import InputError
 from scanner.train.config import TrainConfig
-from scanner.train.stage import TrainResult, checkpoint_dir, models_output, resolve_jobs, train_model
+from scanner.train.run import models_output
+from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train_model
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,11 @@ class VariantScorer:
 
     def score(self, item: VariantItem) -> pa.Table:
         """The rows of one item (not written)."""
-        from scanner.variants.score import score_vcf_item
+        from scanner.variants.vcf_kernel import score_vcf_item
 
         motifs = self.motifs.get(item.tf)
         if item.kind == "seq":
-            from scanner.variants.sequences import score_sequence_item
+            from scanner.variants.seq_kernel import score_sequence_item
 
             return score_sequence_item(item, self.load, motifs, self.config, self.device)
         if self.genome is None:

@@ -1,0 +1,241 @@
+"""``scanner train`` for many models: one Ray task (or in-process call) per (TF, regime), or per regime
+with ``--multitask``, writing the models dataset through :mod:`scanner.store` and the metrics file.
+
+:func:`train_models` plans the units, reuses the checkpoints an interrupted attempt with the same
+settings finished (:func:`models_output`), runs the rest as Ray tasks (``num_gpus`` =
+``gpus_per_model`` when the cluster has GPUs, else ``cpus_per_model`` CPUs) or in this process, and
+merges the evaluation rows into ``OUT/metrics.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import InputError
+from scanner.io import hive_children
+from scanner.manifest import hash_json
+from scanner.train.config import TrainConfig
+from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train_model
+
+
+@contextmanager
+def models_output(
+    out_root: Path, data_root: Path, settings: dict[str, Any], jobs: Sequence[tuple[str, str]]
+) -> Iterator[tuple[Any, dict[tuple[str, str], TrainResult]]]:
+    """The models dataset being written (:mod:`scanner.store`): locked, staged by the settings and the
+    training data, published in one step when the block succeeds.
+
+    Yields the staging area (checkpoints go to ``staging.path(tf, regime)``) and the results of the
+    models an interrupted attempt with the same settings finished (their checkpoints are reused).
+    Models of the published dataset that ``jobs`` does not retrain are carried over.
+    """
+    from scanner.store import RunDir, tree_signature
+
+    ds = RunDir.of("models", out_root)
+    ds.run.check_no_overlap(out_root, {"datasets directory": data_root})
+    ds.check_writable()
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        fingerprint = hash_json({"data": tree_signature(data_root), "settings": settings, "jobs": sorted(jobs)})
+        existing = [(tf, r) for tf, tdir in hive_children(out_root, "tf") for r, _ in hive_children(tdir, "regime")]
+        staging = ds.staging(fingerprint, carry=[k for k in existing if k not in set(jobs)])
+        done = {}
+        for tf, regime in jobs:
+            meta_path = staging.path(tf, regime) / "model.json"  # written last: its presence means complete
+            if meta_path.is_file():
+                done[(tf, regime)] = result_from_meta(json.loads(meta_path.read_text()), meta_path.parent)
+        yield staging, done
+        staging.publish()
+
+
+def result_from_meta(meta: dict[str, Any], checkpoint: Path) -> TrainResult:
+    """The :class:`TrainResult` a finished checkpoint's ``model.json`` records."""
+    return TrainResult(
+        tf=meta["tf"],
+        regime=meta["regime"],
+        checkpoint=str(checkpoint),
+        epochs_run=meta["epochs_run"],
+        best_epoch=meta["best_epoch"],
+        best_val_loss=meta["best_val_loss"],
+        history=meta["history"],
+        n_train=meta["n_train"],
+        n_val=meta["n_val"],
+        seconds=meta["seconds"],
+        samples_per_s=meta["samples_per_s"],
+        data_hash=meta["data_hash"],
+        metrics=meta.get("metrics", []),
+        members=meta.get("members", []),
+    )
+
+
+def _groups(jobs: list[tuple[str, str]], multitask: bool) -> list[tuple[list[str], str]]:
+    """Training units: one (TF, regime) each, or with ``multitask`` every TF of a regime together."""
+    if not multitask:
+        return [([tf], regime) for tf, regime in jobs]
+    by_regime: dict[str, list[str]] = {}
+    for tf, regime in jobs:
+        by_regime.setdefault(regime, []).append(tf)
+    return [(tfs, regime) for regime, tfs in by_regime.items()]
+
+
+def _train_group(
+    data_root: str,
+    tfs: list[str],
+    regime: str,
+    out_dirs: list[str],
+    config: TrainConfig,
+    evaluate: bool,
+    *,
+    device: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[TrainResult]:
+    """One training unit: a single model, or the multi-task models of one regime."""
+    if len(tfs) == 1:
+        return [train_model(data_root, tfs[0], regime, out_dirs[0], config, device=device, evaluate=evaluate, log=log)]
+    from scanner.train.multitask import train_multitask
+
+    return train_multitask(data_root, tfs, regime, out_dirs, config, device=device, evaluate=evaluate, log=log)
+
+
+def _train_job(
+    data_root: str,
+    tfs: list[str],
+    regime: str,
+    out_dirs: list[str],
+    config: TrainConfig,
+    evaluate: bool,
+    threads: float,
+) -> list[TrainResult]:
+    """Body of one Ray training task: set threads, pick the device, train one unit."""
+    from scanner.runtime import set_torch_threads, torch_device
+
+    set_torch_threads(threads)
+    return _train_group(data_root, tfs, regime, out_dirs, config, evaluate, device=torch_device())
+
+
+def train_models(
+    data_root: str | Path,
+    out_root: str | Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    tfs: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    use_ray: bool = True,
+    address: str | None = None,
+    evaluate: bool = True,
+    metrics_path: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[TrainResult]:
+    """Train one model per (TF, regime), in parallel Ray tasks or sequentially in-process.
+
+    Parameters
+    ----------
+    data_root : path
+        ``OUT/datasets``.
+    out_root : path
+        ``OUT/models``; each model goes to ``out_root/tf=<tf>/regime=<regime>/``.
+    config : TrainConfig, optional
+    tfs, regimes : sequence of str, optional
+        Default: every TF / regime present in ``data_root``.
+    use_ray : bool, optional
+        Run each model as a Ray task (connecting to ``address`` or starting local Ray if Ray is not
+        initialised). Default True. False runs in this process (same results for the same seed).
+    address : str, optional
+        Ray address; see :func:`scanner.runtime.ray_session`.
+    evaluate : bool, optional
+        Evaluate each model on val/test and merge the rows into ``metrics_path``. Default True.
+    metrics_path : path, optional
+        Default ``out_root/../metrics.parquet`` (``OUT/metrics.parquet`` for ``--out OUT/models``).
+    log : callable, optional
+        Receives progress lines.
+
+    Returns
+    -------
+    list of TrainResult
+        In (regime, TF) order of the jobs.
+
+    Raises
+    ------
+    InputError
+        Bad settings or missing/ill-formed data (raised before any training starts where it can be
+        detected from the directory layout).
+    """
+    from scanner.evaluate import write_metrics
+
+    config.validate()
+    jobs = resolve_jobs(data_root, tfs, regimes, need_test=evaluate)
+    data_root, out_root = Path(data_root), Path(out_root)
+    say = log or (lambda _m: None)
+    with models_output(out_root, data_root, {"config": asdict(config), "evaluate": evaluate}, jobs) as (staging, done):
+        groups = [g for g in _groups(jobs, config.multitask) if any((tf, g[1]) not in done for tf in g[0])]
+        args = [
+            (str(data_root), tfs_, regime, [str(staging.path(tf, regime)) for tf in tfs_], config, evaluate)
+            for tfs_, regime in groups
+        ]
+        if done:
+            say(f"{len(done)} model(s) trained by an earlier attempt with these settings: kept")
+        if use_ray and args:
+            results = _run_on_ray(args, config, address, say)
+        else:
+            results = []
+            for a in args:
+                say(f"training {'+'.join(a[1])}/{a[2]} in-process")
+                results += _train_group(*a, log=log)
+        results += [r for key, r in done.items() if key not in {(x.tf, x.regime) for x in results}]
+    results = [replace(r, checkpoint=str(checkpoint_dir(out_root, r.tf, r.regime))) for r in results]
+    order = {job: i for i, job in enumerate(jobs)}
+    results.sort(key=lambda r: order[(r.tf, r.regime)])
+    if evaluate:
+        rows = [r for res in results for r in res.metrics]
+        write_metrics(rows, Path(metrics_path) if metrics_path else out_root.parent / "metrics.parquet")
+    return results
+
+
+def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say: Callable[[str], None]) -> list:
+    import ray
+
+    from scanner.runtime import cluster_resources, ray_session
+
+    ctx = nullcontext() if ray.is_initialized() else ray_session(address)
+    with ctx:
+        res = cluster_resources()
+        if config.cpus_per_model > res.cpus:
+            raise InputError(
+                f"each model asks for {config.cpus_per_model} CPUs but the cluster has {res.cpus:g}",
+                field="--cpus-per-model",
+            )
+        if res.use_gpu:
+            if config.gpus_per_model > res.gpus:
+                raise InputError(
+                    f"each model asks for {config.gpus_per_model} GPUs but the cluster has {res.gpus:g}",
+                    field="--gpus-per-model",
+                )
+            opts = {"num_gpus": config.gpus_per_model, "num_cpus": config.cpus_per_model}
+        else:
+            opts = {"num_gpus": 0, "num_cpus": config.cpus_per_model}
+        say(f"training {sum(len(a[1]) for a in args)} model(s) in {len(args)} Ray task(s) ({opts})")
+        task = ray.remote(max_retries=1, retry_exceptions=False, **opts)(_train_job)
+        refs = {task.remote(*a, config.cpus_per_model): a for a in args}
+        done: dict[Any, list[TrainResult]] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                for r in pending:
+                    ray.cancel(r)
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, InputError):
+                    raise cause from None
+                raise
+            done[ready[0]] = result
+            for r in result:
+                kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
+                say(f"trained {r.tf}/{r.regime}: {len(r.members)} network(s), kept epoch/run {kept}")
+        return [r for ref in refs for r in done[ref]]
