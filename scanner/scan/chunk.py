@@ -107,6 +107,7 @@ def scan_chunk(
     max_strand: bool = False,
     kernel: str = "numba",
     device: str = "cpu",
+    undecided: dict[str, int] | None = None,
 ) -> pa.Table:
     """All hits whose site starts in ``[0, core_end)`` of ``codes``.
 
@@ -132,6 +133,10 @@ def scan_chunk(
         Candidate filter. Default ``"numba"``.
     device : str
         Torch device for ``kernel="torch"``. Default ``"cpu"``.
+    undecided : dict, optional
+        When given, ``undecided[motif_id]`` is increased by the windows of that motif whose p-value
+        could not be separated from the threshold (not reported; see
+        :meth:`~scanner.scan.pvalues.PValueTable.decide`).
 
     Returns
     -------
@@ -186,7 +191,9 @@ def scan_chunk(
 
                 known = sequential_scores(np.ascontiguousarray(words), pm.w)
             score = known
-            hit, pv = table.evaluate(score)
+            hit, pv, und = table.decide(score)
+            if undecided is not None and und.any():
+                undecided[pm.motif_id] = undecided.get(pm.motif_id, 0) + int(und.sum())
         k = int(np.count_nonzero(hit))
         if k == 0:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from scanner.motifs import Background, Motif, log_odds
 from scanner.motifs.model import DEFAULT_PSEUDOCOUNT
 from scanner.scan._kernels import METHOD_BUCKET, METHOD_SWEEP, K
 from scanner.scan.pvalues import PValueTable
+from scanner.scan.table_cache import cached_build
 
 _COMP = np.array([3, 2, 1, 0])
 
@@ -48,6 +50,7 @@ def prepare_motifs(
     mode: str = "exact",
     pseudocount: float = DEFAULT_PSEUDOCOUNT,
     threads: int | None = None,
+    cache_dir: Path | None = None,
 ) -> list[PreparedMotif]:
     """Build log-odds and p-value tables for each motif.
 
@@ -64,6 +67,8 @@ def prepare_motifs(
         FIMO's motif pseudocount. Default 0.1.
     threads : int, optional
         Threads building tables (the numba kernels release the GIL). Default: one per CPU.
+    cache_dir : Path, optional
+        Directory of cached p-value tables (:mod:`scanner.scan.table_cache`); default None: no cache.
 
     Returns
     -------
@@ -74,8 +79,8 @@ def prepare_motifs(
 
     def one(m: Motif) -> PreparedMotif:
         w = log_odds(m, background, pseudocount)
-        plus = PValueTable.build(w, bg, pvalue, mode)
-        minus = plus if background.is_symmetric else PValueTable.build(w, bg_comp, pvalue, mode)
+        plus = cached_build(cache_dir, w, bg, pvalue, mode)
+        minus = plus if background.is_symmetric else cached_build(cache_dir, w, bg_comp, pvalue, mode)
         return PreparedMotif(m.motif_id, m.name, w, {"+": plus, "-": minus})
 
     workers = min(len(motifs), threads or os.cpu_count() or 1)
@@ -124,7 +129,7 @@ def _float32_margin(w: np.ndarray) -> float:
 _DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], axis=1)  # (256, 4)
 
 
-#: A matrix is swept when more than this fraction of windows would pass its K-mer filter.
+#: A matrix is swept when at least this fraction of windows would pass its K-mer filter.
 SWEEP_ABOVE = 0.3
 #: With at most this many bucket matrices, every matrix is swept instead: sorting the positions costs
 #: about as much as sweeping this many bitsets (measured on a 4 Mb shard).
@@ -180,7 +185,7 @@ def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
     kstart.append(0)
     for m, (gw, table, off, bound, keep, prob) in enumerate(bounds):
         cut32 = np.float32(table.cut - _float32_margin(gw))
-        if sweep_all or prob > SWEEP_ABOVE:
+        if sweep_all or prob >= SWEEP_ABOVE:
             methods.append(METHOD_SWEEP)
             sweep_index.append(len(sweep_bits))
             sweep_bits.append(np.packbits(bound.astype(np.float32) >= cut32, bitorder="little"))
