@@ -126,7 +126,6 @@ def _float32_margin(w: np.ndarray) -> float:
     return 1e-4 + 1e-6 * float(np.abs(w).max(axis=1).sum())
 
 
-_DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], axis=1)  # (256, 4)
 
 
 #: A matrix is swept when at least this fraction of windows would pass its K-mer filter.
@@ -136,9 +135,12 @@ SWEEP_ABOVE = 0.3
 SWEEP_ALL_UP_TO = 6
 
 
-def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, np.ndarray, float]:
-    """Best K-column window of ``gw``; per K-mer there, its score plus the best the other columns can
-    add; the K-mers that can still reach ``cut``; the background probability of passing."""
+def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, float, np.ndarray]:
+    """Best K-column window of ``gw`` (its offset); per K-mer there, its score plus the best the other
+    columns can add: the K-mers that can still reach ``cut``, the background probability of passing,
+    and the bitset of those passing ``cut`` lowered by the float32 margin (for sweeps)."""
+    from scanner.scan._kernels import kmer_pass
+
     length = gw.shape[0]
     pad = np.zeros((max(length, K), 4))
     pad[:length] = gw
@@ -148,24 +150,11 @@ def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.nda
     else:
         sums = np.convolve(gain, np.ones(K), mode="valid")
         off = int(np.argmax(sums))
-    cols = pad[off : off + K]
-    # Score of every K-mer (first base most significant), built from 4-column blocks.
-    score = np.zeros(1)
-    prob = np.ones(1)
-    for b0 in range(0, K, 4):
-        width = min(4, K - b0)
-        digits = _DIGITS[: 4**width, 4 - width :]
-        block = np.zeros(4**width)
-        pblock = np.ones(4**width)
-        for k in range(width):
-            block += cols[b0 + k][digits[:, k]]
-            pblock *= bg[digits[:, k]]
-        score = (score[:, None] + block[None, :]).ravel()
-        prob = (prob[:, None] * pblock[None, :]).ravel()
-    outside = pad.max(axis=1).sum() - cols.max(axis=1).sum()
-    bound = score + outside
-    keep = np.flatnonzero(bound >= cut - 1e-6).astype(np.int32)
-    return off, bound, keep, float(prob[keep].sum())
+    cols = np.ascontiguousarray(pad[off : off + K])
+    outside = float(pad.max(axis=1).sum() - cols.max(axis=1).sum())
+    cut32 = np.float32(cut - _float32_margin(gw))
+    keep, prob, bits = kmer_pass(cols, np.ascontiguousarray(bg, dtype=np.float64), outside, float(cut), cut32)
+    return off, keep, float(prob), bits
 
 
 def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
@@ -180,15 +169,15 @@ def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
             gw = np.ascontiguousarray(pm.w if strand == "+" else pm.w[::-1, _COMP])
             bg_genome = table.bg if strand == "+" else table.bg[_COMP]
             bounds.append((gw, table, *_kmer_bound(gw, bg_genome, table.cut)))
-    sweep_all = sum(b[-1] <= SWEEP_ABOVE for b in bounds) <= SWEEP_ALL_UP_TO
+    sweep_all = sum(b[4] < SWEEP_ABOVE for b in bounds) <= SWEEP_ALL_UP_TO
     row = 0
     kstart.append(0)
-    for m, (gw, table, off, bound, keep, prob) in enumerate(bounds):
+    for m, (gw, table, off, keep, prob, bits) in enumerate(bounds):
         cut32 = np.float32(table.cut - _float32_margin(gw))
         if sweep_all or prob >= SWEEP_ABOVE:
             methods.append(METHOD_SWEEP)
             sweep_index.append(len(sweep_bits))
-            sweep_bits.append(np.packbits(bound.astype(np.float32) >= cut32, bitorder="little"))
+            sweep_bits.append(bits)
             keep = keep[:0]
         else:
             methods.append(METHOD_BUCKET)
