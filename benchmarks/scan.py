@@ -369,6 +369,23 @@ def _keys(df) -> set:
     return set(df.select("motif_id", "chrom", "start", "strand").iter_rows())
 
 
+def fimo_effective_meme(meme: Path, out: Path) -> Path:
+    """A MEME file of the motif frequencies pymemesuite's FIMO scores with (after its pseudocount)."""
+    from pymemesuite.common import MotifFile
+
+    lines = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "", "Background letter frequencies"]
+    lines += ["A 0.25 C 0.25 G 0.25 T 0.25", ""]
+    with MotifFile(str(meme)) as mf:
+        for m in mf:
+            lines += [f"MOTIF {m.accession.decode()} {m.name.decode()}", ""]
+            lines.append(f"letter-probability matrix: alength= 4 w= {m.width} nsites= 20 E= 0")
+            for i in range(m.width):
+                lines.append(" ".join(repr(float(m.frequencies[i][j])) for j in range(4)))
+            lines.append("")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def fimo_agreement(scanner_fimo, fimo) -> dict:
     """Scanner ``--pvalue-mode fimo`` against FIMO on every hit: sets, scores and p-values."""
     import polars as pl
