@@ -126,8 +126,6 @@ def _float32_margin(w: np.ndarray) -> float:
     return 1e-4 + 1e-6 * float(np.abs(w).max(axis=1).sum())
 
 
-
-
 #: A matrix is swept when at least this fraction of windows would pass its K-mer filter.
 SWEEP_ABOVE = 0.3
 #: With at most this many bucket matrices, every matrix is swept instead: sorting the positions costs
