@@ -82,11 +82,17 @@ class _Grid:
     min_e: float
     max_e: float
     mean_e: float
-    tail: np.ndarray  # tail[k] = P(Q >= k), length qmax + 2 (last entry 0)
+    tail: np.ndarray  # tail[k - k0] = P(Q >= k), up to qmax + 1 (last entry 0)
+    k0: int = 0  # first index kept (see truncated)
 
     def _index(self, x: np.ndarray) -> np.ndarray:
         k = np.ceil((x - self.base) / self.eps)
-        return np.clip(k, 0, self.tail.size - 1).astype(np.int64)
+        return (np.clip(k, self.k0, self.k0 + self.tail.size - 1) - self.k0).astype(np.int64)
+
+    def truncated(self, s: float) -> _Grid:
+        """The same grid keeping only what bounds scores >= ``s`` (scores below it must not be asked)."""
+        k0 = max(self.k0, int(np.floor((s - self.max_e - 1e-6 - self.base) / self.eps)) - 2)
+        return _Grid(self.eps, self.base, self.min_e, self.max_e, self.mean_e, self.tail[k0 - self.k0 :].copy(), k0)
 
     def lower(self, s: np.ndarray) -> np.ndarray:
         """Lower bound of P(S >= s)."""
@@ -159,6 +165,7 @@ class PValueTable:
     _mitm: tuple | None = field(default=None, repr=False)
     _mitm_infeasible: bool = False
     _band: FineBand | None = field(default=None, repr=False)
+    _coarse: _Grid | None = field(default=None, repr=False)  # 2^15-bin grid of a long motif
     _hit_from: float = math.inf  # band scores >= this are hits (exact tail _tail_hit_from there)
     _tail_hit_from: float = 1.0
     _miss_to: float = -math.inf  # band scores <= this are not hits
@@ -228,6 +235,7 @@ class PValueTable:
                 table.exact = True
                 return table
         # Long motif: a finer grid for the dense part of the tail, the top of the tail enumerated.
+        coarse = grid
         grid = _build_grid(w, bg, DP_BINS_LONG)
         table._grid = grid
         table.cut, table._definite = _cuts(grid, threshold)
@@ -237,6 +245,10 @@ class PValueTable:
         table._enumerate(max(top, table.cut), top_cap)
         table.max_rel_error = _max_rel_width(grid, table.cut, table._tail_from)
         table._resolve_band()
+        # Only scores >= cut are evaluated on this grid (others: the coarse one): keep that part only
+        # (a 2^20-bin tail is 8 MB; above the cut ~30% of it for JASPAR's long motifs).
+        table._coarse = coarse
+        table._grid = grid.truncated(table.cut)
         return table
 
     def _resolve_band(self) -> None:
@@ -421,6 +433,9 @@ class PValueTable:
         if self.mode == "fimo":
             raise ValueError("use fimo_scores in fimo mode")
         out = self._grid.estimate(scores - TIE_TOLERANCE)
+        below = scores < self.cut
+        if self._coarse is not None and below.any():  # the fine grid keeps only scores >= cut
+            out[below] = self._coarse.estimate(scores[below] - TIE_TOLERANCE)
         if self._tail_scores is not None:
             inside = scores - TIE_TOLERANCE >= self._tail_from
             if inside.any():
