@@ -12,6 +12,17 @@ from scanner.errors import InputError
 from scanner.io import parquet_files, read_dataset
 from scanner.schemas import INSTANCES
 
+
+def _complete_scan(instances_dir: Path) -> bool:
+    """Whether ``instances_dir/_scan.json`` records a finished scan."""
+    import json
+
+    try:
+        return bool(json.loads((instances_dir / "_scan.json").read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
 FIMO_COLUMNS = (
     "motif_id",
     "motif_alt_id",
@@ -28,6 +39,8 @@ FIMO_COLUMNS = (
 
 def _load(instances_dir: Path) -> pa.Table:
     if not instances_dir.is_dir() or not parquet_files(instances_dir):
+        if _complete_scan(instances_dir):  # a finished scan with no hit: a valid, empty result
+            return INSTANCES.empty_table()
         raise InputError("no instances found (run `scanner scan` first)", source=instances_dir)
     table = read_dataset(instances_dir, INSTANCES)
     idx = np.lexsort(
