@@ -353,6 +353,8 @@ def predict(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    adopt_moved: bool = False,
 ) -> PredictSummary:
     """Score every motif instance with the applicable models and write the predictions dataset.
 
@@ -375,6 +377,12 @@ def predict(
         False runs the same kernel in this process. Default True.
     log : callable, optional
         Receives progress lines.
+    progress : callable, optional
+        ``progress(done, total)`` as work items finish (items an earlier attempt finished count as done).
+    adopt_moved : bool, optional
+        Accept published predictions whose record names other absolute paths for these same inputs (a
+        run directory moved or copied; the pipeline, which owns its run, sets this) and replace them.
+        Default False: such an output is refused.
 
     Returns
     -------
@@ -410,7 +418,7 @@ def predict(
     run_tfs = sorted({it.tf for it in items})
     with ds.run.lock(out_root.name):
         ds.run.recover()
-        previous = _previous_record(ds, instances_root, Path(genome_path))
+        previous = _previous_record(ds, instances_root, Path(genome_path), adopt_moved=adopt_moved)
         fingerprint = hash_json(
             {
                 "instances": tree_signature(instances_root),
@@ -433,10 +441,18 @@ def predict(
         written = {
             it.out_file: open_parquet(it.out_file).metadata.num_rows for it in items if it.out_file not in pending
         }
+        finished = [len(items) - len(todo)]
+
+        def one_done(n: int) -> None:
+            finished[0] += n
+            if progress is not None:
+                progress(finished[0], len(items))
+
+        one_done(0)
         if todo and use_ray:
-            written |= _run_on_ray(todo, str(genome_path), config, address, say, spans)
+            written |= _run_on_ray(todo, str(genome_path), config, address, say, spans, one_done)
         elif todo:
-            written |= _run_in_process(todo, str(genome_path), config, spans)
+            written |= _run_in_process(todo, str(genome_path), config, spans, one_done)
         missing = [it.out_file for it in items if it.out_file not in written]
         if missing:
             raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
@@ -486,8 +502,9 @@ def _span_timings(spans: list[tuple[float, float]], t0_wall: float) -> dict[str,
     return {"first_item_s": max(0.0, first - t0_wall), "items_s": max(e for _, e in spans) - first}
 
 
-def _previous_record(ds: Any, instances_root: Path, genome_path: Path) -> dict | None:
-    """The record of the published predictions; they must share instances and genome with this run."""
+def _previous_record(ds: Any, instances_root: Path, genome_path: Path, *, adopt_moved: bool = False) -> dict | None:
+    """The record of the published predictions; they must share instances and genome with this run
+    (or, with ``adopt_moved``, they are treated as absent and replaced)."""
     old = ds.record()
     if old is None:
         return None
@@ -497,6 +514,8 @@ def _previous_record(ds: Any, instances_root: Path, genome_path: Path) -> dict |
         raise InputError(
             f"unreadable record of an earlier run: {exc}; remove it or use another --out", source=ds.record_path
         ) from exc
+    if not same and adopt_moved:
+        return None
     if not same:
         raise InputError(
             f"{ds.root} holds predictions for other instances or another genome ({old['instances']}, "
@@ -507,7 +526,11 @@ def _previous_record(ds: Any, instances_root: Path, genome_path: Path) -> dict |
 
 
 def _run_in_process(
-    items: list[WorkItem], genome_path: str, config: PredictConfig, spans: list[tuple[float, float]]
+    items: list[WorkItem],
+    genome_path: str,
+    config: PredictConfig,
+    spans: list[tuple[float, float]],
+    one_done: Callable[[int], None],
 ) -> dict[str, int]:
     """Run the items in this process; ``{out_file: rows}``."""
     from scanner.runtime import keep_freed_memory, torch_device
@@ -522,6 +545,7 @@ def _run_in_process(
             write_parquet_atomic(table, item.out_file)
             written[item.out_file] = table.num_rows
             spans.append((started, time.time()))
+            one_done(1)
     return written
 
 
@@ -532,7 +556,8 @@ def _run_on_ray(
     address: str | None,
     say: Callable[[str], None],
     spans: list[tuple[float, float]] | None = None,
-) -> tuple[list[WorkItem], dict[str, int]]:
+    one_done: Callable[[int], None] | None = None,
+) -> dict[str, int]:
     """Run the items on a Ray Data actor pool; return ``{out_file: rows}``; each item's (start, end)
     wall-clock times go to ``spans``."""
     import ray
@@ -559,4 +584,4 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
             **opts,
         )
-        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans)
+        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans, one_done)

@@ -235,13 +235,18 @@ class ActorPlan:
         return cls(n, {"num_cpus": cpus_per_actor}, max(1.0, round(res.cpus / n)))
 
 
-def relay_item_errors(batches: object, spans: list[tuple[float, float]] | None = None) -> dict[str, int]:
+def relay_item_errors(
+    batches: object,
+    spans: list[tuple[float, float]] | None = None,
+    on_item: Callable[[int], None] | None = None,
+) -> dict[str, int]:
     """Collect ``{out_file: rows}`` from Ray Data result batches, re-raising an item's InputError.
 
     Workers report a bad input as a JSON ``[message, source, line, field]`` in an ``error`` column
     instead of raising (an exception would be retried as if transient). When ``spans`` is given and
     the batches have ``started``/``ended`` columns (``time.time()`` at each item's start and end on
-    its worker), their pairs are appended to it.
+    its worker), their pairs are appended to it. ``on_item(n)`` is called with the number of items of
+    every batch as it arrives (progress).
     """
     import json
 
@@ -256,6 +261,8 @@ def relay_item_errors(batches: object, spans: list[tuple[float, float]] | None =
             written[str(f)] = int(r)
         if spans is not None and "started" in batch:
             spans.extend(zip(batch["started"].tolist(), batch["ended"].tolist(), strict=True))
+        if on_item is not None:
+            on_item(len(batch["out_file"]))
     return written
 
 

@@ -94,6 +94,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("attributions", schemas.ATTRIBUTION_PARTITIONS, "ATTRIBUTIONS", "_interpret.json"),
         DatasetSpec("variants", schemas.VARIANT_PARTITIONS, "VARIANTS", "_variants.json"),
         DatasetSpec("features", schemas.FEATURE_PARTITIONS, "FEATURES", "_features.json"),
+        DatasetSpec("sim", (), None, "simulation.json"),  # scanner simulate's genome, motifs, peaks, truth
+        DatasetSpec("interpret_benchmark", (), None, None),
     )
 }
 
@@ -424,6 +426,11 @@ class Dataset:
     def files(self) -> list[Path]:
         """The visible Parquet files of the dataset (sorted)."""
         return parquet_files(self.root) if self.root.is_dir() else []
+
+    def staged(self) -> list[Path]:
+        """The staging areas of this dataset left by unfinished writes (resumable, never visible)."""
+        d = self.run.root / STAGING_DIR
+        return sorted(p for p in d.glob(f"{self.root.name}-*") if p.is_dir()) if d.is_dir() else []
 
     def staging(self, fingerprint: str, *, carry: Sequence[Sequence[object]] = ()) -> Staging:
         """Open (or reopen, to resume) the staging area of an output made with settings ``fingerprint``.

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scanner.errors import InputError
 from scanner.genome import Genome, chrom_mismatch_message, open_genome
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.manifest import hash_json
 from scanner.motifs import Background, Motif, load_motifs, read_background
 from scanner.motifs.background import background_from_counts
 from scanner.scan.chunk import scan_chunk
@@ -36,6 +38,9 @@ from scanner.scan.executor import choose_executor
 from scanner.scan.prepare import LookupPlan, PreparedMotif, build_lookup_plan, prepare_motifs
 from scanner.scan.shards import Shard, plan_shards
 from scanner.scan.table_cache import resolve_cache_dir
+
+if TYPE_CHECKING:
+    from scanner.store import Staging
 
 SCAN_META = "_scan.json"
 SHARD_DIR = "_shards"
@@ -463,27 +468,85 @@ def scan_genome(
     overlap = max(m.length for m in motifs) - 1
     shards = plan_shards(lengths, config.shard_size, overlap)
 
-    out = Path(out_dir) / "instances"
-    meta_path = out / SCAN_META
+    from scanner.store import RunDir
+
+    dataset = RunDir(out_dir).dataset("instances")
+    dataset.check_writable()
     fp = _fingerprint(genome_path, motifs, config, chroms)
-    cached_bg = None
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old.get("fingerprint") != fp:
-            if not overwrite:
-                raise InputError(
-                    f"{out} holds a scan with other settings (genome, motifs, chromosomes or options differ); "
-                    "use another --out or pass --overwrite",
-                    source=meta_path,
-                )
-            shutil.rmtree(out)
-        else:
-            cached_bg = old.get("background")
-    elif out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(f"{out} exists and is not a scanner scan; use another --out or --overwrite", source=out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with dataset.run.lock(dataset.root.name):
+        dataset.run.recover()
+        published = dataset.record()
+        same = published is not None and published.get("fingerprint") == fp
+        if published is not None and not same and not overwrite:
+            raise InputError(
+                f"{dataset.root} holds a scan with other settings (genome, motifs, chromosomes or options "
+                "differ); use another --out or pass --overwrite",
+                source=dataset.record_path,
+            )
+        if published is None and dataset.root.exists() and any(dataset.root.iterdir()) and not overwrite:
+            raise InputError(
+                f"{dataset.root} exists and is not a scanner scan; use another --out or --overwrite",
+                source=dataset.root,
+            )
+        # shards of other settings live in another staging area: never mixed
+        staging = dataset.staging(hash_json(fp))
+        meta_path = staging.root / SCAN_META
+        if same and published.get("complete"):
+            _adopt(dataset.root, staging.root)  # a finished scan with these settings: every shard is reused
+        cached_bg = published.get("background") if same else None
+        if meta_path.is_file():
+            cached_bg = json.loads(meta_path.read_text()).get("background") or cached_bg
+        return _scan_into(
+            staging,
+            meta_path,
+            fp,
+            genome,
+            genome_path,
+            motifs,
+            config,
+            chroms,
+            lengths,
+            shards,
+            cached_bg,
+            executor,
+            address,
+            progress,
+            t0,
+        )
+
+
+def _adopt(published: Path, staging: Path) -> None:
+    """Hard-link a finished scan's files (parts and shard markers) into a staging area of the same settings."""
+    for f in published.rglob("*"):
+        if f.is_file() and f.name != "_published.json":
+            dst = staging / f.relative_to(published)
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(f, dst)
+                except OSError:
+                    shutil.copy2(f, dst)
+
+
+def _scan_into(
+    staging: Staging,
+    meta_path: Path,
+    fp: dict,
+    genome: Genome,
+    genome_path: Path,
+    motifs: list[Motif],
+    config: ScanConfig,
+    chroms: list[str],
+    lengths: dict[str, int],
+    shards: list[Shard],
+    cached_bg: dict | None,
+    executor: str,
+    address: str | None,
+    progress: Callable[[int, int, int], None] | None,
+    t0: float,
+) -> ScanSummary:
+    """Scan the shards not yet in the staging area, write the record, publish (see :func:`scan_genome`)."""
+    out = staging.root
     warnings = fasta_warnings(genome, chroms)
     if executor not in ("auto", "ray", "local"):
         raise InputError(f"executor must be 'auto', 'ray' or 'local', got {executor!r}", field="executor")
@@ -565,8 +628,9 @@ def scan_genome(
         meta["unreachable"] = {k: float(v[3]) for k, v in pinfo.items() if v[3] >= config.pvalue}
         meta["executor"] = {"executor": choice.executor, "reason": choice.reason}
         write_text_atomic(json.dumps(meta, indent=2), meta_path)
+        final = staging.publish()
         return ScanSummary(
-            out_dir=out,
+            out_dir=final,
             shards=len(shards),
             reused=reused,
             hits=meta["hits"],

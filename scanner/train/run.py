@@ -9,6 +9,7 @@ merges the evaluation rows into ``OUT/metrics.parquet``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -25,14 +26,21 @@ from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train
 
 @contextmanager
 def models_output(
-    out_root: Path, data_root: Path, settings: dict[str, Any], jobs: Sequence[tuple[str, str]]
+    out_root: Path,
+    data_root: Path,
+    settings: dict[str, Any],
+    jobs: Sequence[tuple[str, str]],
+    *,
+    current: Callable[[str, str, dict[str, Any]], bool] | None = None,
 ) -> Iterator[tuple[Any, dict[tuple[str, str], TrainResult]]]:
     """The models dataset being written (:mod:`scanner.store`): locked, staged by the settings and the
     training data, published in one step when the block succeeds.
 
     Yields the staging area (checkpoints go to ``staging.path(tf, regime)``) and the results of the
-    models an interrupted attempt with the same settings finished (their checkpoints are reused).
-    Models of the published dataset that ``jobs`` does not retrain are carried over.
+    models already made: those an interrupted attempt with the same settings finished, and, when
+    ``current(tf, regime, meta)`` says a published checkpoint's ``model.json`` still describes what
+    would be trained now, that checkpoint (carried over). Models of the published dataset that ``jobs``
+    does not retrain are carried over too.
     """
     from scanner.store import RunDir, tree_signature
 
@@ -43,7 +51,15 @@ def models_output(
         ds.run.recover()
         fingerprint = hash_json({"data": tree_signature(data_root), "settings": settings, "jobs": sorted(jobs)})
         existing = [(tf, r) for tf, tdir in hive_children(out_root, "tf") for r, _ in hive_children(tdir, "regime")]
-        staging = ds.staging(fingerprint, carry=[k for k in existing if k not in set(jobs)])
+        keep = [k for k in existing if k not in set(jobs)]
+        if current is not None:
+            for tf, regime in jobs:
+                meta_path = ds.partition(tf, regime) / "model.json"
+                if (tf, regime) in existing and meta_path.is_file():
+                    with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, KeyError, OSError):
+                        if current(tf, regime, json.loads(meta_path.read_text())):
+                            keep.append((tf, regime))
+        staging = ds.staging(fingerprint, carry=keep)
         done = {}
         for tf, regime in jobs:
             meta_path = staging.path(tf, regime) / "model.json"  # written last: its presence means complete
@@ -130,6 +146,8 @@ def train_models(
     evaluate: bool = True,
     metrics_path: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    reuse: bool = False,
+    on_model: Callable[[int, int], None] | None = None,
 ) -> list[TrainResult]:
     """Train one model per (TF, regime), in parallel Ray tasks or sequentially in-process.
 
@@ -153,6 +171,12 @@ def train_models(
         Default ``out_root/../metrics.parquet`` (``OUT/metrics.parquet`` for ``--out OUT/models``).
     log : callable, optional
         Receives progress lines.
+    reuse : bool, optional
+        Keep a published model whose ``model.json`` records these settings and whose training,
+        validation and test files are unchanged (``scanner run`` resumes this way). Default False:
+        every requested model is trained.
+    on_model : callable, optional
+        ``on_model(done, total)`` as models finish (reused ones count as done from the start).
 
     Returns
     -------
@@ -171,21 +195,46 @@ def train_models(
     jobs = resolve_jobs(data_root, tfs, regimes, need_test=evaluate)
     data_root, out_root = Path(data_root), Path(out_root)
     say = log or (lambda _m: None)
-    with models_output(out_root, data_root, {"config": asdict(config), "evaluate": evaluate}, jobs) as (staging, done):
+
+    def current(tf: str, regime: str, meta: dict[str, Any]) -> bool:
+        from scanner.data_loading import dataset_hash
+        from scanner.train.config import batch_size_for
+        from scanner.train.data import plan_training_data
+
+        if evaluate and not meta.get("metrics"):
+            return False
+        plan = plan_training_data(data_root, tf, regime, config, evaluate=evaluate)  # the files it hashed
+        resolved = replace(config, batch_size=batch_size_for(config, plan.n_train))  # as train_model records it
+        if meta.get("train_config") != json.loads(json.dumps(asdict(resolved), default=str)):
+            return False
+        files = [*plan.train_files, *plan.val_files, *plan.test_files]
+        return meta.get("data_hash") == dataset_hash(files, root=data_root)
+
+    settings = {"config": asdict(config), "evaluate": evaluate}
+    with models_output(out_root, data_root, settings, jobs, current=current if reuse else None) as (staging, done):
         groups = [g for g in _groups(jobs, config.multitask) if any((tf, g[1]) not in done for tf in g[0])]
         args = [
             (str(data_root), tfs_, regime, [str(staging.path(tf, regime)) for tf in tfs_], config, evaluate)
             for tfs_, regime in groups
         ]
         if done:
-            say(f"{len(done)} model(s) trained by an earlier attempt with these settings: kept")
+            say(f"{len(done)} model(s) already trained with these settings and data: kept")
+        finished = [len(done)]
+
+        def one_done(n: int) -> None:
+            finished[0] += n
+            if on_model is not None:
+                on_model(min(finished[0], len(jobs)), len(jobs))
+
+        one_done(0)
         if use_ray and args:
-            results = _run_on_ray(args, config, address, say)
+            results = _run_on_ray(args, config, address, say, one_done)
         else:
             results = []
             for a in args:
                 say(f"training {'+'.join(a[1])}/{a[2]} in-process")
                 results += _train_group(*a, log=log)
+                one_done(len(a[1]))
         results += [r for key, r in done.items() if key not in {(x.tf, x.regime) for x in results}]
     results = [replace(r, checkpoint=str(checkpoint_dir(out_root, r.tf, r.regime))) for r in results]
     order = {job: i for i, job in enumerate(jobs)}
@@ -196,7 +245,13 @@ def train_models(
     return results
 
 
-def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say: Callable[[str], None]) -> list:
+def _run_on_ray(
+    args: list[tuple],
+    config: TrainConfig,
+    address: str | None,
+    say: Callable[[str], None],
+    one_done: Callable[[int], None] = lambda _n: None,
+) -> list:
     import ray
 
     from scanner.runtime import cluster_resources, ray_session
@@ -235,6 +290,7 @@ def _run_on_ray(args: list[tuple], config: TrainConfig, address: str | None, say
                     raise cause from None
                 raise
             done[ready[0]] = result
+            one_done(len(result))
             for r in result:
                 kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
                 say(f"trained {r.tf}/{r.regime}: {len(r.members)} network(s), kept epoch/run {kept}")
