@@ -507,7 +507,8 @@ def interpret(
                 "predictions": tree_signature(predictions_root),
                 "genome": str(genome_path.resolve()),
                 "models": {f"{k[0]}/{k[1]}": file_fingerprint(d / "model.pt") for k, d in dirs.items()},
-                "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "chunk_rows")},
+                # chunk_rows stays in: it names the work units' files, so another chunking is another area
+                "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor")},
                 "outputs": [bedgraph, bigwig],
             }
         )
