@@ -5,7 +5,8 @@ TF per Mb, regimes pvalue / open / random, test chromosome chr9) this script tra
 once per seed as single networks (``ensemble=1``), averages their logits (the seed ensemble), and reports
 on the test rows: n, the mean and spread of the single networks' auROC, the ensemble's auROC and auPRC,
 the three baselines fitted on the same training rows (motif score, k-mer regression, site regression)
-and the noise ceiling (auROC of the simulator's own rule: labels are flipped at 2%).
+and the noise ceiling (:func:`scanner.demo.noise_ceiling`: the auROC of the Bayes-optimal score, the
+simulator flipping 2% of the planted sites' labels).
 
 Yeast Pho4 (real data, ``../shared/data``; skipped when absent): JASPAR MA0357.1 scanned at p < 1e-4,
 He et al. 2017's ScPho4-bound regions as peaks, the p-value-matched regime, test chromosomes chrIV and
@@ -59,8 +60,8 @@ def _test_logits(model_dir: Path, data: Path, tf: str, regime: str) -> tuple[np.
 def simulated(work: Path, seeds: int, log) -> dict:
     """Train each (TF, regime) of the demo's simulation once per seed; seed ensemble and baselines."""
     from scanner.demo import DemoConfig, noise_ceiling
-    from scanner.evaluate import average_precision, roc_auc
     from scanner.labels import LabelConfig, label
+    from scanner.metrics import average_precision, roc_auc
     from scanner.runtime import ray_session
     from scanner.scan import ScanConfig, scan_genome
     from scanner.simulate import SimulationConfig, simulate

@@ -73,27 +73,16 @@ def discover_models(
 
 
 def resolve_genome(instances_root: str | Path, genome: str | Path | None) -> Path:
-    """The FASTA to fetch windows from: ``genome`` if given, else ``instances_root/_scan.json``'s.
+    """The FASTA to fetch windows from: ``genome`` if given, else the one the scan recorded.
 
     Raises
     ------
     InputError
         If neither names an existing file.
     """
-    if genome is not None:
-        return Path(genome)
-    js = Path(instances_root) / "_scan.json"
-    if not js.is_file():
-        raise InputError(
-            "no genome given and no _scan.json beside the instances to read it from; pass --genome", source=js
-        )
-    try:
-        path = Path(json.loads(js.read_text())["genome"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read the genome path: {exc}", source=js, field="genome") from exc
-    if not path.is_absolute() and not path.exists():
-        path = js.parent / path
-    return path
+    from scanner.store import RunDir
+
+    return RunDir.of("instances", instances_root).genome(genome)
 
 
 def fetch_windows(genome: Genome, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:

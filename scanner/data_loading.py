@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from scanner.errors import InputError
 from scanner.genome import encode, one_hot, reverse_complement_codes
-from scanner.io import hive_children, parquet_files, partition_dir
+from scanner.io import hive_children, open_parquet, parquet_files, partition_dir
 
 SPLITS = ("train", "val", "test")
 
@@ -250,7 +250,7 @@ def window_width(files: Sequence[Path]) -> int:
         If the files hold no rows or no ``window`` column.
     """
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = open_parquet(f)
         if "window" not in pf.schema_arrow.names:
             raise InputError("no 'window' column (expected the DATASETS schema)", source=f, field="window")
         for rg in range(pf.num_row_groups):
@@ -262,14 +262,14 @@ def window_width(files: Sequence[Path]) -> int:
 
 def count_rows(files: Sequence[Path]) -> int:
     """Total rows of the files (from Parquet metadata, nothing decoded)."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(open_parquet(f).metadata.num_rows for f in files)
 
 
 def label_values(files: Sequence[Path]) -> set[int]:
     """Distinct labels of the files (reads the one-byte ``label`` column only)."""
     seen: set[int] = set()
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = open_parquet(f)
         _check_columns(pf, f, ["label"])
         for rb in pf.iter_batches(batch_size=1 << 16, columns=["label"]):
             seen.update(np.unique(rb.column(0).to_numpy(zero_copy_only=False)).tolist())
@@ -291,7 +291,7 @@ def _read_units(
     units = []
     handles = {}
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = open_parquet(f)
         _check_columns(pf, f, columns)
         handles[f] = pf
         units += [(f, rg) for rg in range(pf.num_row_groups)]
@@ -304,7 +304,7 @@ def _read_units(
 
 def num_row_groups(files: Sequence[Path]) -> int:
     """Total row groups of the files (from metadata)."""
-    return sum(pq.ParquetFile(f).num_row_groups for f in files)
+    return sum(open_parquet(f).num_row_groups for f in files)
 
 
 def iter_batches(

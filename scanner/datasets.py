@@ -19,13 +19,11 @@ an augmentation at training time, not stored.
 from __future__ import annotations
 
 import itertools
-import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 import numpy as np
 import polars as pl
@@ -33,13 +31,14 @@ import pyarrow as pa
 
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
-from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.io import hive_children, write_parquet_atomic
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import DATASETS, INSTANCE_KEY
 
 if TYPE_CHECKING:
     from scanner.labels import LabelConfig
-    from scanner.progress import ProgressSink
+    from scanner.progress import ProgressFn
 
 SPLITS = ("train", "val", "test")
 #: The DATASETS "regime" holding every labelled training instance (a source of rows, not a regime).
@@ -158,7 +157,7 @@ def fetch_windows(
     mask_core: bool = False,
     batch_size: int = 2048,
     use_ray: bool = False,
-    progress: ProgressSink | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
     """GC or window string of each row, through :class:`WindowReader`.
 
@@ -174,8 +173,8 @@ def fetch_windows(
     use_ray : bool, optional
         Run the reader in a Ray Data actor pool (Ray must be initialised; 0.5 CPU per actor, one actor
         per cluster CPU) instead of this process. Default False.
-    progress : ProgressSink, optional
-        Advanced by the rows of each batch as it is done (its total is the caller's to set).
+    on_rows : callable, optional
+        Called with the rows of each batch as it is done (progress).
 
     Returns
     -------
@@ -192,19 +191,19 @@ def fetch_windows(
     if table.num_rows == 0:
         parts = [WindowReader(**kwargs)(table)]
     elif use_ray:
-        parts = _fetch_on_ray(table, kwargs, batch_size, progress)
+        parts = _fetch_on_ray(table, kwargs, batch_size, on_rows)
     else:
         reader = WindowReader(**kwargs)
         parts = []
         for i in range(0, table.num_rows, batch_size):
             parts.append(reader(table.slice(i, batch_size)))
-            if progress is not None:
-                progress.advance(parts[-1].num_rows)
+            if on_rows is not None:
+                on_rows(parts[-1].num_rows)
     return pl.from_arrow(pa.concat_tables(parts)).sort("_row")
 
 
 def _fetch_on_ray(
-    table: pa.Table, kwargs: dict, batch_size: int, progress: ProgressSink | None = None
+    table: pa.Table, kwargs: dict, batch_size: int, on_rows: Callable[[int], None] | None = None
 ) -> list[pa.Table]:
     """Run :class:`WindowReader` over ``table`` in a Ray Data actor pool (0.5 CPU per actor)."""
     import ray
@@ -226,8 +225,8 @@ def _fetch_on_ray(
     parts = []
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):  # as they are done, any order
         parts.append(batch)
-        if progress is not None:
-            progress.advance(batch.num_rows)
+        if on_rows is not None:
+            on_rows(batch.num_rows)
     return parts
 
 
@@ -389,22 +388,29 @@ def build_datasets(
     *,
     use_ray: bool = False,
     instances: str | Path | None = None,
-    progress: ProgressSink | None = None,
+    progress: ProgressFn | None = None,
+    done: int = 0,
 ) -> pl.DataFrame:
     """Balance every regime, fetch windows once per selected instance, write ``root`` (DATASETS).
 
-    Files: ``root/regime=<r>/tf=<tf>/split=<s>/part-00000.parquet``; ``root/_sizes.json`` (the table
-    returned) and ``root/_datasets.json`` (settings). Earlier files of the TFs in ``labelled`` that
-    this run did not write are removed.
+    Files: ``root/regime=<r>/tf=<tf>/split=<s>/part-00000.parquet`` and the record ``_datasets.json``
+    (settings, the instances they came from, and ``sizes``: the table returned), staged and published in
+    one step through :mod:`scanner.store`. Earlier files of the TFs in ``labelled`` are replaced; other
+    TFs' partitions are kept.
 
-    ``progress`` gets the windows to fetch added to its total and is advanced as they are fetched.
+    ``progress(done, total)`` counts the windows fetched, after ``done`` units the caller counted
+    before (the total is ``done`` plus the windows to fetch).
 
     Returns
     -------
     polars.DataFrame
         Sizes: regime, tf, split, n, n_pos, n_neg, short_bins, unmatched_pos.
     """
+    from scanner.manifest import hash_json
+    from scanner.store import RunDir
+
     root = Path(root)
+    ds = RunDir.of("datasets", root)
     tfs = labelled["tf"].unique(maintain_order=True).to_list()
     chosen, sizes = [], []
     for regime in [*regimes, *([ALL_ROWS] if config.all_rows else [])]:
@@ -417,8 +423,6 @@ def build_datasets(
     key = list(INSTANCE_KEY)
     allsel = pl.concat(chosen)
     need = allsel.select(*key, "window_start").unique(key, maintain_order=True).with_row_index("_row")
-    if progress is not None:
-        progress.add_total(need.height)
     windows = fetch_windows(
         need,
         genome_path,
@@ -427,22 +431,45 @@ def build_datasets(
         mask_core=config.mask_core,
         batch_size=config.batch_size,
         use_ray=use_ray,
-        progress=progress,
+        on_rows=counter(progress, done + need.height, done),
     )
     lookup = need.join(windows, on="_row", how="left").select(*key, "window")
-    written: set[Path] = set()
-    for sel in chosen:
-        sel = sel.join(lookup, on=key, how="left", maintain_order="left").select(DATASETS.names)
-        for (regime, tf, split), part in sel.group_by("regime", "tf", "split", maintain_order=True):
-            path = partition_dir(root, [("regime", regime), ("tf", tf), ("split", split)]) / "part-00000.parquet"
-            write_parquet_atomic(part.to_arrow().cast(DATASETS), path)
-            written.add(path)
-    from scanner.labels import remove_stale
-
-    existing = [unquote(d.name[7:]) for d in root.glob("regime=*") if d.is_dir()] if root.is_dir() else []
-    remove_stale(root, [[("regime", r), ("tf", t)] for r in existing for t in tfs], written)
     table = pl.concat(sizes)
-    write_text_atomic(json.dumps(table.to_dicts(), indent=1) + "\n", root / "_sizes.json")
+    fingerprint = hash_json(
+        {
+            "rows": int(labelled.hash_rows(seed=0).sum()),
+            "n": labelled.height,
+            "regimes": list(regimes),
+            "config": asdict(config),
+            "genome": str(genome_path),
+        }
+    )
+    with ds.run.lock(root.name):
+        others = [
+            (r, t) for r, rdir in hive_children(root, "regime") for t, _ in hive_children(rdir, "tf") if t not in tfs
+        ]
+        staging = ds.staging(fingerprint, carry=others)
+        written: set[Path] = {f for r, t in others for f in staging.path(r, t).rglob("*.parquet")}
+        for sel in chosen:
+            sel = sel.join(lookup, on=key, how="left", maintain_order="left").select(DATASETS.names)
+            for (regime, tf, split), part in sel.group_by("regime", "tf", "split", maintain_order=True):
+                path = staging.path(regime, tf, split) / "part-00000.parquet"
+                write_parquet_atomic(part.to_arrow().cast(DATASETS), path)
+                written.add(path)
+        staging.discard(written)
+        staging.write_record(_record(genome_path, instances, regimes, config, table))
+        staging.publish()
+    return table
+
+
+def _record(
+    genome_path: str | Path,
+    instances: str | Path | None,
+    regimes: Sequence[str],
+    config: LabelConfig,
+    table: pl.DataFrame,
+) -> dict:
+    """The datasets' record: settings, where the instances came from, and the sizes table."""
     settings = {
         "genome": str(genome_path),
         "instances": None if instances is None else str(Path(instances).resolve()),
@@ -453,6 +480,6 @@ def build_datasets(
         "pvalue_bin": config.pvalue_bin,
         "gc_tolerance": config.gc_tolerance,
         "config": asdict(config),
+        "sizes": table.to_dicts(),
     }
-    write_text_atomic(json.dumps(settings, indent=2) + "\n", root / "_datasets.json")
-    return table
+    return settings

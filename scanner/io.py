@@ -124,6 +124,22 @@ def parquet_files(root: str | Path) -> list[Path]:
     return sorted(out)
 
 
+def open_parquet(path: str | Path) -> pq.ParquetFile:
+    """Open a Parquet file, turning a corrupt, truncated or unreadable one into an error naming it.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read as Parquet (the message says what is wrong and names the path).
+    """
+    from scanner.errors import InputError
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({exc}); was it cut short? re-create it", source=path) from exc
+
+
 def read_dataset(root: str | Path, schema: pa.Schema | None = None) -> pa.Table:
     """Read every visible Parquet file under ``root`` into one table (partition columns are in the files).
 
@@ -147,7 +163,7 @@ def read_dataset(root: str | Path, schema: pa.Schema | None = None) -> pa.Table:
         if schema is None:
             return pa.table({})
         return schema.empty_table()
-    tables = [pq.read_table(f) for f in files]
+    tables = [open_parquet(f).read() for f in files]
     table = pa.concat_tables(tables, promote_options="default")
     if schema is not None:
         table = table.select(schema.names).cast(schema)

@@ -20,12 +20,11 @@ Python loop over rows); splits come from :mod:`scanner.splits`. :func:`label` ru
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import polars as pl
@@ -33,12 +32,13 @@ import polars as pl
 from scanner.errors import InputError
 from scanner.genome import chrom_mismatch_message, open_genome
 from scanner.intervals import contained_in, overlaps_any, read_intervals, summit_distance
-from scanner.io import parquet_files, partition_dir, read_dataset, write_parquet_atomic, write_text_atomic
+from scanner.io import hive_children, parquet_files, read_dataset, write_parquet_atomic
+from scanner.progress import counter
 from scanner.schemas import INSTANCES, LABELLED
 from scanner.splits import resolve_splits
 
 if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
+    from scanner.progress import ProgressFn
 
 REGIMES = ("pvalue", "gc", "open", "random")
 
@@ -135,21 +135,6 @@ def instance_tfs(instances: Path) -> dict[str, Path]:
         if d.is_dir() and d.name.startswith("tf=") and parquet_files(d):
             out[unquote(d.name[3:])] = d
     return out
-
-
-def genome_from_scan(instances: Path) -> Path:
-    """The genome path recorded in ``instances/_scan.json`` (relative paths are taken from its folder)."""
-    meta = instances / "_scan.json"
-    if not meta.is_file():
-        raise InputError(
-            "no _scan.json in the instances directory, so the genome is unknown; pass --genome", source=meta
-        )
-    try:
-        genome = json.loads(meta.read_text())["genome"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read the genome path from it ({exc}); pass --genome", source=meta) from None
-    path = Path(genome)
-    return path if path.is_absolute() else (meta.parent / path)
 
 
 def _match_tfs(
@@ -261,7 +246,7 @@ def label(
     blacklist: str | Path | None = None,
     genome: str | Path | None = None,
     use_ray: bool = False,
-    progress: ProgressSink | None = None,
+    progress: ProgressFn | None = None,
 ) -> LabelResult:
     """Run ``scanner label``: write ``out/labelled`` (LABELLED) and ``out/datasets`` (DATASETS).
 
@@ -283,9 +268,9 @@ def label(
     use_ray : bool, optional
         Fetch windows in Ray Data actors (Ray must be initialised by the caller) rather than in
         this process. The output is identical. Default False.
-    progress : ProgressSink, optional
-        Counts windows read: one per labelled instance (its GC), then one per instance of the
-        balanced sets (its sequence).
+    progress : callable, optional
+        ``progress(done, total)`` in windows read: one per labelled instance (its GC), then one per
+        instance of the balanced sets (its sequence; the total grows when those are chosen).
 
     Returns
     -------
@@ -297,12 +282,16 @@ def label(
         Bad peak/BED files, unknown chromosomes, no TF with both instances and peaks, bad splits.
     """
     from scanner.datasets import build_datasets, fetch_windows
+    from scanner.store import RunDir
 
     cfg = config or LabelConfig()
     instances, out = Path(instances), Path(out)
+    run = RunDir(out)
+    run.check_no_overlap(out / "labelled", {"instances directory": instances})
+    run.check_writable()
     available = instance_tfs(instances)
     matched, skipped = _match_tfs({k: Path(v) for k, v in peaks.items()}, available)
-    genome_path = Path(genome) if genome is not None else genome_from_scan(instances)
+    genome_path = run.dataset("instances", instances).genome(genome)
     g = open_genome(genome_path)
     lengths = dict(g.lengths)
     g.close()
@@ -348,8 +337,6 @@ def label(
             }
         )
     labelled = pl.concat(tables).with_row_index("_row")
-    if progress is not None:
-        progress.add_total(labelled.height)
     gc = fetch_windows(
         labelled.select("_row", "chrom", "start", "end", "window_start"),
         genome_path,
@@ -357,7 +344,7 @@ def label(
         output="gc",
         batch_size=cfg.batch_size,
         use_ray=use_ray,
-        progress=progress,
+        on_rows=counter(progress, labelled.height),
     )
     labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
     for tf, split in (
@@ -365,34 +352,35 @@ def label(
     ).iter_rows():
         hint = f"; choose other --{split}-chroms?" if split != "train" else ""
         _warn(f"TF {tf}: the {split} split has no bound instance{hint}")
-    labelled_dir = out / "labelled"
-    _write_labelled(labelled, labelled_dir, list(matched))
-    counts_df = pl.DataFrame(counts)
-    write_text_atomic(
-        json.dumps(
-            {
-                "genome": str(genome_path),
-                "instances": str(instances),
-                "peaks": {tf: str(p) for tf, (_, p) in matched.items()},
-                "open": None if open_chromatin is None else str(open_chromatin),
-                "blacklist": None if blacklist is None else str(blacklist),
-                "config": asdict(cfg),
-                "splits": split_of,
-                "counts": counts,
-                "skipped": skipped,
-            },
-            indent=2,
+    record = {
+        "genome": str(genome_path),
+        "instances": str(instances),
+        "peaks": {tf: str(p) for tf, (_, p) in matched.items()},
+        "open": None if open_chromatin is None else str(open_chromatin),
+        "blacklist": None if blacklist is None else str(blacklist),
+        "config": asdict(cfg),
+        "splits": split_of,
+        "counts": counts,
+        "skipped": skipped,
+    }
+    labelled_dir, datasets_dir = run.dataset("labelled").root, run.dataset("datasets").root
+    with run.lock("labelled"), run.lock("datasets"):
+        run.recover()
+        _write_labelled(labelled, run.dataset("labelled"), list(matched), record)
+        sizes = build_datasets(
+            labelled,
+            datasets_dir,
+            cfg,
+            regimes,
+            genome_path,
+            use_ray=use_ray,
+            instances=instances,
+            progress=progress,
+            done=labelled.height,
         )
-        + "\n",
-        labelled_dir / "_label.json",
-    )
-    datasets_dir = out / "datasets"
-    sizes = build_datasets(
-        labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray, instances=instances, progress=progress
-    )
     for line in split_warnings(sizes):
         _warn(line)
-    return LabelResult(labelled_dir, datasets_dir, counts_df, sizes, skipped)
+    return LabelResult(labelled_dir, datasets_dir, pl.DataFrame(counts), sizes, skipped)
 
 
 #: A training set split with fewer rows than this is warned about: its auROC moves by ~0.05 with one row.
@@ -438,31 +426,27 @@ def split_warnings(sizes: pl.DataFrame, min_rows: int = MIN_SPLIT_ROWS) -> list[
     return out
 
 
-def _write_labelled(labelled: pl.DataFrame, root: Path, tfs: list[str]) -> None:
-    """One file per (tf, chrom); stale files of these TFs from an earlier run are removed afterwards."""
-    written: set[Path] = set()
+def _write_labelled(labelled: pl.DataFrame, ds: Any, tfs: list[str], record: dict[str, Any]) -> None:
+    """One file per (tf, chrom), published in one step; other TFs' partitions are carried over."""
+    from scanner.manifest import hash_json
+
+    fingerprint = hash_json({"rows": int(labelled.hash_rows(seed=0).sum()), "n": labelled.height, "record": record})
+    others = [(t,) for t, _ in hive_children(ds.root, "tf") if t not in tfs]
+    staging = ds.staging(fingerprint, carry=others)
+    written: set[Path] = {f for (t,) in others for f in staging.path(t).rglob("*.parquet")}
     for (tf, chrom), part in labelled.group_by("tf", "chrom", maintain_order=True):
-        path = partition_dir(root, [("tf", tf), ("chrom", chrom)]) / "part-00000.parquet"
+        path = staging.path(tf, chrom) / "part-00000.parquet"
         write_parquet_atomic(part.to_arrow().cast(LABELLED), path)
         written.add(path)
-    remove_stale(root, [[("tf", tf)] for tf in tfs], written)
-
-
-def remove_stale(root: Path, prefixes: list[list[tuple[str, object]]], keep: set[Path]) -> None:
-    """Delete the Parquet files under the ``root/<prefix>`` partitions that are not in ``keep``."""
-    for prefix in prefixes:
-        d = partition_dir(root, prefix)
-        if d.is_dir():
-            for f in parquet_files(d):
-                if f not in keep:
-                    f.unlink()
+    staging.discard(written)
+    staging.write_record(record)
+    staging.publish()
 
 
 __all__ = [
     "REGIMES",
     "LabelConfig",
     "LabelResult",
-    "genome_from_scan",
     "instance_tfs",
     "label",
     "label_table",

@@ -26,6 +26,7 @@ written atomically under a deterministic name, so the result equals an uninterru
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import sys
@@ -40,15 +41,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from scanner.config import RunConfig, to_dict
 from scanner.errors import InputError
-from scanner.manifest import (
-    Manifest,
-    file_fingerprint,
-    hash_json,
-    output_files,
-    output_signature,
-    parquet_rows,
-    run_lock,
-)
+from scanner.manifest import Manifest, file_fingerprint, hash_json, parquet_rows, run_lock
+from scanner.progress import tee
+from scanner.store import RunDir, visible_files
 
 if TYPE_CHECKING:
     from scanner.progress import Progress
@@ -56,57 +51,35 @@ if TYPE_CHECKING:
 #: Prefix of the manifest lines a submitted job prints to its log (read by ``scanner status``).
 MANIFEST_LOG_PREFIX = "SCANNER_MANIFEST "
 
-#: Output files of each stage, as glob patterns relative to OUT: the data files the output signature
-#: covers (JSON sidecars are left out: they hold absolute paths and timings, so a run directory that
-#: is moved, or a stage re-run with the same result, keeps its signature).
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "simulate": (
-        "sim/genome.fa",
-        "sim/motifs.meme",
-        "sim/context_motifs.meme",
-        "sim/peaks/*.narrowPeak",
-        "sim/open.bed",
-        "sim/blacklist.bed",
-        "sim/truth.parquet",
-    ),
-    "scan": ("instances/**/*.parquet",),
-    "label": ("labelled/**/*.parquet", "datasets/**/*.parquet"),
-    "train": ("models/**/model.pt", "models/**/model.json"),
-    "evaluate": ("metrics.parquet",),
-    "predict": ("predictions/**/*.parquet",),
-    "interpret": ("attributions/**/*.parquet",),
-    "features": ("features/**/*.parquet",),
-    "variants": ("variants/**/*.parquet",),
-    "interpret_benchmark": ("interpret_benchmark/benchmark.parquet",),
-}
-
-#: The dataset whose rows a stage reports (glob relative to OUT).
-_ROWS_OF = {
-    "scan": "instances/**/*.parquet",
-    "label": "labelled/**/*.parquet",
-    "evaluate": "metrics.parquet",
-    "predict": "predictions/**/*.parquet",
-    "interpret": "attributions/**/*.parquet",
-    "features": "features/patterns/**/*.parquet",
-    "variants": "variants/scores/**/*.parquet",
-}
-
-ALL_STAGES = tuple(STAGE_OUTPUTS)
-
 
 def stage_names(config: RunConfig) -> list[str]:
     """The stages ``config`` runs, in order."""
-    names = ["simulate"] if config.simulate is not None else []
-    names += ["scan", "label", "train", "evaluate", "predict"]
-    if config.interpret is not None:
-        names.append("interpret")
-    if config.features is not None:
-        names.append("features")
-    if config.variants is not None:
-        names.append("variants")
-    if config.interpret_benchmark is not None:
-        names.append("interpret_benchmark")
-    return names
+    return [st.name for st in STAGES if st.active(config)]
+
+
+def stage_outputs(out: str | Path, name: str) -> list[Path]:
+    """The data files of stage ``name``'s outputs under run directory ``out`` (what its signature covers:
+    JSON sidecars are left out, since they hold absolute paths and timings, so a run directory that is
+    moved, or a stage re-run with the same result, keeps its signature)."""
+    run = RunDir(out)
+    files: list[Path] = []
+    for dataset in REGISTRY[name].outputs:
+        if dataset == "metrics":
+            files += [run.metrics_path] if run.metrics_path.is_file() else []
+        else:
+            spec = REGISTRY[name]
+            files += [
+                f
+                for f in visible_files(run.dataset(dataset).root)
+                if (not f.name.endswith(".json") or spec.names) and fnmatch.fnmatch(f.name, spec.names or "*")
+            ]
+    return sorted(files)
+
+
+def stage_signature(out: str | Path, name: str) -> str:
+    """SHA-256 over (relative name, size) of :func:`stage_outputs`."""
+    root = Path(out)
+    return hash_json([(str(p.relative_to(root)), p.stat().st_size) for p in stage_outputs(root, name)])
 
 
 @dataclass(frozen=True)
@@ -222,7 +195,7 @@ class _Runner:
         return [m if not Path(m).exists() else f"{Path(m).name}:{self.fp(m)}" for m in self.inputs.motifs]
 
     def signature(self, stage: str) -> str:
-        return output_signature(self.out, STAGE_OUTPUTS[stage])
+        return stage_signature(self.out, stage)
 
     def ensure_ray(self) -> None:
         """Enter one Ray session for the remaining stages (first stage that needs it)."""
@@ -257,8 +230,9 @@ class _Runner:
     # ---- one stage ---------------------------------------------------------------------------------
     def run_stage(self, name: str, *, force: bool = False) -> bool:
         """Run ``name`` unless it is complete; True when it ran."""
+        stage = REGISTRY[name]
         try:
-            inputs_hash = hash_json(getattr(self, f"_inputs_{name}")())
+            inputs_hash = hash_json(stage.inputs(self))
         except BaseException as exc:  # e.g. an input file that does not exist
             self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
             raise
@@ -269,7 +243,7 @@ class _Runner:
         # the stage ran in this directory before (under this manifest): its outputs are the pipeline's own
         owned = rec is not None and rec.attempts > 0
         resume = owned and rec.inputs_hash == inputs_hash and not force
-        self.manifest.start(name, inputs_hash, unit=_UNITS[name])
+        self.manifest.start(name, inputs_hash, unit=stage.unit)
         self.log(f"[{name}] running" + (" (resuming)" if resume else ""))
         t = time.perf_counter()
         log = self.log
@@ -279,7 +253,7 @@ class _Runner:
             self.bar = Progress(name, _CONSOLE_UNITS[name])
             self.log = self.bar.write
         try:
-            note = getattr(self, f"_run_{name}")(owned=owned)
+            note = stage.run(self, owned)
         except BaseException as exc:
             self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
             raise
@@ -287,8 +261,11 @@ class _Runner:
             if self.bar is not None:
                 self.bar.close()
             self.bar, self.log = None, log
-        pattern = _ROWS_OF.get(name)
-        rows = parquet_rows(output_files(self.out, [pattern])) if pattern else None
+        rows = None
+        if stage.rows is not None:
+            rows = parquet_rows(
+                f for f in stage_outputs(self.out, name) if stage.rows in f.relative_to(self.out).parts[:2]
+            )
         self.manifest.finish(name, outputs=self.signature(name), rows=rows, note=note)
         self.log(f"[{name}] done in {time.perf_counter() - t:.1f} s" + (f", {rows:,} rows" if rows is not None else ""))
         return True
@@ -378,65 +355,36 @@ class _Runner:
         }
 
     def _run_train(self, owned: bool) -> str:
-        from scanner.data_loading import dataset_hash, partition_files
-        from scanner.train import checkpoint_dir, resolve_jobs, train_models
+        from scanner.train import train_models
 
         t = self.config.train
-        data, models = self.out / "datasets", self.out / "models"
-        jobs = resolve_jobs(data, list(t.tfs) or None, list(t.regimes) or None, need_test=True)
-        wanted = asdict(t.settings)
-        todo, reused = [], 0
-        for tf, regime in jobs:
-            js = checkpoint_dir(models, tf, regime) / "model.json"
-            files = [f for s in ("train", "val") for f in partition_files(data, regime, tf, s)]
-            try:
-                meta = json.loads(js.read_text()) if js.is_file() else None
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                meta = None
-            if (
-                meta is not None
-                and (checkpoint_dir(models, tf, regime) / "model.pt").is_file()
-                and meta.get("train_config") == json.loads(json.dumps(wanted))
-                and meta.get("data_hash") == dataset_hash(files, root=data)
-            ):
-                reused += 1
-            else:
-                todo.append((tf, regime))
-        total = len(jobs)
-        self.manifest.progress("train", reused, total)
-        if reused:
-            self.log(f"[train] {reused} of {total} model(s) already trained with these settings and data")
-        started = time.time()
+        if self.config.use_ray:
+            self.ensure_ray()
+        state = {"total": 0, "first": None}
 
-        def probe() -> int:
-            done = 0
-            for tf, regime in todo:
-                js = checkpoint_dir(models, tf, regime) / "model.json"
-                if js.is_file() and js.stat().st_mtime >= started:
-                    done += 1
-            return reused + done
+        def on_model(done: int, total: int) -> None:
+            if state["first"] is None:
+                state["first"] = done  # kept from an earlier run
+            state["total"] = total
+            self.manifest.progress("train", done, total)
+            if self.bar is not None:
+                self.bar(done, total)
 
-        if todo:
-            if self.config.use_ray:
-                self.ensure_ray()
-            by_regime: dict[str, list[str]] = {}
-            for tf, regime in todo:
-                by_regime.setdefault(regime, []).append(tf)
-            with self.probing("train", probe, total):
-                for regime, tfs in by_regime.items():
-                    train_models(
-                        data,
-                        models,
-                        t.settings,
-                        tfs=tfs,
-                        regimes=[regime],
-                        use_ray=self.config.use_ray,
-                        address=self.config.address,
-                        evaluate=False,
-                        log=self.log,
-                        progress=self.bar,
-                    )
-        return f"{total} model(s), {reused} reused"
+        train_models(
+            self.out / "datasets",
+            self.out / "models",
+            t.settings,
+            tfs=list(t.tfs) or None,
+            regimes=list(t.regimes) or None,
+            use_ray=self.config.use_ray,
+            address=self.config.address,
+            evaluate=False,
+            log=self.log,
+            reuse=True,
+            on_model=on_model,
+            on_epoch_line=None if self.bar is None else self.bar.set_detail,
+        )
+        return f"{state['total']} model(s), {state['first'] or 0} reused"
 
     # ---- evaluate ------------------------------------------------------------------------------------
     def _inputs_evaluate(self) -> dict[str, Any]:
@@ -495,58 +443,27 @@ class _Runner:
         }
 
     def _run_predict(self, owned: bool) -> str:
-        from scanner.apply import discover_models
-        from scanner.predict import plan_items, predict
+        from scanner.predict import predict
 
         cfg = self.config.predict.settings
         tfs, regimes = self._predict_filters()
-        instances, models, out = self.out / "instances", self.out / "models", self.out / "predictions"
-        refs = discover_models(models, None if cfg.cross_tf else tfs, regimes)
-        items = plan_items(instances, refs, out, cfg, tfs=tfs)
-        record = out / "_predict.json"
-        if owned and record.is_file():
-            # predict refuses an output whose record names other instances or another genome; in
-            # a run directory that was moved or copied the record holds the old absolute paths of
-            # this run's own inputs, so the pipeline (which owns OUT/predictions) lets it go
-            try:
-                old = json.loads(record.read_text())
-                moved = old.get("instances") != str(instances.resolve()) or old.get("genome") != str(
-                    Path(self.inputs.genome).resolve()
-                )
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                moved = True
-            if moved:
-                self.log(f"[predict] {record} names other paths (run directory moved?): replaced")
-                record.unlink()
-        total = len(items)
-        started = time.time()
-
-        def probe() -> int:
-            n = 0
-            for it in items:
-                try:
-                    n += os.stat(it.out_file).st_mtime >= started
-                except FileNotFoundError:
-                    pass
-            return n
-
-        self.manifest.progress("predict", 0, total)
         if self.config.use_ray:
             self.ensure_ray()
-        with self.probing("predict", probe, total):
-            summary = predict(
-                instances,
-                models,
-                out,
-                cfg,
-                genome=self.inputs.genome,
-                tfs=tfs,
-                regimes=regimes,
-                use_ray=self.config.use_ray,
-                address=self.config.address,
-                log=self.log,
-                progress=self.bar,
-            )
+        summary = predict(
+            self.out / "instances",
+            self.out / "models",
+            self.out / "predictions",
+            cfg,
+            genome=self.inputs.genome,
+            tfs=tfs,
+            regimes=regimes,
+            use_ray=self.config.use_ray,
+            address=self.config.address,
+            log=self.log,
+            progress=tee(lambda done, total: self.manifest.progress("predict", done, total), self.bar),
+            # the pipeline owns OUT/predictions: a record naming other paths is a moved run directory
+            adopt_moved=owned,
+        )
         return f"{summary.instances:,} instances x {len(summary.models)} model(s) in {summary.files} file(s)"
 
     # ---- interpret -----------------------------------------------------------------------------------
@@ -694,24 +611,99 @@ class _Runner:
 _CONSOLE_UNITS = {
     "label": "windows",
     "train": "models",
-    "predict": "rows",
+    "predict": "items",
     "interpret": "instances",
     "features": "work items",
     "variants": "alleles",
 }
 
-_UNITS = {
-    "simulate": "step",
-    "scan": "shards",
-    "label": "step",
-    "train": "models",
-    "evaluate": "step",
-    "predict": "items",
-    "interpret": "step",
-    "features": "step",
-    "variants": "step",
-    "interpret_benchmark": "step",
-}
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a run: what it writes, what it counts, when it applies, and its two handlers.
+
+    ``inputs(runner)`` returns the JSON of everything the stage reads (its settings, input file
+    fingerprints, the signatures of the stages upstream); ``run(runner, owned)`` runs it (``owned``: the
+    stage ran in this run directory before, so its outputs are the pipeline's own) and returns a note.
+    """
+
+    name: str
+    outputs: tuple[str, ...]
+    rows: str | None
+    unit: str
+    active: Callable[[RunConfig], bool]
+    inputs: Callable[[_Runner], dict[str, Any]]
+    run: Callable[[_Runner, bool], str]
+    names: str | None = None  # only output files of these names (train: its checkpoints, not the curves)
+
+
+def _always(_c: RunConfig) -> bool:
+    return True
+
+
+#: Every stage, in run order (the one table the pipeline reads).
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(
+        "simulate",
+        ("sim",),
+        None,
+        "step",
+        lambda c: c.simulate is not None,
+        _Runner._inputs_simulate,
+        _Runner._run_simulate,
+    ),
+    StageSpec("scan", ("instances",), "instances", "shards", _always, _Runner._inputs_scan, _Runner._run_scan),
+    StageSpec(
+        "label", ("labelled", "datasets"), "labelled", "step", _always, _Runner._inputs_label, _Runner._run_label
+    ),
+    StageSpec(
+        "train", ("models",), None, "models", _always, _Runner._inputs_train, _Runner._run_train, names="model.*"
+    ),
+    StageSpec(
+        "evaluate", ("metrics",), "metrics.parquet", "step", _always, _Runner._inputs_evaluate, _Runner._run_evaluate
+    ),
+    StageSpec(
+        "predict", ("predictions",), "predictions", "items", _always, _Runner._inputs_predict, _Runner._run_predict
+    ),
+    StageSpec(
+        "interpret",
+        ("attributions",),
+        "attributions",
+        "step",
+        lambda c: c.interpret is not None,
+        _Runner._inputs_interpret,
+        _Runner._run_interpret,
+    ),
+    StageSpec(
+        "features",
+        ("features",),
+        "patterns",
+        "step",
+        lambda c: c.features is not None,
+        _Runner._inputs_features,
+        _Runner._run_features,
+    ),
+    StageSpec(
+        "variants",
+        ("variants",),
+        "scores",
+        "step",
+        lambda c: c.variants is not None,
+        _Runner._inputs_variants,
+        _Runner._run_variants,
+    ),
+    StageSpec(
+        "interpret_benchmark",
+        ("interpret_benchmark",),
+        None,
+        "step",
+        lambda c: c.interpret_benchmark is not None,
+        _Runner._inputs_interpret_benchmark,
+        _Runner._run_interpret_benchmark,
+    ),
+)
+REGISTRY: dict[str, StageSpec] = {st.name: st for st in STAGES}
+ALL_STAGES = tuple(REGISTRY)
 
 
 def manifest_printer(stream: TextIO | None = None, *, min_interval: float = 5.0) -> Callable[[dict[str, Any]], None]:

@@ -1,17 +1,20 @@
 """Genome-wide prediction: every motif instance gets ``prob_bound`` from each applicable model.
 
 Input: ``OUT/instances/tf=<tf>/chrom=<chrom>/*.parquet`` (INSTANCES) and ``OUT/models/tf=/regime=/``
-checkpoints. Output: ``OUT/predictions/tf=<tf>/chrom=<chrom>/<stem>-c<k>.parquet`` (PREDICTIONS), one
-row per (instance, model), the partitioning of the instances kept, plus ``OUT/predictions/_predict.json``
-recording the instances directory, the genome and the models used.
+checkpoints. Output: ``OUT/predictions/tf=<tf>/chrom=<chrom>/<stem>-r<lo>-<hi>.parquet`` (PREDICTIONS),
+one row per (instance, model), the partitioning of the instances kept, plus ``OUT/predictions/_predict.json``
+recording the instances directory, the genome and the models used. The dataset is written and published
+through :mod:`scanner.store`: staged, resumable by work unit whatever the number of actors, made visible
+in one step, one writer at a time.
 
 Work is cut into *items*: a row range ``[lo, hi)`` of one instance file (at most ``chunk_rows`` rows).
 :func:`predict_item` is the pure kernel: it reads the rows, fetches each instance's W-bp window
 centred on the site (``window_start = (start + end) // 2 - W // 2``, N-padded off the chromosome ends,
 W = the model's ``seq_len``) from the FASTA, runs every applicable model in ``batch_size`` batches and
 returns the PREDICTIONS rows: for each model in order, the item's instances in file order. Its output
-file name depends only on the input file and the item index, and is written atomically, so a retried
-item replaces its file. :func:`predict` runs the items through Ray Data ``map_batches`` with a
+file name depends only on the input file and the item's row range (cut by ``chunk_rows`` alone, never
+by the number of actors), and is written atomically, so a retried item replaces its file and a resumed
+run finds it. :func:`predict` runs the items through Ray Data ``map_batches`` with a
 callable class (:class:`Predictor`) that loads each model once per actor (GPU actors when the cluster
 has GPUs), or in this process (``use_ray=False``) with the same kernel.
 
@@ -22,30 +25,23 @@ by every model (the cross-TF matrix of the reference).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scanner.apply import ModelCache, ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome, sigmoid
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
-from scanner.io import hive_children, parquet_files, partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.io import hive_children, open_parquet, parquet_files, partition_dir, write_parquet_atomic
+from scanner.manifest import file_fingerprint, hash_json
 from scanner.runtime import bind_constructor
 from scanner.schemas import INSTANCES, PREDICTIONS
-
-if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
-
-#: Output file names: ``<input stem>-c<item index>.parquet``.
-_OUT_NAME = re.compile(r"-c\d{4,}\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -135,6 +131,9 @@ def plan_items(
 ) -> list[WorkItem]:
     """Cut the instance files into work items and attach the models each one needs.
 
+    An item is rows ``[lo, hi)`` of one file, the file cut into equal pieces of at most ``chunk_rows``
+    rows; its output is ``out_root/tf=<tf>/chrom=<chrom>/<stem>-r<lo>-<hi>.parquet``.
+
     Instance TFs with no applicable model are skipped (only without ``cross_tf``).
 
     Raises
@@ -163,14 +162,14 @@ def plan_items(
         for chrom, cdir in hive_children(tdir, "chrom"):
             out_dir = partition_dir(out_root, [("tf", tf), ("chrom", chrom)])
             for f in parquet_files(cdir):
-                pf = pq.ParquetFile(f)
+                pf = open_parquet(f)
                 _check_instance_columns(pf.schema_arrow.names, f)
                 n = pf.metadata.num_rows
                 # equal pieces of at most chunk_rows rows (no small remainder item to wait for at the end)
                 pieces = max(1, -(-n // config.chunk_rows))
                 for k in range(pieces):
                     lo, hi = k * n // pieces, (k + 1) * n // pieces
-                    out_file = out_dir / f"{f.stem}-c{k:04d}.parquet"
+                    out_file = out_dir / f"{f.stem}-r{lo}-{hi}.parquet"
                     items.append(WorkItem(str(f), str(out_file), tf, chrom, lo, hi, applicable))
     if not items:
         raise InputError(
@@ -178,39 +177,6 @@ def plan_items(
             source=root,
         )
     return items
-
-
-def balance_items(items: list[WorkItem], workers: int) -> list[WorkItem]:
-    """Split the largest items in two until their number is a multiple of ``workers``.
-
-    Equal items dealt to workers leave all but ``len(items) % workers`` of them idle for the last
-    round, and fewer items than workers leave some idle throughout (one instance file of a small
-    genome on a 16-core node ran on one actor). Halves are named after their item
-    (``…-c0003.parquet`` -> ``…-c0003-0.parquet``, ``-1``), so the names stay deterministic for a
-    given cluster size. Items of one row are never split.
-
-    Parameters
-    ----------
-    items : list of WorkItem
-    workers : int
-        Actors that will run them.
-
-    Returns
-    -------
-    list of WorkItem
-        The items, largest first.
-    """
-
-    def size(it: WorkItem) -> int:
-        return (it.hi - it.lo) * len(it.models)
-
-    out = sorted(items, key=size, reverse=True)
-    while workers > 1 and len(out) % workers and out and out[0].hi - out[0].lo > 1:
-        big = out.pop(0)
-        mid, stem = (big.lo + big.hi) // 2, big.out_file.removesuffix(".parquet")
-        out += [replace(big, hi=mid, out_file=f"{stem}-0.parquet"), replace(big, lo=mid, out_file=f"{stem}-1.parquet")]
-        out.sort(key=size, reverse=True)
-    return out
 
 
 # ---- kernel ----------------------------------------------------------------------------------------
@@ -230,7 +196,7 @@ def read_rows(path: str | Path, lo: int, hi: int) -> pa.Table:
     InputError
         If a column is missing or cannot be cast.
     """
-    pf = pq.ParquetFile(path)
+    pf = open_parquet(path)
     _check_instance_columns(pf.schema_arrow.names, path)
     groups, offset, first = [], 0, None
     for rg in range(pf.num_row_groups):
@@ -375,13 +341,6 @@ class Predictor:
 # ---- driver ----------------------------------------------------------------------------------------
 
 
-def _check_out(out_root: Path, instances_root: Path, models_root: Path) -> None:
-    out, inst, mods = out_root.resolve(), instances_root.resolve(), models_root.resolve()
-    for other, name in ((inst, "instances"), (mods, "models")):
-        if out == other or other in out.parents or out in other.parents:
-            raise InputError(f"the output directory overlaps the {name} directory {other}", source=out_root)
-
-
 def predict(
     instances_root: str | Path,
     models_root: str | Path,
@@ -394,7 +353,8 @@ def predict(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
-    progress: ProgressSink | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    adopt_moved: bool = False,
 ) -> PredictSummary:
     """Score every motif instance with the applicable models and write the predictions dataset.
 
@@ -417,8 +377,12 @@ def predict(
         False runs the same kernel in this process. Default True.
     log : callable, optional
         Receives progress lines.
-    progress : ProgressSink, optional
-        Counts prediction rows (instances x models) as each work item is written.
+    progress : callable, optional
+        ``progress(done, total)`` as work items finish (items an earlier attempt finished count as done).
+    adopt_moved : bool, optional
+        Accept published predictions whose record names other absolute paths for these same inputs (a
+        run directory moved or copied; the pipeline, which owns its run, sets this) and replace them.
+        Default False: such an output is refused.
 
     Returns
     -------
@@ -427,86 +391,107 @@ def predict(
     Raises
     ------
     InputError
-        Missing or malformed instances, models, genome, or a chromosome the genome lacks. Checked
-        before any work starts where the directory layout allows; files already written by an
-        earlier run are replaced only item by item and stale ones removed only after success.
+        Missing or malformed instances, models, genome, a chromosome the genome lacks, an output that
+        cannot be written or overlaps the inputs, or another writer of the same output. Checked before
+        any work starts where the directory layout allows. The published predictions change only when
+        every item has succeeded.
     """
+    from scanner.models import load_checkpoint
+    from scanner.store import RunDir, tree_signature
+
     t0, t0_wall = time.perf_counter(), time.time()
     say = log or (lambda _m: None)
     config.validate()
     instances_root, models_root, out_root = Path(instances_root), Path(models_root), Path(out_root)
-    _check_out(out_root, instances_root, models_root)
+    ds = RunDir.of("predictions", out_root)
+    ds.run.check_no_overlap(out_root, {"instances directory": instances_root, "models directory": models_root})
+    ds.check_writable()
     models = discover_models(models_root, None if config.cross_tf else tfs, regimes)
     genome_path = resolve_genome(instances_root, genome)
-    previous = _previous_record(out_root, instances_root, Path(genome_path))
     items = plan_items(instances_root, models, out_root, config, tfs=tfs)
     with open_genome(genome_path) as g:
         for chrom in sorted({it.chrom for it in items}):
             g.check_chrom(chrom, source=str(instances_root))
     used = tuple(dict.fromkeys(m for it in items for m in it.models))
     for ref in used:  # fail early on a checkpoint that does not load (wrong shape, missing file)
-        from scanner.models import load_checkpoint
-
         load_checkpoint(ref.path)
-    say(f"{len(items)} work item(s), {len(used)} model(s), genome {genome_path}")
-
-    spans: list[tuple[float, float]] = []  # (start, end) of every item, time.time() on its worker
-    if progress is not None:
-        progress.add_total(sum((it.hi - it.lo) * len(it.models) for it in items))
-    if use_ray:
-        items, written = _run_on_ray(items, str(genome_path), config, address, say, spans, progress)
-    else:
-        from scanner.runtime import keep_freed_memory, torch_device
-
-        keep_freed_memory()
-        load = ModelCache(torch_device())
-        written = {}
-        with open_genome(genome_path) as g:
-            for item in items:
-                started = time.time()
-                table = predict_item(item, g, load, config, load.device)
-                write_parquet_atomic(table, item.out_file)
-                written[item.out_file] = table.num_rows
-                spans.append((started, time.time()))
-                if progress is not None:
-                    progress.advance(table.num_rows)
-    missing = [it.out_file for it in items if it.out_file not in written]
-    if missing:
-        raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
     run_tfs = sorted({it.tf for it in items})
-    _remove_stale(out_root, {it.out_file for it in items}, run_tfs)
-    n_inst = sum(it.hi - it.lo for it in items)
-    summary = PredictSummary(
-        out=str(out_root),
-        genome=str(genome_path),
-        files=len(items),
-        rows=sum(written.values()),
-        instances=n_inst,
-        models=used,
-        seconds=time.perf_counter() - t0,
-        timings=_span_timings(spans, t0_wall),
-    )
-    by_tf = dict(previous.get("models_by_tf", {})) if previous else {}
-    for tf in run_tfs:
-        refs = dict.fromkeys(m for it in items if it.tf == tf for m in it.models)
-        by_tf[tf] = [asdict(m) for m in refs]
-    models_all = list({m["path"]: m for ms in by_tf.values() for m in ms}.values())
-    record = {
-        "instances": str(instances_root.resolve()),
-        "genome": str(Path(genome_path).resolve()),
-        "models": models_all,
-        "models_by_tf": by_tf,
-        "tfs": sorted(by_tf),
-        "last_run": {
-            "tfs": run_tfs,
-            "models_root": str(models_root.resolve()),
-            "config": asdict(config),
-            "files": len(items),
-            "rows": summary.rows,
-            "instances_scored": n_inst,
-        },
-    }
-    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / "_predict.json")
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        previous = _previous_record(ds, instances_root, Path(genome_path), adopt_moved=adopt_moved)
+        fingerprint = hash_json(
+            {
+                "instances": tree_signature(instances_root),
+                "genome": str(Path(genome_path).resolve()),
+                "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in used],
+                "settings": {"rc_average": config.rc_average, "cross_tf": config.cross_tf},
+                "tfs": run_tfs,
+            }
+        )
+        kept = [tf for tf in (previous or {}).get("models_by_tf", {}) if tf not in run_tfs]
+        staging = ds.staging(fingerprint, carry=[(tf,) for tf in kept])
+        items = [replace(it, out_file=str(staging.root / Path(it.out_file).relative_to(out_root))) for it in items]
+        todo = [it for it in items if not staging.done(it.out_file)]
+        say(
+            f"{len(items)} work item(s), {len(used)} model(s), genome {genome_path}"
+            + (f"; {len(items) - len(todo)} item(s) done by an earlier attempt" if len(todo) < len(items) else "")
+        )
+        spans: list[tuple[float, float]] = []  # (start, end) of every item, time.time() on its worker
+        pending = {it.out_file for it in todo}
+        written = {
+            it.out_file: open_parquet(it.out_file).metadata.num_rows for it in items if it.out_file not in pending
+        }
+        finished = [len(items) - len(todo)]
+
+        def one_done(n: int) -> None:
+            finished[0] += n
+            if progress is not None:
+                progress(finished[0], len(items))
+
+        one_done(0)
+        if todo and use_ray:
+            written |= _run_on_ray(todo, str(genome_path), config, address, say, spans, one_done)
+        elif todo:
+            written |= _run_in_process(todo, str(genome_path), config, spans, one_done)
+        missing = [it.out_file for it in items if it.out_file not in written]
+        if missing:
+            raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
+        carried = {f for tf in kept for f in staging.path(tf).rglob("*.parquet")}
+        staging.discard({Path(it.out_file) for it in items} | carried)
+        n_inst = sum(it.hi - it.lo for it in items)
+        summary = PredictSummary(
+            out=str(out_root),
+            genome=str(genome_path),
+            files=len(items),
+            rows=sum(written.values()),
+            instances=n_inst,
+            models=used,
+            seconds=time.perf_counter() - t0,
+            timings=_span_timings(spans, t0_wall),
+        )
+        by_tf = {tf: v for tf, v in (previous or {}).get("models_by_tf", {}).items() if tf in kept}
+        for tf in run_tfs:
+            refs = dict.fromkeys(m for it in items if it.tf == tf for m in it.models)
+            by_tf[tf] = [asdict(m) for m in refs]
+        models_all = list({m["path"]: m for ms in by_tf.values() for m in ms}.values())
+        staging.write_record(
+            {
+                "instances": str(instances_root.resolve()),
+                "genome": str(Path(genome_path).resolve()),
+                "models": models_all,
+                "models_by_tf": by_tf,
+                "tfs": sorted(by_tf),
+                "last_run": {
+                    "tfs": run_tfs,
+                    "models_root": str(models_root.resolve()),
+                    "config": asdict(config),
+                    "files": len(items),
+                    "rows": summary.rows,
+                    "instances_scored": n_inst,
+                },
+            }
+        )
+        staging.publish()
     return summary
 
 
@@ -517,35 +502,51 @@ def _span_timings(spans: list[tuple[float, float]], t0_wall: float) -> dict[str,
     return {"first_item_s": max(0.0, first - t0_wall), "items_s": max(e for _, e in spans) - first}
 
 
-def _previous_record(out_root: Path, instances_root: Path, genome_path: Path) -> dict | None:
-    """The ``_predict.json`` of an earlier run into ``out_root``; it must share instances and genome."""
-    js = out_root / "_predict.json"
-    if not js.is_file():
+def _previous_record(ds: Any, instances_root: Path, genome_path: Path, *, adopt_moved: bool = False) -> dict | None:
+    """The record of the published predictions; they must share instances and genome with this run
+    (or, with ``adopt_moved``, they are treated as absent and replaced)."""
+    old = ds.record()
+    if old is None:
         return None
     try:
-        old = json.loads(js.read_text())
         same = old["instances"] == str(instances_root.resolve()) and old["genome"] == str(genome_path.resolve())
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise InputError(
-            f"unreadable record of an earlier run: {exc}; remove it or use another --out", source=js
+            f"unreadable record of an earlier run: {exc}; remove it or use another --out", source=ds.record_path
         ) from exc
+    if not same and adopt_moved:
+        return None
     if not same:
         raise InputError(
-            f"{out_root} holds predictions for other instances or another genome ({old['instances']}, "
+            f"{ds.root} holds predictions for other instances or another genome ({old['instances']}, "
             f"{old['genome']}); use another --out or remove it",
-            source=js,
+            source=ds.record_path,
         )
     return old
 
 
-def _remove_stale(out_root: Path, keep: set[str], tfs: Sequence[str]) -> None:
-    """Delete files an earlier run left in this run's TF partitions that it did not rewrite (after
-    success); other TFs' partitions are left alone."""
-    keep_resolved = {str(Path(k).resolve()) for k in keep}
-    files = [f for tf in tfs for f in parquet_files(partition_dir(out_root, [("tf", tf)]))]
-    for f in files:
-        if _OUT_NAME.search(f.name) and str(f.resolve()) not in keep_resolved:
-            f.unlink()
+def _run_in_process(
+    items: list[WorkItem],
+    genome_path: str,
+    config: PredictConfig,
+    spans: list[tuple[float, float]],
+    one_done: Callable[[int], None],
+) -> dict[str, int]:
+    """Run the items in this process; ``{out_file: rows}``."""
+    from scanner.runtime import keep_freed_memory, torch_device
+
+    keep_freed_memory()
+    load = ModelCache(torch_device())
+    written = {}
+    with open_genome(genome_path) as g:
+        for item in items:
+            started = time.time()
+            table = predict_item(item, g, load, config, load.device)
+            write_parquet_atomic(table, item.out_file)
+            written[item.out_file] = table.num_rows
+            spans.append((started, time.time()))
+            one_done(1)
+    return written
 
 
 def _run_on_ray(
@@ -555,10 +556,10 @@ def _run_on_ray(
     address: str | None,
     say: Callable[[str], None],
     spans: list[tuple[float, float]] | None = None,
-    progress: ProgressSink | None = None,
-) -> tuple[list[WorkItem], dict[str, int]]:
-    """Run the items on a Ray Data actor pool; return the items as run (see :func:`balance_items`)
-    and ``{out_file: rows}``; each item's (start, end) wall-clock times go to ``spans``."""
+    one_done: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Run the items on a Ray Data actor pool; return ``{out_file: rows}``; each item's (start, end)
+    wall-clock times go to ``spans``."""
     import ray
     import ray.data
 
@@ -573,13 +574,12 @@ def _run_on_ray(
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
-        rows = sum(it.hi - it.lo for it in items)  # items can be split up to one row each
-        plan = ActorPlan.for_items(cluster_resources(), max(rows, len(items)), config.actors, config.cpus_per_actor)
+        plan = ActorPlan.for_items(cluster_resources(), len(items), config.actors, config.cpus_per_actor)
         n, opts, threads = plan.actors, plan.resources, plan.threads
-        items = balance_items(items, n)
+        items = sorted(items, key=lambda it: (it.hi - it.lo) * len(it.models), reverse=True)
         say(f"Ray: {n} actor(s), {describe_resources(opts)}, {threads:g} torch thread(s) each")
         ray_data_without_bars()
-        # largest items first (balance_items sorts them): the last ones to finish are the smallest
+        # largest items first: the last ones to finish are the smallest
         ds = ray.data.from_items([_item_to_row(it) for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
             bind_constructor(Predictor, **{"genome_path": genome_path, "config": asdict(config), "threads": threads}),
@@ -590,4 +590,4 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
             **opts,
         )
-        return items, relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans, progress)
+        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), spans, one_done)

@@ -1,10 +1,12 @@
 """One progress display per stage on stderr: done/total, rate and time left.
 
-A stage function takes an optional ``progress`` object with the :class:`ProgressSink` methods and
-reports units as it finishes them (rows, windows, items, models); the CLI passes a :class:`Progress`,
-which draws them. On a terminal the display is one line redrawn in place (at most 5 times a second);
-elsewhere (a log file, a Ray job's log) it prints a line at every tenth of the total and at least once
-a minute, so logs stay short. Messages printed through :meth:`Progress.write` appear above the line.
+Stage functions report progress as the project's other progress hooks do, with a callable
+``progress(done, total)`` (absolute counts of the stage's unit: rows, windows, items, models), and
+the training stage also sends each network's current epoch line to a text callable. The CLI passes a
+:class:`Progress`, which is both (``bar(done, total)``, ``bar.set_detail(line)``) and draws them. On a
+terminal the display is one line redrawn in place (at most 5 times a second); elsewhere (a log file, a
+Ray job's log) it prints a line at every tenth of the total and at least once a minute, so logs stay
+short. Messages printed through :meth:`Progress.write` appear above the line.
 
 Nothing here imports torch or ray.
 """
@@ -14,20 +16,39 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Protocol, TextIO
+from collections.abc import Callable
+from typing import TextIO
+
+#: ``progress(done, total)``: what every stage function with a ``progress`` parameter calls.
+ProgressFn = Callable[[int, int], None]
 
 
-class ProgressSink(Protocol):
-    """What a stage reports: more work planned, work done, and what it is doing now."""
+def tee(*fns: ProgressFn | None) -> ProgressFn | None:
+    """One ``progress(done, total)`` that calls each of ``fns`` (None entries skipped; None if none is left)."""
+    live = [f for f in fns if f is not None]
+    if not live:
+        return None
 
-    def add_total(self, n: int) -> None:
-        """``n`` more units are planned (negative: fewer than planned, e.g. early stopping)."""
+    def call(done: int, total: int) -> None:
+        for f in live:
+            f(done, total)
 
-    def advance(self, n: int = 1) -> None:
-        """``n`` more units are done."""
+    return call
 
-    def set_detail(self, text: str) -> None:
-        """What is being done now (shown after the counts)."""
+
+def counter(progress: ProgressFn | None, total: int, done: int = 0) -> Callable[[int], None]:
+    """An ``add(n)`` that counts ``n`` more units done and calls ``progress(done, total)``.
+
+    For loops that finish units one batch at a time; ``progress`` None gives a no-op.
+    """
+    state = [done]
+
+    def add(n: int) -> None:
+        state[0] += int(n)
+        if progress is not None:
+            progress(state[0], total)
+
+    return add
 
 
 def _duration(seconds: float) -> str:
@@ -51,7 +72,7 @@ class Progress:
     unit : str
         What is counted (``rows``).
     total : int
-        Units planned so far (more may be added with :meth:`add_total`). Default 0.
+        Units planned so far (each call may change it). Default 0.
     stream : text stream, optional
         Default ``sys.stderr``.
     tty : bool, optional
@@ -84,23 +105,23 @@ class Progress:
         self._shown = False  # a line without its newline is on screen (terminal)
         self._printed: tuple[int, int] = (-1, -1)  # (done, total) of the last line printed whole
         self._closed = False
+        self._base: int | None = None  # units done at the first report (resumed work): not in the rate
         self._lock = threading.Lock()
 
-    # ---- ProgressSink --------------------------------------------------------------------------
-    def add_total(self, n: int) -> None:
+    # ---- what stages call ----------------------------------------------------------------------
+    def __call__(self, done: int, total: int) -> None:
+        """``done`` of ``total`` units are done (absolute counts; either may grow between calls)."""
         with self._lock:
-            self.total = max(self.done, self.total + int(n))
-            if self.total:  # a larger total lowers the tenth reached: print from there again
-                self._step = min(self._step, int(10 * self.done / self.total))
-            self._draw()
-
-    def advance(self, n: int = 1) -> None:
-        with self._lock:
-            self.done += int(n)
-            self.total = max(self.total, self.done)
+            self.done, total = int(done), int(total)
+            if self._base is None:
+                self._base = self.done
+            if total != self.total and total:  # a new total lowers the tenth reached: print from there
+                self._step = min(self._step, int(10 * self.done / total))
+            self.total = max(total, self.done)
             self._draw()
 
     def set_detail(self, text: str) -> None:
+        """What is being done now (shown after the counts)."""
         with self._lock:
             self.detail = text
             if self.tty:
@@ -115,8 +136,9 @@ class Progress:
             text += f"/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%)"
         else:
             text += f" {self.unit}"
-        if self.done and elapsed > 0:
-            rate = self.done / elapsed
+        new = self.done - (self._base or 0)
+        if new > 0 and elapsed > 0:
+            rate = new / elapsed
             text += f", {_rate(rate)} {self.unit}/s"
             if self.total > self.done:
                 text += f", {_duration((self.total - self.done) / rate)} left"

@@ -6,7 +6,7 @@ moved alone) and the same PNGs beside it. Sections appear when the run has what 
 * warnings: what a reader must not miss: splits that are small or hold one class, models that predict
   every instance alike (degenerate), models at or below chance or below a baseline;
 * stages: the manifest (status, work units, rows, time per stage);
-* training sets: rows, bound and unbound per regime, TF and split (``datasets/_sizes.json``);
+* training sets: rows, bound and unbound per regime, TF and split (the sizes in the datasets' record);
 * instances: per TF, instances found, labelled bound, predicted bound (``prob_bound >= 0.5``, own model,
   with the share of the TF's instances);
 * metrics: ``metrics.parquet``: per TF / model / regime / split the class counts and prevalence, auROC
@@ -153,9 +153,6 @@ def _section_instances(run: Path) -> str | None:
 
 
 def _section_training_sets(run: Path) -> str | None:
-    path = run / "datasets" / "_sizes.json"
-    if not path.is_file():
-        return None
     sizes = _sizes(run)
     if sizes is None:
         return None
@@ -176,14 +173,16 @@ def _section_training_sets(run: Path) -> str | None:
 
 
 def _sizes(run: Path) -> pl.DataFrame | None:
+    """The training sets' sizes table (the datasets record's ``sizes``), or None."""
     from scanner.datasets import ALL_ROWS
+    from scanner.store import RunDir
 
-    path = run / "datasets" / "_sizes.json"
     try:
-        sizes = pl.DataFrame(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, pl.exceptions.PolarsError):
+        record = RunDir(run).dataset("datasets").record()
+        sizes = pl.DataFrame(record["sizes"]) if record and record.get("sizes") else None
+    except (InputError, TypeError, ValueError, pl.exceptions.PolarsError):
         return None
-    if not {"regime", "tf", "split", "n", "n_pos", "n_neg"} <= set(sizes.columns):
+    if sizes is None or not {"regime", "tf", "split", "n", "n_pos", "n_neg"} <= set(sizes.columns):
         return None
     return sizes.filter(pl.col("regime") != ALL_ROWS)
 
@@ -199,7 +198,7 @@ def report_warnings(run: str | Path) -> list[str]:
 
     run = Path(run)
     out: list[str] = []
-    sizes = _sizes(run) if (run / "datasets" / "_sizes.json").is_file() else None
+    sizes = _sizes(run)
     if sizes is not None:
         out += split_warnings(sizes)
     pred = _predicted(run)

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,8 @@ def ray_session(
     ----------
     address : str, optional
         ``ray://host:10001``, ``host:6379`` or ``"auto"``. None (default) starts a private local
-        instance (``address="local"``, no dashboard, authentication off for loopback use) and
+        instance (``address="local"``, no dashboard, every server bound to 127.0.0.1, Ray's token
+        authentication on unless ``RAY_AUTH_MODE=disabled`` is set, the token file made private) and
         shuts it down on exit. The environment variable ``RAY_ADDRESS`` is not consulted unless
         ``address="auto"``.
     num_cpus, num_gpus : int, optional
@@ -131,13 +128,13 @@ def ray_session(
     RayResources
         CPUs and GPUs of the cluster.
     """
+    _quiet_env()
+    restore = _loopback_only() if address is None else None
     import ray
 
-    _quiet_env()
     started = False
     if not ray.is_initialized():
         if address is None:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             kwargs: dict = {
                 "address": "local",
                 "include_dashboard": False,
@@ -150,7 +147,17 @@ def ray_session(
                 kwargs["num_gpus"] = num_gpus
             if object_store_memory is not None:
                 kwargs["object_store_memory"] = object_store_memory
-            ray.init(**kwargs)
+            import logging
+
+            # Ray announces the token mode it chose by default on every start; the docs say it once
+            notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            level = notice.level
+            notice.setLevel(logging.ERROR)
+            try:
+                ray.init(**kwargs)
+            finally:
+                notice.setLevel(level)
+            _private_token_file()
         else:
             ray.init(address=address, log_to_driver=False)
         started = True
@@ -164,6 +171,74 @@ def ray_session(
     finally:
         if started:
             ray.shutdown()
+        if restore is not None:
+            restore()
+
+
+#: Ray's switch that keeps a single-node cluster on the loopback interface (node address 127.0.0.1).
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _loopback_only() -> Callable[[], None]:
+    """Make the local Ray about to start bind every server to 127.0.0.1; return the undo.
+
+    Ray's multi-node mode advertises the machine's LAN address and its GCS, raylet and workers then
+    listen on every interface (docs/cluster.md "What listens where"); with cluster mode off, a local
+    node's address is the loopback one, which its processes inherit through the environment. Token
+    authentication (Ray's default) stays on unless the user set ``RAY_AUTH_MODE=disabled``.
+    """
+    before = {_LOOPBACK_ENV: os.environ.get(_LOOPBACK_ENV)}
+    os.environ[_LOOPBACK_ENV] = "0"
+    if "RAY_AUTH_MODE" not in os.environ:  # Ray's default token mode: its token file, private from the start
+        _ensure_token()
+    constants = sys.modules.get("ray._private.ray_constants")
+    was = getattr(constants, "ENABLE_RAY_CLUSTER", None) if constants is not None else None
+    if constants is not None:  # imported before: the driver reads the constant, its children the variable
+        constants.ENABLE_RAY_CLUSTER = False
+
+    def undo() -> None:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if constants is not None and was is not None:
+            constants.ENABLE_RAY_CLUSTER = was
+
+    return undo
+
+
+def _token_path() -> str:
+    return os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"))
+
+
+def _ensure_token() -> None:
+    """Create Ray's token file (owner-only from the start) when there is no token yet; Ray would write
+    one readable by everyone."""
+    import secrets
+
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    path = _token_path()
+    if os.path.isfile(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+
+
+def _private_token_file() -> None:
+    """Ray writes its authentication token world-readable; keep it to its owner."""
+    path = _token_path()
+    try:
+        if os.path.isfile(path) and os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:  # not ours to change: leave it
+        pass
 
 
 def bind_constructor(cls: type, **kwargs: object) -> type:
@@ -222,16 +297,15 @@ def describe_resources(opts: dict) -> str:
 def relay_item_errors(
     batches: object,
     spans: list[tuple[float, float]] | None = None,
-    progress: ProgressSink | None = None,
-    units: dict[str, int] | None = None,
+    on_item: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Collect ``{out_file: rows}`` from Ray Data result batches, re-raising an item's InputError.
 
     Workers report a bad input as a JSON ``[message, source, line, field]`` in an ``error`` column
     instead of raising (an exception would be retried as if transient). When ``spans`` is given and
     the batches have ``started``/``ended`` columns (``time.time()`` at each item's start and end on
-    its worker), their pairs are appended to it. ``progress`` is advanced as each item arrives, by
-    ``units[out_file]`` when given, else by the item's rows.
+    its worker), their pairs are appended to it. ``on_item(n)`` is called with the number of items of
+    every batch as it arrives (progress).
     """
     import json
 
@@ -244,10 +318,10 @@ def relay_item_errors(
                 message, source, line, fld = json.loads(str(e))
                 raise InputError(message, source=source, line=line, field=fld)
             written[str(f)] = int(r)
-            if progress is not None:
-                progress.advance(units[str(f)] if units is not None else int(r))
         if spans is not None and "started" in batch:
             spans.extend(zip(batch["started"].tolist(), batch["ended"].tolist(), strict=True))
+        if on_item is not None:
+            on_item(len(batch["out_file"]))
     return written
 
 

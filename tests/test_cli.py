@@ -148,7 +148,7 @@ def test_ray_run_console_has_no_ray_warnings_or_errors(tmp_path):
     assert done.returncode == 0, done.stderr
     noise = [m.group(0) for m in _RAY_NOISE.finditer(done.stderr)]
     assert not noise, done.stderr
-    for stage, unit in (("label", "windows"), ("train", "models"), ("predict", "rows")):
+    for stage, unit in (("label", "windows"), ("train", "models"), ("predict", "items")):
         assert re.search(rf"^{stage}: [\d,]+/[\d,]+ {unit} \(100%\)", done.stderr, re.MULTILINE), stage
     assert "{'" not in done.stderr  # no dict reprs
 
@@ -160,19 +160,19 @@ def test_progress_lines_off_a_terminal_and_on_one():
 
     out = io.StringIO()
     bar = Progress("predict", "rows", 1000, stream=out, tty=False)
-    for _ in range(100):
-        bar.advance(10)
+    for k in range(1, 101):
+        bar(10 * k, 1000)
     bar.write("a message")
     bar.close("summary")
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("predict: 10/1,000 rows (1%), ")  # the first unit done, then every tenth
+    assert lines[0].startswith("predict: 10/1,000 rows (1%)")  # the first unit done, then every tenth
     assert [int(line.split("(")[1].split("%")[0]) for line in lines[1:11]] == list(range(10, 101, 10))
     assert re.fullmatch(r"predict: 1,000/1,000 rows \(100%\), [\d,.]+ rows/s, 0:\d\d", lines[10])
     assert lines[11:] == ["a message", "summary"]  # the final state is not printed twice
     out = io.StringIO()
     bar = Progress("train", "models", 4, stream=out, tty=True)
     bar.set_detail("ALPHA/gc epoch 3")
-    bar.advance()
+    bar(1, 4)
     bar.write("trained ALPHA/gc")
     bar.close()
     text = out.getvalue()

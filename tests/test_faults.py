@@ -29,6 +29,7 @@ from test_jobs import ray_head  # noqa: F401
 from scanner.config import from_dict, load_config
 from scanner.manifest import read_manifest
 from scanner.pipeline import run_pipeline
+from scanner.store import RunDir
 
 KEY = ["chrom", "start", "end", "strand", "motif_id"]
 DATASETS = ("instances", "labelled", "datasets", "predictions")
@@ -74,7 +75,11 @@ def test_killed_driver_resumes_to_identical_output(reference, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(tomli_w.dumps(config_doc(out)))
     total = read_manifest(reference)["stages"]["scan"]["total"]
-    markers = out / "instances" / "_shards"
+    instances = RunDir(out).dataset("instances")
+
+    def markers() -> list:
+        return [m for d in instances.staged() for m in (d / "_shards").glob("*.json")]
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen(
@@ -82,7 +87,7 @@ def test_killed_driver_resumes_to_identical_output(reference, tmp_path):
     )
     try:
         deadline = time.monotonic() + 240
-        while not (markers.is_dir() and len(list(markers.glob("*.json"))) >= 3):
+        while len(markers()) < 3:
             assert proc.poll() is None, (tmp_path / "driver.log").read_text()
             assert time.monotonic() < deadline, "the scan did not start"
             time.sleep(0.02)
@@ -92,8 +97,9 @@ def test_killed_driver_resumes_to_identical_output(reference, tmp_path):
         if proc.poll() is None:
             proc.kill()
         log.close()
-    done_at_kill = len(list(markers.glob("*.json")))
+    done_at_kill = len(markers())
     assert 3 <= done_at_kill < total, "the driver was not killed during the scan"
+    assert not instances.root.exists()  # nothing readable as complete
     doc = read_manifest(out)
     assert doc["stages"]["simulate"]["status"] == "done"
     assert doc["stages"]["scan"]["status"] == "running"  # as the killed driver left it

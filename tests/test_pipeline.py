@@ -30,11 +30,12 @@ from scanner.manifest import (
     status_rows,
 )
 from scanner.pipeline import (
-    STAGE_OUTPUTS,
     last_manifest_in_log,
     manifest_printer,
     run_pipeline,
     stage_names,
+    stage_outputs,
+    stage_signature,
 )
 
 KEY = ["chrom", "start", "end", "strand", "motif_id"]
@@ -108,7 +109,7 @@ def test_every_stage_runs_and_is_recorded(base_run):
         assert rec["status"] == "done", name
         assert rec["done"] == rec["total"] >= 1, name
         assert rec["seconds"] is not None and rec["inputs_hash"] and rec["outputs"], name
-        assert rec["outputs"] == output_signature(cfg.out, STAGE_OUTPUTS[name])
+        assert rec["outputs"] == stage_signature(cfg.out, name)
     inst = _table(cfg.out, "instances")
     assert doc["stages"]["scan"]["rows"] == inst.height > 100
     assert doc["stages"]["scan"]["total"] == len(list((cfg.out / "instances" / "_shards").glob("*.json")))
@@ -116,6 +117,9 @@ def test_every_stage_runs_and_is_recorded(base_run):
     assert doc["stages"]["predict"]["rows"] == pred.height == inst.height  # one model
     assert pred.select(KEY).unique().height == inst.height
     assert doc["stages"]["label"]["rows"] == parquet_rows(output_files(cfg.out, ["labelled/**/*.parquet"]))
+    assert stage_outputs(cfg.out, "label") == sorted(
+        f for f in output_files(cfg.out, ["labelled/**/*", "datasets/**/*"]) if not f.name.startswith(("_", "."))
+    )
     assert doc["stages"]["evaluate"]["rows"] == pl.read_parquet(cfg.out / "metrics.parquet").height == 2
     assert (cfg.out / "interpret_benchmark" / "benchmark.parquet").is_file()
     assert any(line.startswith("[predict] done") for line in lines)

@@ -143,7 +143,7 @@ def test_rerun_replaces_and_removes_stale_files(run, tmp_path):
     many = len(parquet_files(out))
     predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=1000), use_ray=False)
     files = parquet_files(out)
-    assert len(files) < many and all(p.name.endswith("-c0000.parquet") for p in files)
+    assert len(files) < many and all(p.name.endswith(".parquet") and "-r0-" in p.name for p in files)
     assert _read(out).select(KEY).is_unique().all()
     # runs for one TF at a time add up; the record lists both
     split = tmp_path / "split"
@@ -323,29 +323,69 @@ def test_device_path_equals_host_path(rc_average):
     assert apply_mod._logits_on_device(model, codes[:0], 8, rc_average, "cpu").shape == (0,)
 
 
-def test_balance_items_splits_the_largest_until_every_worker_has_a_share():
-    from scanner.apply import ModelRef
-    from scanner.predict import WorkItem, balance_items
+def test_resume_with_another_executor_keeps_one_row_per_key(run, tmp_path, monkeypatch):
+    """An interrupted run leaves nothing visible; a rerun (here without Ray, or another actor count) reuses
+    every finished unit and publishes exactly one row per (instance, model)."""
+    import scanner.predict as predict_mod
 
-    m = (ModelRef("A", "pvalue", "m", 200),)
-    items = [WorkItem(f"f{i}.parquet", f"o/f{i}-c0000.parquet", "A", "chr1", 0, 6667, m) for i in range(15)]
-    two = balance_items(items, 2)
-    assert len(two) == 16 and len({it.out_file for it in two}) == 16
-    assert sorted(it.hi - it.lo for it in two)[:2] == [3333, 3334]  # one item halved
-    loads = [0, 0]
-    for it in two:  # dealt largest first to the least-loaded worker, as the actor pool does
-        loads[loads.index(min(loads))] += it.hi - it.lo
-    assert abs(loads[0] - loads[1]) <= 1
-    # every file's rows are covered once, in pieces named after the item they came from
-    for i in range(15):
-        pieces = sorted((it.lo, it.hi) for it in two if it.file == f"f{i}.parquet")
-        assert pieces[0][0] == 0 and pieces[-1][1] == 6667
-        assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
-    assert {"o/f0-c0000-0.parquet", "o/f0-c0000-1.parquet"} <= {it.out_file for it in two}  # f0 was split
-    one = balance_items(items[:1], 4)  # one item, four workers: four quarters
-    assert sorted(it.hi - it.lo for it in one) == [1666, 1667, 1667, 1667]
-    assert balance_items([replace_rows(items[0], 0, 1)], 2) == [replace_rows(items[0], 0, 1)]  # one row stays
-    assert balance_items(items, 1) == items and balance_items(items, 3) == items  # already a multiple
+    out = tmp_path / "pred"
+    cfg = PredictConfig(chunk_rows=7)
+    calls = {"n": 0}
+    real = predict_mod.predict_item
+
+    def dies_after_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt  # the driver is killed mid-run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict_mod, "predict_item", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        predict(run / "instances", run / "models", out, cfg, use_ray=False)
+    assert not out.exists()  # nothing readable as complete
+    monkeypatch.setattr(predict_mod, "predict_item", real)
+    lines = []
+    predict(run / "instances", run / "models", out, cfg, use_ray=False, log=lines.append)
+    assert any("3 item(s) done by an earlier attempt" in ln for ln in lines)
+    got = _read(out)
+    inst = _read(run / "instances")
+    assert got.select(KEY).is_unique().all()
+    assert got.height == 2 * (inst["tf"] == "A").sum() + (inst["tf"] == "B").sum()
+    # other settings: a new staging area, nothing of the first mixes in; the old state stays until then
+    predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=5, rc_average=True), use_ray=False)
+    again = _read(out)
+    assert again.height == got.height and again.select(KEY).is_unique().all()
+    assert not again.join(got, on=KEY).filter(pl.col("logit") == pl.col("logit_right")).height == got.height
+
+
+def test_a_second_writer_is_refused_and_the_first_output_is_intact(run, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "pred"
+    predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=1000), use_ray=False)
+    before = _read(out).sort(KEY)
+    holder = subprocess.Popen(  # another scanner writing the same output
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom scanner.store import RunDir\n"
+            f"with RunDir({str(tmp_path)!r}).lock('pred'):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"another scanner \(pid {holder.pid} on"):
+            predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=7), use_ray=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _read(out).sort(KEY).equals(before)
+    time.sleep(0.1)
+    predict(run / "instances", run / "models", out, PredictConfig(chunk_rows=7), use_ray=False)  # dead: taken over
 
 
 def replace_rows(item, lo, hi):

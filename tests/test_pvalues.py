@@ -51,24 +51,90 @@ def test_exact_table_equals_brute_force_on_every_word(length, bg, threshold):
 
 @pytest.mark.parametrize("length", [9, 10])
 def test_long_motif_path_decides_exactly_and_bounds_pvalues(length):
-    """Forcing the grid path (tiny enumeration cap): hit calls stay exact, p-values stay close."""
+    """Forcing the grid path (tiny enumeration cap): hit calls stay exact, and every hit's p-value is
+    within the recorded bound of the true one (the bound holds for each, not only the median)."""
     rng = np.random.default_rng(length)
     bg = np.array([0.3, 0.2, 0.2, 0.3])
     w = _random_logodds(rng, length, bg)
     scores, true_tail = _brute_tail(w, bg)
     table = PValueTable.build(w, bg, 1e-4, enumeration_cap=50)
-    assert not table.exact
+    assert not table.exact and table.calls_exact
     assert table._miss_to < table._hit_from < np.inf  # the band was bisected when the table was built
     one_by_one = []
     exact_one = table._exact_tail_one
     table._exact_tail_one = lambda s: one_by_one.append(s) or exact_one(s)
-    hit, pv = table.evaluate(scores)
+    hit, pv, undecided = table.decide(scores)
     assert len(one_by_one) <= 2  # only windows inside the last bisection bracket are decided one by one
+    assert not undecided.any()
     np.testing.assert_array_equal(hit, true_tail < 1e-4)
     rel = np.abs(pv[hit] - true_tail[hit]) / true_tail[hit]
-    assert np.median(rel) < 5e-3
+    assert 0 < table.max_rel_error < 0.05
+    assert rel.max() <= table.max_rel_error  # every reported p-value, not only the median
     top = scores - 1e-9 >= table._tail_from  # the enumerated top of the tail is exact
     np.testing.assert_allclose(pv[hit & top], true_tail[hit & top], rtol=1e-12)
+    # p-values of any score (variants ask for non-hits too): the kept part of the fine grid above the
+    # cut, the coarse grid below it
+    common = true_tail > 1e-3
+    np.testing.assert_allclose(table.pvalue(scores)[common], true_tail[common], rtol=0.02)
+
+
+@pytest.mark.parametrize(("length", "seed", "threshold"), [(9, 1, 1e-3), (10, 2, 1e-4), (11, 5, 1e-4)])
+def test_fine_band_path_never_calls_a_false_hit_and_bounds_every_pvalue(monkeypatch, length, seed, threshold):
+    """The path of motifs too long for meet-in-the-middle, forced on motifs small enough to list every
+    word: every window is a proven hit, a proven miss, or undecided (then inside the proven bracket,
+    and not a hit); every hit's p-value is within the recorded bound."""
+    import scanner.scan.pvalues as pvalues
+
+    monkeypatch.setattr(pvalues, "MITM_HALF_CAP", 0)  # meet-in-the-middle is never feasible
+    rng = np.random.default_rng(seed)
+    bg = np.array([0.3, 0.2, 0.2, 0.3])
+    w = _random_logodds(rng, length, bg)
+    scores, true_tail = _brute_tail(w, bg)
+    table = PValueTable.build(w, bg, threshold, enumeration_cap=50)
+    assert table._band is not None and not table.calls_exact
+    assert table._hit_from - table._miss_to < 1e-3  # the proven bracket is narrow
+    hit, pv, undecided = table.decide(scores)
+    truth = true_tail < threshold
+    assert not (hit & ~truth).any()  # no false hit
+    assert not (hit & undecided).any()
+    assert (truth == (hit | (undecided & truth))).all()  # a true hit is reported or undecided
+    inside = (scores > table._miss_to) & (scores < table._hit_from)
+    assert (undecided <= inside).all()  # undecided only inside the bracket
+    assert hit.sum() > 20
+    rel = np.abs(pv[hit] - true_tail[hit]) / true_tail[hit]
+    assert rel.max() <= table.max_rel_error
+
+
+def test_resolve_band_when_the_whole_band_is_hits_terminates():
+    """The branch where even the band's lowest score is a hit (it used to loop forever)."""
+    import threading
+
+    rng = np.random.default_rng(4)
+    bg = np.full(4, 0.25)
+    w = _random_logodds(rng, 10, bg)
+    table = PValueTable.build(w, bg, 1e-4, enumeration_cap=50)
+    table.cut = table._hit_from + 0.01  # pretend the grid's band starts above the true boundary
+    table._definite = table.cut + 0.05
+    runner = threading.Thread(target=table._resolve_band, daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert table._miss_to == -np.inf and table._hit_from <= table.cut
+    scores, true_tail = _brute_tail(w, bg)
+    band = (scores >= table.cut) & (scores < table._definite)
+    hit, _, undecided = table.decide(scores[band])
+    assert band.any() and hit.all() and not undecided.any() and (true_tail[band] < 1e-4).all()
+
+
+def test_unreachable_motif_has_no_cut_below_its_best_score_and_reports_its_best_pvalue():
+    bg = np.full(4, 0.25)
+    w = np.log2(np.full((5, 4), 0.1) / 0.25)
+    w[np.arange(5), [0, 1, 2, 3, 0]] = np.log2(0.7 / 0.25)
+    table = PValueTable.build(w, bg, 1e-4)  # best word: 4**-5 ~ 1e-3
+    assert table.best_pvalue == pytest.approx(4.0**-5)
+    assert table.cut > w.max(axis=1).sum()
+    hit, _ = table.evaluate(np.array([w.max(axis=1).sum()]))
+    assert not hit.any()
 
 
 def test_meet_in_the_middle_equals_brute_force():

@@ -86,7 +86,7 @@ def _run(root: Path) -> Path:
         for s, n_, p in (("train", 900, 450), ("val", 120, 60), ("test", 3, 3))
     ]
     (root / "datasets").mkdir(parents=True)
-    (root / "datasets" / "_sizes.json").write_text(json.dumps(sizes))
+    (root / "datasets" / "_datasets.json").write_text(json.dumps({"sizes": sizes}))
     return root
 
 

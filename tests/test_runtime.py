@@ -71,3 +71,112 @@ def test_full_float32_turns_tf32_off_inside_and_restores_it():
     finally:
         for f, b in zip(flags, before, strict=True):
             f.allow_tf32 = b
+
+
+def _lan_address() -> str | None:
+    """A non-loopback IPv4 address of this machine, or None."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            addr = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr
+
+
+def _tree(pid: int) -> set[int]:
+    """``pid`` and its descendants (from /proc)."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """Local addresses (hex, from /proc/net/tcp*) of the TCP sockets those processes listen on."""
+    import os
+    from pathlib import Path
+
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                out.append(f[1].split(":")[0])
+    return out
+
+
+def _is_loopback(hex_addr: str) -> bool:
+    if len(hex_addr) == 8:  # IPv4, little-endian
+        return hex_addr.endswith("7F")
+    # IPv6: ::1, or ::ffff:127.x.y.z (IPv4-mapped)
+    return hex_addr == "00000000000000000000000001000000" or (
+        hex_addr.startswith("0000000000000000FFFF0000") and hex_addr.endswith("7F")
+    )
+
+
+@pytest.mark.ray
+def test_local_ray_listens_on_loopback_only_and_keeps_its_token_private(tmp_path):
+    """A Ray the tool starts binds every server to 127.0.0.1 (a probe from the LAN address is refused)
+    and, in token mode, leaves Ray's token file readable by its owner only."""
+    import os
+    import signal
+    import socket
+
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no non-loopback address to probe from")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default: token mode
+    env["HOME"] = str(tmp_path)  # its token file goes here
+    code = (
+        "import time, ray\n"
+        "from scanner.runtime import ray_session\n"
+        "with ray_session(num_cpus=1, uses_data=False):\n"
+        "    print(ray.get_runtime_context().gcs_address, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        gcs = proc.stdout.readline().strip()
+        host, port = gcs.rsplit(":", 1)
+        assert host == "127.0.0.1", gcs
+        with pytest.raises(OSError):  # refused: nothing listens on the LAN address
+            socket.create_connection((lan, int(port)), timeout=3).close()
+        listening = _listening(_tree(proc.pid))
+        assert listening and all(_is_loopback(a) for a in listening), listening
+        token = tmp_path / ".ray" / "auth_token"
+        if token.is_file():
+            assert token.stat().st_mode & 0o077 == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)

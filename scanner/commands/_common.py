@@ -31,11 +31,28 @@ def reports_input_errors(fn: F) -> F:
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=EXIT_INPUT) from None
-        except FileNotFoundError as exc:
-            typer.echo(f"error: {exc}", err=True)
+        except OSError as exc:  # a user path: missing, unwritable, read-only, a file not a folder, disk full
+            typer.echo(f"error: {os_error_message(exc)}", err=True)
             raise typer.Exit(code=EXIT_INPUT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path and what went wrong (no traceback: the user can fix it)."""
+    import errno
+
+    what = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOTDIR: "a path component is a file, not a directory",
+        errno.EISDIR: "is a directory",
+        errno.ENOENT: "no such file or directory",
+    }.get(exc.errno or -1, exc.strerror or str(exc))
+    paths = [p for p in (exc.filename, exc.filename2) if p]
+    return f"{paths[0]}: {what}" if paths else what
 
 
 def split_list(values: list[str] | None) -> list[str]:

@@ -96,4 +96,4 @@ def register(app: typer.Typer) -> None:
                 f"chromatin, {r['blacklisted']:,} dropped by the blacklist)"
             )
         typer.echo(format_sizes(res.sizes))
-        echo_err(f"labelled: {res.labelled}\ndatasets: {res.datasets} (sizes in {res.datasets / '_sizes.json'})")
+        echo_err(f"labelled: {res.labelled}\ndatasets: {res.datasets} (the sizes are also in its record)")

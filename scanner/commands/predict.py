@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
             chunk_rows=chunk_rows,
             actors=actors,
         ).validate()
-        with stage_progress("predict", "rows") as bar:
+        with stage_progress("predict", "work items") as bar:
             s = run_predict(
                 instances,
                 models,

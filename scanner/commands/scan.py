@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from scanner.commands._common import reports_input_errors, split_list
+from scanner.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -35,14 +36,25 @@ def scan(
     kernel: Annotated[str, typer.Option(help="'auto'/'numba': numba on CPUs; 'torch': also conv1d per GPU.")] = "auto",
     jaspar_release: Annotated[str | None, typer.Option(help="JASPAR release for IDs (default: latest).")] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray address (ray://host:10001 or 'auto'); default: local Ray in-process.")
+        str | None, typer.Option(help="Ray address (ray://host:10001 or 'auto'): scan on that cluster.")
     ] = None,
-    local: Annotated[bool, typer.Option("--local", help="Shards in this process, a thread per core; no Ray.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Force threads of this process (no Ray).")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Force Ray (start a local one if none is running).")] = False,
+    table_cache: Annotated[
+        str | None,
+        typer.Option(
+            help="Motif table cache directory, or 'off' "
+            "(default: $SCANNER_CACHE_DIR or ~/.cache/scanner/motif-tables; safe to delete)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing scan made with other settings.")] = False,
 ) -> None:
     """Scan a genome for motif instances (exact p-values, both strands) into OUT/instances (Parquet).
 
     A scan that is interrupted and started again with the same settings reuses finished shards.
+    Without --address, RAY_ADDRESS or a running local cluster, the shards run on threads of this
+    process unless the work is large enough that starting Ray costs under 10% of it (--local / --ray
+    force either way); the console says which and why.
     """
     from scanner.scan.genome_scan import ScanConfig, progress_printer, scan_genome
 
@@ -57,13 +69,16 @@ def scan(
         kernel=kernel,
         chroms=tuple(split_list(chroms)) or None,
         jaspar_release=jaspar_release,
+        table_cache=table_cache,
     )
+    if local and ray:
+        raise InputError("--local and --ray contradict each other; give one", field="local")
     summary = scan_genome(
         genome,
         motifs,
         out,
         config,
-        executor="local" if local else "ray",
+        executor=executor_switch(local, ray),
         address=address,
         overwrite=overwrite,
         progress=progress_printer("scan"),
@@ -72,16 +87,44 @@ def scan(
     typer.echo(f"{total} instances of {len(summary.hits)} TFs in {summary.out_dir} ({summary.seconds:.1f} s)")
     for tf, n in summary.hits.items():
         typer.echo(f"  {tf}\t{n}")
-    if summary.inexact_motifs:
-        typer.echo(
-            "note: p-values of long motifs are grid estimates within a bound (hit calls are exact): "
-            + ", ".join(summary.inexact_motifs),
-            err=True,
-        )
-    note = ray_start_note(summary.timings, summary.seconds) if address is None and not local else None
+    for line in scan_notes(summary):
+        typer.echo(line, err=True)
+    note = ray_start_note(summary.timings, summary.seconds) if summary.executor == "ray" and address is None else None
     if note:
         typer.echo(note, err=True)
     typer.echo(f'query: polars.scan_parquet("{summary.out_dir}/**/*.parquet", hive_partitioning=True)')
+
+
+def executor_switch(local: bool, ray: bool) -> str:
+    """The executor the no-Ray/Ray switches ask for (``"auto"`` when neither is given)."""
+    return "local" if local else "ray" if ray else "auto"
+
+
+def scan_notes(summary) -> list[str]:
+    """Console lines for what a finished scan must not leave silent: where it ran and why, input
+    warnings, motifs that cannot reach the threshold, undecided windows, estimated p-values."""
+    lines = [f"ran on: {summary.executor} ({summary.reason})"]
+    lines += [f"warning: {w}" for w in summary.warnings]
+    if summary.unreachable:
+        lines.append(
+            f"note: {len(summary.unreachable)} motif(s) cannot reach the threshold, so have no hit "
+            "(best p-value of their best word): "
+            + ", ".join(f"{k} ({v:.3g})" for k, v in sorted(summary.unreachable.items()))
+        )
+    if summary.undecided:
+        lines.append(
+            "note: windows whose p-value could not be separated from the threshold (not reported, hit calls "
+            "of these motifs are NOT exact): " + ", ".join(f"{k} ({n})" for k, n in sorted(summary.undecided.items()))
+        )
+    estimated = [m for m in summary.inexact_motifs if m not in summary.undecided]
+    if estimated:
+        lines.append(
+            "note: p-values of long motifs are estimates within a recorded bound (max_rel_pvalue_error in "
+            "_scan.json); their hit calls are proven: " + ", ".join(estimated)
+        )
+    if not summary.hits:
+        lines.append("note: the scan finished with no hit: a complete, empty result")
+    return lines
 
 
 def ray_start_note(timings: dict[str, float], seconds: float) -> str | None:

@@ -144,7 +144,8 @@ def register(app: typer.Typer) -> None:
                 evaluate=evaluate,
                 metrics_path=metrics_path,
                 log=bar.write,
-                progress=bar,
+                on_model=bar,
+                on_epoch_line=bar.set_detail,
             )
         for r in results:
             kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)

@@ -12,15 +12,13 @@ Two phases, each on Ray Data actors (``use_ray``) or in this process with the sa
 (:mod:`scanner.features.workers`): attribution work items of ``chunk_rows`` windows on one actor pool
 (GPU actors when the cluster has GPUs; models loaded once per actor), then one discovery item per
 (model, method) on CPU actors sharing the cluster's CPUs as numba threads. Files are written to a
-staging directory that replaces ``OUT/features`` only when every item succeeded.
+staging area that replaces ``OUT/features`` only when every item succeeded (:mod:`scanner.store`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -34,15 +32,17 @@ import pyarrow.parquet as pq
 from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig
 from scanner.features.workers import PATTERNS_DIR, SEQLETS_DIR, PatternFinder, WindowAttributor, model_key, raise_errors
-from scanner.io import partition_dir, read_dataset, write_bytes_atomic, write_parquet_atomic, write_text_atomic
+from scanner.io import partition_dir, read_dataset, write_bytes_atomic, write_parquet_atomic
+from scanner.manifest import file_fingerprint, hash_json
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import FEATURE_COMPARISON, FEATURE_SEQLETS, FEATURES
+from scanner.store import RunDir, tree_signature
 
 if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
+    from scanner.progress import ProgressFn
 
 COMPARISON_FILE = "comparison.parquet"
-RECORD = "_features.json"
 
 
 @dataclass
@@ -71,25 +71,6 @@ class FeaturesResult:
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _check_paths(out_root: Path, *inputs: Path) -> None:
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input directory {o}", source=out_root)
-
-
-def _swap_into_place(staging: Path, out_root: Path) -> None:
-    """Replace ``out_root`` by ``staging``; the old output is removed only after the rename."""
-    old = None
-    if out_root.exists():
-        old = out_root.parent / f".{out_root.name}.old-{uuid.uuid4().hex[:8]}"
-        out_root.rename(old)
-    staging.rename(out_root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_ipc(table: pa.Table, path: Path) -> Path:
@@ -126,7 +107,7 @@ def features(
     address: str | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
-    progress: ProgressSink | None = None,
+    progress: ProgressFn | None = None,
 ) -> FeaturesResult:
     """Discover, match and compare what each (TF, regime) model relies on.
 
@@ -152,8 +133,9 @@ def features(
         Replace an existing non-empty ``out_root`` (once the new output is complete). Default False.
     log : callable, optional
         Receives progress lines.
-    progress : ProgressSink, optional
-        Counts work items: attribution chunks, then one discovery per model and method.
+    progress : callable, optional
+        ``progress(done, total)`` in work items: attribution chunks, then one pattern discovery per
+        model and method.
 
     Returns
     -------
@@ -175,9 +157,11 @@ def features(
     say = log or (lambda _m: None)
     config.validate()
     source_root, models_root, out_root = Path(source_root), Path(models_root), Path(out_root)
-    _check_paths(out_root, source_root, models_root)
+    ds = RunDir.of("features", out_root)
+    ds.run.check_no_overlap(out_root, {"input directory": source_root, "models directory": models_root})
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
+    ds.check_writable()
     dbs = [str(Path(d)) for d in databases]
     db = load_databases(dbs) if dbs else None
     warnings = []
@@ -198,10 +182,19 @@ def features(
         say(f"warning: {w}")
     say(f"{selected.num_rows} window(s), {len(ranges)} model(s), methods {', '.join(config.methods)}")
 
-    staging = out_root.parent / f".{out_root.name}.staging-{uuid.uuid4().hex[:8]}"
-    work = out_root.parent / f".{out_root.name}.work-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+    fingerprint = hash_json(
+        {
+            "source": tree_signature(source_root),
+            "models": {k: file_fingerprint(Path(d) / "model.pt") for k, d in dirs.items()},
+            "databases": [file_fingerprint(d) for d in dbs],
+            "config": asdict(config),
+        }
+    )
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        stage = ds.staging(fingerprint)
+        staging, work = stage.root, stage.root / "_work"  # "_": never published
+        shutil.rmtree(work, ignore_errors=True)
         selected_path = str(_write_ipc(selected, work / "_selected.arrow"))
         # items hold whole batches (chunk_rows rounded up to batch_size): see WindowAttributor's seeding
         chunk = -(-config.chunk_rows // config.batch_size) * config.batch_size
@@ -216,30 +209,25 @@ def features(
             for m in config.methods
         ]
         cfg = asdict(config)
-        if progress is not None:
-            progress.add_total(len(items) + len(finds))
-            progress.set_detail("attributions")
+        add = counter(progress, len(items) + len(finds))
+        add(0)
         if use_ray:
             done = _run_on_ray(
-                items, finds, dirs, dbs, selected_path, str(work), str(staging), cfg, config, address, say, progress
+                items, finds, dirs, dbs, selected_path, str(work), str(staging), cfg, config, address, say, add
             )
         else:
             attributor = WindowAttributor(dirs, selected_path, str(work), cfg)
             for it in items:
                 raise_errors(attributor({k: np.array([v]) for k, v in it.items()})["error"])
-                if progress is not None:
-                    progress.advance()
+                add(1)
             say(f"attributions: {len(items)} item(s) done")
-            if progress is not None:
-                progress.set_detail("pattern discovery")
             finder = PatternFinder(dbs, selected_path, str(work), str(staging), cfg, threads=_cpus())
             done = []
             for it in finds:
                 res = finder({k: np.array([v]) for k, v in it.items()})
                 raise_errors(res["error"])
                 done.append(_done_row(res, 0))
-                if progress is not None:
-                    progress.advance()
+                add(1)
                 say(f"{it['model']}/{it['method']}: {done[-1]['patterns']} pattern(s)")
         models = []
         for d in done:
@@ -265,13 +253,9 @@ def features(
             "warnings": warnings,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        write_text_atomic(json.dumps(record, indent=2, sort_keys=True), staging / RECORD)
-        _swap_into_place(staging, out_root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
         shutil.rmtree(work, ignore_errors=True)
+        stage.write_record(record)
+        stage.publish()
     return FeaturesResult(
         out=str(out_root),
         patterns=patterns,
@@ -307,10 +291,10 @@ def _check_models(dirs: dict[str, str], config: FeaturesConfig) -> None:
     for d in dirs.values():
         model, meta = load_checkpoint(d)
         if "ism" in config.methods:
-            from scanner.interpret.ism import FastISM
+            from scanner.interpret.ism import fast_plan
 
             try:
-                FastISM(model, int(meta["spec"].seq_len))
+                fast_plan(model, int(meta["spec"].seq_len))
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{exc}", source=d, field="--method") from exc
 
@@ -327,7 +311,7 @@ def _run_on_ray(
     config: FeaturesConfig,
     address: str | None,
     say: Callable[[str], None],
-    progress: ProgressSink | None = None,
+    on_item: Callable[[int], None] = lambda _n: None,
 ) -> list[dict[str, Any]]:
     import ray
     import ray.data
@@ -356,10 +340,7 @@ def _run_on_ray(
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             raise_errors(batch["error"])
-            if progress is not None:
-                progress.advance(len(batch["error"]))
-        if progress is not None:
-            progress.set_detail("pattern discovery")
+            on_item(len(batch["error"]))
         n = max(1, min(len(finds), int(res.cpus) or 1))
         threads = max(1, int(res.cpus) // n)
         say(f"discovery: {len(finds)} model(s) x method(s) on {n} actor(s), {threads} thread(s) each")
@@ -381,8 +362,7 @@ def _run_on_ray(
             raise_errors(batch["error"])
             for i in range(len(batch["model"])):
                 done.append(_done_row(batch, i))
-                if progress is not None:
-                    progress.advance()
+                on_item(1)
                 say(f"{done[-1]['model']}/{done[-1]['method']}: {done[-1]['patterns']} pattern(s)")
     return done
 
@@ -403,7 +383,7 @@ def run_features(
     address: str | None = None,
     overwrite: bool = True,
     log: Callable[[str], None] | None = None,
-    progress: ProgressSink | None = None,
+    progress: ProgressFn | None = None,
 ) -> FeaturesResult:
     """:func:`features` on one run directory: ``RUN/datasets`` (or ``RUN/predictions``) and ``RUN/models``
     to ``RUN/features``, matching against ``databases`` plus the run's own motif files.

@@ -26,9 +26,7 @@ after every item succeeded, so a failed run never touches an earlier output.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -47,11 +45,13 @@ from scanner.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
+from scanner.store import finish_unit
 
 if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
+    from scanner.progress import ProgressFn
 
 _LETTERS = np.array(list("ACGTN"), dtype=object)
 
@@ -385,6 +385,11 @@ class Interpreter:
             counts.append(sum(t.num_rows for t in tables.values()))
             files.append(len(written))
             errors.append("")
+            finish_unit(
+                self.out_root,
+                unit_key(model_tf, regime, int(index), self.config.chunk_rows),
+                {"rows": counts[-1], "files": files[-1]},
+            )
         return {
             "index": np.array(idx, dtype=np.int64),
             "rows": np.array(counts, dtype=np.int64),
@@ -393,38 +398,25 @@ class Interpreter:
         }
 
 
+def unit_key(model_tf: str, regime: str, index: int, chunk_rows: int) -> str:
+    """The name of a work unit in the staging area (a resumed run with the same chunking skips it)."""
+    return f"{model_tf}-{regime}-{index}-{chunk_rows}"
+
+
 # ---- driver ----------------------------------------------------------------------------------------
 
 
 def resolve_genome(predictions_root: str | Path, genome: str | Path | None) -> Path:
-    """The FASTA: ``genome``, else ``_predict.json``'s genome, else the instances' ``_scan.json``.
+    """The FASTA: ``genome``, else the predictions' recorded genome, else their instances'.
 
     Raises
     ------
     InputError
         If none names an existing file.
     """
-    if genome is not None:
-        path = Path(genome)
-    else:
-        js = Path(predictions_root) / "_predict.json"
-        if not js.is_file():
-            raise InputError("no --genome given and no _predict.json beside the predictions to read it from", source=js)
-        try:
-            record = json.loads(js.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc}", source=js) from exc
-        if record.get("genome"):
-            path = Path(record["genome"])
-        elif record.get("instances"):
-            from scanner.apply import resolve_genome as from_instances
+    from scanner.store import RunDir
 
-            path = from_instances(record["instances"], None)
-        else:
-            raise InputError("records neither 'genome' nor 'instances'; pass --genome", source=js)
-    if not path.is_file():
-        raise InputError("genome FASTA not found", source=path, field="--genome")
-    return path
+    return RunDir.of("predictions", predictions_root).genome(genome)
 
 
 def _model_dirs(models_root: Path, selected: pa.Table) -> dict[tuple[str, str], Path]:
@@ -443,14 +435,6 @@ def _model_dirs(models_root: Path, selected: pa.Table) -> dict[tuple[str, str], 
     return out
 
 
-def _check_paths(out_root: Path, *inputs: Path) -> None:
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input directory {o}", source=out_root)
-
-
 def interpret(
     predictions_root: str | Path,
     models_root: str | Path,
@@ -464,7 +448,7 @@ def interpret(
     bedgraph: bool = False,
     bigwig: bool = False,
     log: Callable[[str], None] | None = None,
-    progress: ProgressSink | None = None,
+    progress: ProgressFn | None = None,
 ) -> InterpretSummary:
     """Explain the selected predictions and write the attributions dataset.
 
@@ -491,8 +475,9 @@ def interpret(
         (pyBigWig; implies ``bedgraph``). Default False.
     log : callable, optional
         Receives progress lines.
-    progress : ProgressSink, optional
-        Counts the instances explained (each under each of its models) as their work items end.
+    progress : callable, optional
+        ``progress(done, total)`` in instances explained (each under each of its models), as work
+        items end (items an earlier attempt finished count as done).
 
     Returns
     -------
@@ -505,41 +490,68 @@ def interpret(
         (without ``overwrite``), or a model the fast ISM path cannot propagate (use ``ism-naive``).
         Checked before any work starts.
     """
+    from scanner.manifest import file_fingerprint, hash_json
+    from scanner.store import RunDir, tree_signature
+
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
     config.validate()
     predictions_root, models_root, out_root = Path(predictions_root), Path(models_root), Path(out_root)
-    _check_paths(out_root, predictions_root, models_root)
+    ds = RunDir.of("attributions", out_root)
+    ds.run.check_no_overlap(out_root, {"input directory": predictions_root, "models directory": models_root})
     if out_root.exists() and any(out_root.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty; pass --overwrite to replace it", source=out_root)
+    ds.check_writable()
     genome_path = resolve_genome(predictions_root, genome)
     selected = select_instances(predictions_root, config)
     dirs = _model_dirs(models_root, selected)
     _check_models(dirs, config, genome_path, selected)
     say(f"{selected.num_rows} instance(s), {len(dirs)} model(s), methods {', '.join(config.methods)}")
 
-    staging = out_root.parent / f".{out_root.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+    with ds.run.lock(out_root.name):
+        ds.run.recover()
+        fingerprint = hash_json(
+            {
+                "predictions": tree_signature(predictions_root),
+                "genome": str(genome_path.resolve()),
+                "models": {f"{k[0]}/{k[1]}": file_fingerprint(d / "model.pt") for k, d in dirs.items()},
+                # chunk_rows stays in: it names the work units' files, so another chunking is another area
+                "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor")},
+                "outputs": [bedgraph, bigwig],
+            }
+        )
+        stage = ds.staging(fingerprint)
+        staging = stage.root
         selected_path = _write_ipc(selected, staging / "_selected.arrow")
         groups = _groups(selected, config.chunk_rows)
-        if progress is not None:
-            progress.add_total(sum(hi - lo for items in groups.values() for lo, hi, _ in items))
-        if use_ray and groups:
-            results = _run_on_ray(
-                groups, dirs, str(genome_path), str(selected_path), str(staging), config, address, say, progress
+        results = {}
+        for key, items in groups.items():  # units an interrupted attempt finished
+            for _lo, _hi, index in items:
+                done = stage.unit(unit_key(key[0], key[1], index, config.chunk_rows))
+                if done is not None:
+                    results[(key, index)] = (done["rows"], done["files"])
+        todo = {k: [it for it in items if (k, it[2]) not in results] for k, items in groups.items()}
+        todo = {k: v for k, v in todo.items() if v}
+        if results:
+            say(f"{len(results)} work item(s) done by an earlier attempt")
+        size = {(k, it[2]): it[1] - it[0] for k, items in groups.items() for it in items}
+        add = counter(progress, sum(size.values()), sum(size[k] for k in results))
+        add(0)
+        if use_ray and todo:
+            fresh = _run_on_ray(
+                todo, dirs, str(genome_path), str(selected_path), str(staging), config, address, say, add
             )
         else:
-            results = {}
-            for key, items in groups.items():
+            fresh = {}
+            for key, items in todo.items():
                 actor = Interpreter(str(dirs[key]), str(genome_path), str(selected_path), str(staging), asdict(config))
                 for lo, hi, index in items:
                     res = actor({"lo": np.array([lo]), "hi": np.array([hi]), "index": np.array([index])})
                     _raise_errors(res)
-                    results[(key, index)] = (int(res["rows"][0]), int(res["files"][0]))
-                    if progress is not None:
-                        progress.advance(hi - lo)
+                    fresh[(key, index)] = (int(res["rows"][0]), int(res["files"][0]))
+                    add(hi - lo)
                 say(f"{key[0]}/{key[1]}: {len(items)} item(s) done")
+        results |= fresh
         expected = {(key, it[2]) for key, items in groups.items() for it in items}
         if set(results) != expected:
             raise RuntimeError(f"{len(expected - set(results))} work item(s) produced no output")
@@ -567,11 +579,8 @@ def interpret(
             "files": files,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        write_text_atomic(json.dumps(record, indent=2, sort_keys=True), staging / "_interpret.json")
-        _swap_into_place(staging, out_root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        stage.write_record(record)
+        stage.publish()
     return InterpretSummary(
         out=str(out_root),
         genome=str(genome_path),
@@ -635,17 +644,6 @@ def _raise_errors(res: dict[str, np.ndarray]) -> None:
             raise InputError(message, source=source, line=line, field=fld)
 
 
-def _swap_into_place(staging: Path, out_root: Path) -> None:
-    """Replace ``out_root`` by ``staging``; the old output is removed only after the rename."""
-    old = None
-    if out_root.exists():
-        old = out_root.parent / f".{out_root.name}.old-{uuid.uuid4().hex[:8]}"
-        out_root.rename(old)
-    staging.rename(out_root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_bedgraphs(root: Path, out_dir: Path) -> list[Path]:
     """Per method and model, the mean score per genome position as bedGraph (0-based, sorted).
 
@@ -682,7 +680,7 @@ def _run_on_ray(
     config: InterpretConfig,
     address: str | None,
     say: Callable[[str], None],
-    progress: ProgressSink | None = None,
+    on_instances: Callable[[int], None] | None = None,
 ) -> dict[tuple[tuple[str, str], int], tuple[int, int]]:
     import ray
     import ray.data
@@ -722,6 +720,6 @@ def _run_on_ray(
                 _raise_errors(batch)
                 for index, rows, files in zip(batch["index"], batch["rows"], batch["files"], strict=True):
                     results[(key, int(index))] = (int(rows), int(files))
-                    if progress is not None:
-                        progress.advance(size[int(index)])
+                    if on_instances is not None:
+                        on_instances(size[int(index)])
     return results

@@ -68,10 +68,16 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[t
     try:
         meta = json.loads(js.read_text())
         spec = ModelSpec.from_dict(meta["spec"])
-    except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, ValueError, TypeError) as exc:
         raise InputError(f"malformed checkpoint metadata: {exc}", source=js) from exc
     model = build_model(spec)
-    state = torch.load(pt, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(pt, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:  # truncated or not a torch file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"unreadable weights ({first}); was the file cut short? retrain or restore it", source=pt
+        ) from exc
     try:
         lengths = {int(v) for k, v in state.items() if k.endswith("input_length")}
         if lengths - {spec.seq_len}:

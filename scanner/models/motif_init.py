@@ -120,8 +120,8 @@ def select_motifs(
     import torch
     import torch.nn.functional as F
 
-    from scanner.evaluate import roc_auc
     from scanner.genome import one_hot
+    from scanner.metrics import roc_auc
 
     chosen = list(required)[:keep]
     ids = {m.motif_id for m in chosen}

@@ -131,7 +131,6 @@ class SiteContextNet(nn.Module):
         self.relu = nn.ReLU()
         self.pool_bin = pool_bin
         self.pool = nn.MaxPool1d(pool_bin)
-        self.mean_pool = nn.AvgPool1d(pool_bin)
         self.regions = [region_bins(spec.seq_len, width, pool_bin, r) for r in spec.radii]
         nb = (spec.seq_len - width + 1) // pool_bin
         self.regions.append((0, nb))
@@ -172,7 +171,8 @@ class SiteContextNet(nn.Module):
     def context_features(self, act: torch.Tensor) -> torch.Tensor:
         """Region maxima and window mean of detector activations: (N, C * (regions + 1))."""
         pooled = self.pool(act.clone())  # clone: ReLU and max-pool each get their own tensor (DeepLIFT)
-        return self.context_from_pooled(pooled, self.mean_pool(act).mean(2))
+        covered = pooled.shape[2] * self.pool_bin  # the positions the bins hold (the rest are pooled away)
+        return self.context_from_pooled(pooled, act[:, :, :covered].mean(2))
 
     def context_from_pooled(self, pooled: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Region maxima of binned maxima ``pooled`` (N, C, bins), then ``mean`` (N, C)."""
@@ -197,6 +197,25 @@ class SiteContextNet(nn.Module):
         """Frequency of each k-mer class (a k-mer and its reverse complement) over the window: (N, F)."""
         return self.kmer_merge(indicators.mean(2))
 
+    def kmer_frequencies(self, x: torch.Tensor) -> torch.Tensor:
+        """``composition(kmer_indicators(x))`` by counting integer k-mer codes: the same numbers, a fraction of
+        the work, no gradient (used when ``x`` needs none: training and prediction)."""
+        n, _, w = x.shape
+        m = w - self.kmax + 1
+        codes = x.argmax(1)
+        valid = x.amax(1) == 1.0  # N columns (0.25) start no k-mer
+        counts = []
+        for k in range(1, self.kmax + 1):
+            key = torch.zeros((n, m), dtype=torch.long, device=x.device)
+            ok = torch.ones((n, m), dtype=torch.bool, device=x.device)
+            for j in range(k):
+                key = key * 4 + codes[:, j : j + m]
+                ok &= valid[:, j : j + m]
+            c = torch.zeros((n, 4**k + 1), dtype=x.dtype, device=x.device)
+            c.scatter_add_(1, torch.where(ok, key, 4**k), torch.ones_like(key, dtype=x.dtype))
+            counts.append(c[:, : 4**k])
+        return self.kmer_merge(torch.cat(counts, 1) / m)
+
     def head(self, context: torch.Tensor, site: torch.Tensor, composition: torch.Tensor | None) -> torch.Tensor:
         """Logit from the context and site features and the composition: (N, 1)."""
         out = self.fc2(self.fc_relu(self.fc1(self.dropout(self.feat_norm(torch.cat([context, site], 1))))))
@@ -207,7 +226,9 @@ class SiteContextNet(nn.Module):
 
     def forward_from_detectors(self, act: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Logit given the detector activations (Grad-CAM's split) and the input."""
-        comp = self.composition(self.kmer_indicators(x)) if self.kmax else None
+        comp = None
+        if self.kmax:
+            comp = self.kmer_frequencies(x) if not x.requires_grad else self.composition(self.kmer_indicators(x))
         return self.head(self.context_features(act), self.site_features(x), comp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

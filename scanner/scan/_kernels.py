@@ -183,6 +183,52 @@ def sequential_scores(words: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def kmer_pass(
+    cols: np.ndarray, bg: np.ndarray, outside: float, cut: float, cut32: np.float32
+) -> tuple[np.ndarray, float, np.ndarray]:  # pragma: no cover - numba
+    """For every K-mer over ``cols`` (K, 4) (first base most significant): its score plus ``outside``
+    (the best the other columns can add). Returns the K-mers reaching ``cut - 1e-6`` (sorted), their
+    total background probability, and the bitset (little bit order) of those reaching ``cut32`` in
+    float32."""
+    n_hi = 4 ** (K - 4)
+    hi_s = np.zeros(n_hi)
+    hi_p = np.ones(n_hi)
+    for key in range(n_hi):
+        x = key
+        for j in range(K - 5, -1, -1):
+            b = x & 3
+            x >>= 2
+            hi_s[key] += cols[j, b]
+            hi_p[key] *= bg[b]
+    lo_s = np.zeros(256)
+    lo_p = np.ones(256)
+    for key in range(256):
+        x = key
+        for j in range(K - 1, K - 5, -1):
+            b = x & 3
+            x >>= 2
+            lo_s[key] += cols[j, b]
+            lo_p[key] *= bg[b]
+    keep = np.empty(N_KMERS, dtype=np.int32)
+    bits = np.zeros(N_KMERS // 8, dtype=np.uint8)
+    n = 0
+    prob = 0.0
+    floor = cut - 1e-6
+    for h in range(n_hi):
+        base = hi_s[h] + outside
+        for lo in range(256):
+            s = base + lo_s[lo]
+            key = h * 256 + lo
+            if s >= floor:
+                keep[n] = key
+                n += 1
+                prob += hi_p[h] * lo_p[lo]
+            if np.float32(s) >= cut32:
+                bits[key >> 3] |= np.uint8(1 << (key & 7))
+    return keep[:n].copy(), prob, bits
+
+
 def warm_up() -> None:
     """Load every kernel of the scan from numba's cache (a worker does it while the driver works).
 
@@ -217,4 +263,5 @@ def warm_up() -> None:
         np.empty(64),
     )
     clean_windows(np.zeros(32, dtype=np.bool_), one, 2)
+    kmer_pass(np.zeros((K, 4)), np.full(4, 0.25), 0.0, 0.0, np.float32(0.0))
     sequential_scores(np.zeros((1, 2), dtype=np.uint8), np.zeros((2, 4)))

@@ -113,3 +113,63 @@ def mitm_tail(
             break
         total += pa_desc[i] * suffix_b[j]
     return total
+
+
+@numba.njit(cache=True, nogil=True)
+def tail_window(vals: np.ndarray, probs: np.ndarray, k_lo: int, k_hi: int) -> np.ndarray:  # pragma: no cover
+    """``tail[i] = P(Q >= k_lo + i)`` for ``i = 0 .. k_hi - k_lo``, where ``Q = sum_c vals[c, x_c]``,
+    ``x_c ~ probs[c]`` independently; vals (C, V) int64 >= 0, probs (C, V) float64.
+
+    Only the partial sums that can still end in ``[k_lo, k_hi)`` are kept, as a dense array: a partial
+    sum that can no longer reach ``k_lo`` is dropped, one already at ``k_hi`` or above is added to a
+    single "reached" mass (the rest of the columns add >= 0), so memory is the widest such window.
+    """
+    n_cols, n_vals = vals.shape
+    colmax = np.zeros(n_cols, dtype=np.int64)
+    for c in range(n_cols):
+        for v in range(n_vals):
+            if vals[c, v] > colmax[c]:
+                colmax[c] = vals[c, v]
+    restmax = np.zeros(n_cols + 1, dtype=np.int64)
+    for c in range(n_cols - 1, -1, -1):
+        restmax[c] = restmax[c + 1] + colmax[c]
+    # windows [lo_c, hi_c] of partial sums after c columns (empty when lo > hi)
+    los = np.zeros(n_cols + 1, dtype=np.int64)
+    his = np.zeros(n_cols + 1, dtype=np.int64)
+    width = 1
+    for c in range(n_cols):
+        los[c + 1] = max(los[c], k_lo - restmax[c + 1])
+        his[c + 1] = min(his[c] + colmax[c], k_hi - 1)
+        width = max(width, his[c + 1] - los[c + 1] + 1)
+    cur = np.zeros(width)
+    nxt = np.zeros(width)
+    cur[0] = 1.0 if k_hi > 0 else 0.0
+    reached = 1.0 if k_hi <= 0 else 0.0
+    for c in range(n_cols):
+        lo, hi = los[c], his[c]
+        nlo, nhi = los[c + 1], his[c + 1]
+        if nhi >= nlo:
+            for i in range(nhi - nlo + 1):
+                nxt[i] = 0.0
+        if hi >= lo:
+            for v in range(n_vals):
+                s = vals[c, v]
+                p = probs[c, v]
+                if p == 0.0:
+                    continue
+                q0 = max(lo, nlo - s)
+                q1 = min(hi, k_hi - 1 - s)
+                for q in range(q0, q1 + 1):
+                    nxt[q + s - nlo] += cur[q - lo] * p
+                acc = 0.0
+                for q in range(max(lo, k_hi - s), hi + 1):
+                    acc += cur[q - lo]
+                reached += acc * p
+        cur, nxt = nxt, cur
+    lo, hi = los[n_cols], his[n_cols]
+    out = np.zeros(k_hi - k_lo + 1)
+    out[k_hi - k_lo] = reached
+    for k in range(k_hi - 1, k_lo - 1, -1):
+        m = cur[k - lo] if lo <= k <= hi else 0.0
+        out[k - k_lo] = out[k - k_lo + 1] + m
+    return out

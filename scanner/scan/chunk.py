@@ -107,6 +107,7 @@ def scan_chunk(
     max_strand: bool = False,
     kernel: str = "numba",
     device: str = "cpu",
+    undecided: dict[str, int] | None = None,
 ) -> pa.Table:
     """All hits whose site starts in ``[0, core_end)`` of ``codes``.
 
@@ -132,6 +133,10 @@ def scan_chunk(
         Candidate filter. Default ``"numba"``.
     device : str
         Torch device for ``kernel="torch"``. Default ``"cpu"``.
+    undecided : dict, optional
+        When given, ``undecided[motif_id]`` is increased by the windows of that motif whose p-value
+        could not be separated from the threshold (not reported; see
+        :meth:`~scanner.scan.pvalues.PValueTable.decide`).
 
     Returns
     -------
@@ -186,7 +191,9 @@ def scan_chunk(
 
                 known = sequential_scores(np.ascontiguousarray(words), pm.w)
             score = known
-            hit, pv = table.evaluate(score)
+            hit, pv, und = table.decide(score)
+            if undecided is not None and und.any():
+                undecided[pm.motif_id] = undecided.get(pm.motif_id, 0) + int(und.sum())
         k = int(np.count_nonzero(hit))
         if k == 0:
             continue
@@ -214,25 +221,39 @@ def scan_chunk(
         keep = _max_strand_mask(start, strand, mi, score)
         start, strand, mi, score, pvalue = (a[keep] for a in (start, strand, mi, score, pvalue))
         order = order[keep]
-    # String columns by taking from small arrays (numpy object arrays would go through pandas).
-    ids = pa.array([p.motif_id for p in prepared], pa.string())
-    tfs = pa.array([p.name for p in prepared], pa.string())
-    mi_arrow = pa.array(mi)
+    # Columns built from buffers: pyarrow's own numpy/list conversions import pandas (~0.3 s per process).
+    ids = _strings([p.motif_id for p in prepared])
+    tfs = _strings([p.name for p in prepared])
+    mi_arrow = _numeric(mi, pa.int64())
     g_start = start + offset
     return pa.table(
         {
-            "chrom": pa.array([chrom], pa.string()).take(pa.array(np.zeros(start.size, dtype=np.int64))),
-            "start": pa.array(g_start, pa.int64()),
-            "end": pa.array(g_start + lengths[mi], pa.int64()),
-            "strand": pa.array(["+", "-"], pa.string()).take(pa.array(strand.astype(np.int64))),
+            "chrom": _strings([chrom]).take(_numeric(np.zeros(start.size, dtype=np.int64), pa.int64())),
+            "start": _numeric(g_start, pa.int64()),
+            "end": _numeric(g_start + lengths[mi], pa.int64()),
+            "strand": _strings(["+", "-"]).take(_numeric(strand.astype(np.int64), pa.int64())),
             "motif_id": ids.take(mi_arrow),
             "tf": tfs.take(mi_arrow),
-            "score": pa.array(score.astype(np.float32), pa.float32()),
-            "pvalue": pa.array(pvalue, pa.float64()),
-            "sequence": sites.take(pa.array(order)),
+            "score": _numeric(score.astype(np.float32), pa.float32()),
+            "pvalue": _numeric(pvalue, pa.float64()),
+            "sequence": sites.take(_numeric(order.astype(np.int64), pa.int64())),
         },
         schema=INSTANCES,
     )
+
+
+def _numeric(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    """A pyarrow array over a numpy array's buffer (no nulls), without pyarrow's numpy conversion."""
+    values = np.ascontiguousarray(values, dtype=kind.to_pandas_dtype())
+    return pa.Array.from_buffers(kind, values.size, [None, pa.py_buffer(values)])
+
+
+def _strings(items: list[str]) -> pa.StringArray:
+    """A pyarrow string array from Python strings, built from its offsets and UTF-8 bytes."""
+    data = [x.encode() for x in items]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
 
 
 def _clean_windows(bad: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:

@@ -83,7 +83,9 @@ def empty_reason(instances_dir: str | Path) -> str | None:
     if not meta.get("complete", False):
         raise InputError("the scan has not finished (rerun the same `scanner scan` to resume it)", source=d)
     motifs = meta.get("motifs") or []
-    return f"the scan found 0 instances ({len(motifs)} motif(s), p < {meta.get('pvalue', '?')}); nothing to export"
+    unreachable = meta.get("unreachable") or {}
+    cannot = f"; {len(unreachable)} of them cannot reach it, see _scan.json 'unreachable'" if unreachable else ""
+    return f"the scan found 0 instances ({len(motifs)} motif(s), p < {meta.get('pvalue', '?')}{cannot})"
 
 
 def load_instances(instances_dir: str | Path) -> pa.Table:
@@ -284,7 +286,7 @@ def write_fimo_tsv(
             f"{r['motif_id']}\t{r['tf']}\t{r['chrom']}\t{r['start'] + 1}\t{r['end']}\t{r['strand']}\t"
             f"{r['score']:.6g}\t{r['pvalue']:.3g}\t{qv}\t{r['sequence']}\n"
         )
-    if qvalues:
+    if qvalues and rows:
         out.write(
             "\n# scanner export --fimo: FIMO's fimo.tsv columns (start/stop 1-based inclusive)\n"
             "# q-value: Benjamini-Hochberg per motif over every window scanned (both strands), without FIMO's "

@@ -16,23 +16,31 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scanner.errors import InputError
 from scanner.genome import Genome, chrom_mismatch_message, open_genome
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
+from scanner.manifest import hash_json
 from scanner.motifs import Background, Motif, load_motifs, read_background
 from scanner.motifs.background import background_from_counts
 from scanner.scan.chunk import scan_chunk
 from scanner.scan.compact import compact_partition, partitions_to_merge
+from scanner.scan.executor import choose_executor
 from scanner.scan.prepare import LookupPlan, PreparedMotif, build_lookup_plan, prepare_motifs
 from scanner.scan.shards import Shard, plan_shards
+from scanner.scan.table_cache import resolve_cache_dir
+
+if TYPE_CHECKING:
+    from scanner.store import Staging
 
 SCAN_META = "_scan.json"
 SHARD_DIR = "_shards"
@@ -67,6 +75,10 @@ class ScanConfig:
         Chromosomes to scan (default all, in FASTA order).
     jaspar_release : str, optional
         Release used to resolve JASPAR IDs (default pyjaspar's latest).
+    table_cache : str, optional
+        Directory of cached motif p-value tables (:mod:`scanner.scan.table_cache`): None (default) =
+        ``$SCANNER_CACHE_DIR`` or ``~/.cache/scanner/motif-tables``; ``"off"`` = no cache. Does not
+        change the output.
     """
 
     pvalue: float = 1e-4
@@ -79,11 +91,19 @@ class ScanConfig:
     kernel: str = "auto"
     chroms: tuple[str, ...] | None = None
     jaspar_release: str | None = None
+    table_cache: str | None = None
 
 
 @dataclass
 class ScanSummary:
-    """What a scan did."""
+    """What a scan did.
+
+    ``inexact_motifs``: motifs whose p-values are estimates within a bound (hit calls still proven);
+    ``undecided``: per motif, windows whose p-value could not be separated from the threshold (not
+    reported); ``unreachable``: motifs whose best word's p-value (the value) is not below the
+    threshold, so they cannot have a hit; ``executor``: ``"local"`` or ``"ray"`` and ``reason`` why;
+    ``warnings``: problems with the inputs that did not stop the scan (e.g. an empty FASTA record).
+    """
 
     out_dir: Path
     shards: int
@@ -93,6 +113,11 @@ class ScanSummary:
     background: list[float] = field(default_factory=list)
     inexact_motifs: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    undecided: dict[str, int] = field(default_factory=dict)
+    unreachable: dict[str, float] = field(default_factory=dict)
+    executor: str = "local"
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 # ---- one shard: a pure function used by the Ray worker and the in-process loop ------------------
@@ -108,9 +133,12 @@ def run_shard(
     kernel: str = "numba",
     device: str = "cpu",
 ) -> dict:
-    """Scan one shard, write its Parquet parts and its done-marker; return its summary."""
+    """Scan one shard, write its Parquet parts and its done-marker; return its summary (``seconds``:
+    wall time; ``cpu_seconds``: this thread's CPU time, which a busy machine does not inflate)."""
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     codes, lower = genome.read_codes(shard.chrom, shard.start, shard.read_end, lower=config.skip_masked)
+    undecided: dict[str, int] = {}
     table = scan_chunk(
         codes,
         lower,
@@ -123,33 +151,44 @@ def run_shard(
         max_strand=config.max_strand,
         kernel=kernel,
         device=device,
+        undecided=undecided,
     )
     hits: dict[str, int] = {}
     if table.num_rows:
         # scan_chunk groups rows by TF: one slice (zero-copy) and one Parquet part per TF.
         tf_index = table.column("tf").dictionary_encode().combine_chunks()
-        tf_codes = tf_index.indices.to_numpy()
+        idx = tf_index.indices  # read from its buffer: to_numpy() would import pandas (~0.3 s)
+        tf_codes = np.frombuffer(idx.buffers()[1], dtype=np.int32)[idx.offset : idx.offset + len(idx)]
         cuts = np.concatenate([[0], np.flatnonzero(np.diff(tf_codes)) + 1, [tf_codes.size]])
         for lo, hi in itertools.pairwise(cuts):
             tf = tf_index.dictionary[int(tf_codes[lo])].as_py()
             path = partition_dir(out_dir, [("tf", tf), ("chrom", shard.chrom)]) / f"part-{shard.key}.parquet"
-            write_parquet_atomic(table.slice(int(lo), int(hi - lo)), path)
+            # snappy: half zstd's time per small part (~0.6 vs ~1.1 ms; a 4 Mb shard writes one per TF)
+            write_parquet_atomic(table.slice(int(lo), int(hi - lo)), path, compression="snappy")
             hits[tf] = int(hi - lo)
     summary = {
         "key": shard.key,
         "hits": hits,
         "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.thread_time() - c0,
         "bases": shard.end - shard.start,
         "pvalues": _pvalue_info(prepared),
+        "undecided": undecided,
     }
     write_text_atomic(json.dumps(summary), out_dir / SHARD_DIR / f"{shard.key}.json")
     return summary
 
 
 def _pvalue_info(prepared: list[PreparedMotif]) -> dict[str, list]:
-    """Per motif: [whether every p-value is exact, worst relative width of the p-value bounds]."""
+    """Per motif: [every p-value exact, worst relative width of the p-value bounds, every hit call proven
+    without an undecided bracket, p-value of the best word (the smallest of both strands)]."""
     return {
-        p.motif_id: [all(t.exact for t in p.tables.values()), max(t.max_rel_error for t in p.tables.values())]
+        p.motif_id: [
+            all(t.exact for t in p.tables.values()),
+            max(t.max_rel_error for t in p.tables.values()),
+            all(getattr(t, "calls_exact", True) for t in p.tables.values()),
+            min(getattr(t, "best_pvalue", 0.0) for t in p.tables.values()),
+        ]
         for p in prepared
     }
 
@@ -270,6 +309,7 @@ class ScanNodeWorker:
                     c.pvalue_mode,
                     c.pseudocount,
                     threads=self.threads,
+                    cache_dir=resolve_cache_dir(c.table_cache),
                 )
                 self._tables = (background, prepared, build_lookup_plan(prepared))
             return self._tables
@@ -303,7 +343,8 @@ def _fingerprint(genome_path: Path, motifs: list[Motif], config: ScanConfig, chr
         h.update(m.motif_id.encode() + b"\0" + m.name.encode() + b"\0" + str(m.nsites).encode())
         h.update(np.round(m.probs, 10).tobytes())
     cfg = asdict(config)
-    cfg.pop("kernel")  # the kernel does not change the output
+    cfg.pop("kernel")  # neither the kernel nor the table cache changes the output
+    cfg.pop("table_cache")
     return {
         "genome": str(genome_path.resolve()),
         "genome_size": st.st_size,
@@ -312,6 +353,24 @@ def _fingerprint(genome_path: Path, motifs: list[Motif], config: ScanConfig, chr
         "config": cfg,
         "chroms": chroms,
     }
+
+
+def fasta_warnings(genome: Genome, chroms: list[str]) -> list[str]:
+    """Problems of a FASTA that do not stop a scan: empty records (a bare header), and a plain file
+    that does not end with a newline (cut mid-line: its last record may be incomplete)."""
+    out = [
+        f"{genome.path}: record '{c}' is empty (0 bp; a header with no sequence)"
+        for c in chroms
+        if genome.lengths.get(c, 0) == 0
+    ]
+    if genome._fd is not None and genome.chroms:
+        size = os.fstat(genome._fd).st_size
+        if size and os.pread(genome._fd, 1, size - 1) != b"\n":
+            out.append(
+                f"{genome.path}: the file ends mid-line, so its last record '{genome.chroms[-1]}' may be cut short "
+                "(a truncated file?); it was scanned as it is"
+            )
+    return out
 
 
 def _count_bases(genome: Genome, shard: Shard) -> list[int]:
@@ -338,7 +397,7 @@ def scan_genome(
     out_dir: str | Path,
     config: ScanConfig = ScanConfig(),
     *,
-    executor: str = "ray",
+    executor: str = "auto",
     address: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
@@ -355,11 +414,14 @@ def scan_genome(
         Run directory; the dataset goes to ``out_dir/instances``.
     config : ScanConfig
         Scan settings.
-    executor : {"ray", "local"}
-        ``"ray"`` (default) runs shards on Ray actors (connecting to ``address`` or starting local Ray
-        in-process); ``"local"`` runs them in this process on one thread per core (same output).
+    executor : {"auto", "local", "ray"}
+        ``"auto"`` (default) applies :func:`scanner.scan.executor.choose_executor`: Ray when there is an
+        address, ``RAY_ADDRESS``, a Ray in this process or a running local cluster, else threads of this
+        process unless the work is large enough that starting a local Ray costs under 10% of it.
+        ``"local"`` forces threads of this process, ``"ray"`` forces Ray actors (connecting to
+        ``address`` or a running cluster, or starting local Ray in-process). Same output either way.
     address : str, optional
-        Ray address (``ray://host:10001``, ``auto``); None starts Ray in-process.
+        Ray address (``ray://host:10001``, ``auto``).
     overwrite : bool
         Replace an existing ``instances`` dataset written with other settings. Default False.
     progress : callable, optional
@@ -376,6 +438,9 @@ def scan_genome(
         settings (without ``overwrite``).
     """
     t0 = time.perf_counter()
+    if executor != "ray":  # load the compiled scan kernels while the inputs are read and tables built
+        loader = threading.Thread(target=_load_kernels, daemon=True)
+        loader.start()
     genome_path = Path(genome_path)
     genome = open_genome(genome_path)
     motifs = (
@@ -403,34 +468,105 @@ def scan_genome(
     overlap = max(m.length for m in motifs) - 1
     shards = plan_shards(lengths, config.shard_size, overlap)
 
-    out = Path(out_dir) / "instances"
-    meta_path = out / SCAN_META
+    from scanner.store import RunDir
+
+    dataset = RunDir(out_dir).dataset("instances")
+    dataset.check_writable()
     fp = _fingerprint(genome_path, motifs, config, chroms)
-    cached_bg = None
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old.get("fingerprint") != fp:
-            if not overwrite:
-                raise InputError(
-                    f"{out} holds a scan with other settings (genome, motifs, chromosomes or options differ); "
-                    "use another --out or pass --overwrite",
-                    source=meta_path,
-                )
-            shutil.rmtree(out)
-        else:
-            cached_bg = old.get("background")
-    elif out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(f"{out} exists and is not a scanner scan; use another --out or --overwrite", source=out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with dataset.run.lock(dataset.root.name):
+        dataset.run.recover()
+        published = dataset.record()
+        same = published is not None and published.get("fingerprint") == fp
+        if published is not None and not same and not overwrite:
+            raise InputError(
+                f"{dataset.root} holds a scan with other settings (genome, motifs, chromosomes or options "
+                "differ); use another --out or pass --overwrite",
+                source=dataset.record_path,
+            )
+        if published is None and dataset.root.exists() and any(dataset.root.iterdir()) and not overwrite:
+            raise InputError(
+                f"{dataset.root} exists and is not a scanner scan; use another --out or --overwrite",
+                source=dataset.root,
+            )
+        # shards of other settings live in another staging area: never mixed
+        staging = dataset.staging(hash_json(fp))
+        meta_path = staging.root / SCAN_META
+        if same and published.get("complete"):
+            _adopt(dataset.root, staging.root)  # a finished scan with these settings: every shard is reused
+        cached_bg = published.get("background") if same else None
+        if meta_path.is_file():
+            cached_bg = json.loads(meta_path.read_text()).get("background") or cached_bg
+        return _scan_into(
+            staging,
+            meta_path,
+            fp,
+            genome,
+            genome_path,
+            motifs,
+            config,
+            chroms,
+            lengths,
+            shards,
+            cached_bg,
+            executor,
+            address,
+            progress,
+            t0,
+        )
+
+
+def _adopt(published: Path, staging: Path) -> None:
+    """Hard-link a finished scan's files (parts and shard markers) into a staging area of the same settings."""
+    for f in published.rglob("*"):
+        if f.is_file() and f.name != "_published.json":
+            dst = staging / f.relative_to(published)
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(f, dst)
+                except OSError:
+                    shutil.copy2(f, dst)
+
+
+def _scan_into(
+    staging: Staging,
+    meta_path: Path,
+    fp: dict,
+    genome: Genome,
+    genome_path: Path,
+    motifs: list[Motif],
+    config: ScanConfig,
+    chroms: list[str],
+    lengths: dict[str, int],
+    shards: list[Shard],
+    cached_bg: dict | None,
+    executor: str,
+    address: str | None,
+    progress: Callable[[int, int, int], None] | None,
+    t0: float,
+) -> ScanSummary:
+    """Scan the shards not yet in the staging area, write the record, publish (see :func:`scan_genome`)."""
+    out = staging.root
+    warnings = fasta_warnings(genome, chroms)
+    if executor not in ("auto", "ray", "local"):
+        raise InputError(f"executor must be 'auto', 'ray' or 'local', got {executor!r}", field="executor")
+    choice = choose_executor(
+        None if executor == "auto" else executor,
+        address,
+        sum(lengths.values()),
+        len(motifs),
+        _cores(),
+    )
+    cache_dir = resolve_cache_dir(config.table_cache)
 
     def tables() -> tuple[Background, list[PreparedMotif], LookupPlan, float]:
         t = time.perf_counter()
         background = _resolve_background(
             config, genome_path, cached_bg, lambda: [_count_bases(genome, s) for s in shards]
         )
-        prepared = prepare_motifs(motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount)
+        prepared = prepare_motifs(
+            motifs, background, config.pvalue, config.pvalue_mode, config.pseudocount, cache_dir=cache_dir
+        )
         return background, prepared, build_lookup_plan(prepared), time.perf_counter() - t
 
     def _run(tables_future: Future, backend: _LocalBackend | _RayBackend) -> ScanSummary:
@@ -448,6 +584,7 @@ def scan_genome(
             "background": {"freqs": background.to_list(), "source": background.source},
             "shards_total": len(shards),
             "complete": False,
+            "warnings": warnings,
         }
         write_text_atomic(json.dumps(meta, indent=2), meta_path)
         done_keys = {p.stem for p in (out / SHARD_DIR).glob("*.json")} if (out / SHARD_DIR).exists() else set()
@@ -473,39 +610,50 @@ def scan_genome(
             timings["merged_parts"] = backend.compact(merge)
         timings["merge_s"] = time.perf_counter() - t
         hits: dict[str, int] = {}
-        pinfo: dict[str, list] = {}
+        undecided: dict[str, int] = {}
         for f in (out / SHARD_DIR).glob("*.json"):
             done_shard = json.loads(f.read_text())
-            pinfo = pinfo or done_shard.get("pvalues", {})
             for tf, n in done_shard["hits"].items():
                 hits[tf] = hits.get(tf, 0) + n
+            for mid, n in done_shard.get("undecided", {}).items():
+                undecided[mid] = undecided.get(mid, 0) + n
+        pinfo = _pvalue_info(prepared)
         meta["complete"] = True
         meta["hits"] = dict(sorted(hits.items()))
+        meta["total_hits"] = sum(hits.values())  # 0 is a valid, complete, empty result
         meta["exact_pvalues"] = {k: bool(v[0]) for k, v in pinfo.items()}
         meta["max_rel_pvalue_error"] = {k: float(v[1]) for k, v in pinfo.items()}
+        meta["exact_hit_calls"] = {k: bool(v[2]) and not undecided.get(k) for k, v in pinfo.items()}
+        meta["undecided_windows"] = {k: int(undecided.get(k, 0)) for k in pinfo}
+        meta["unreachable"] = {k: float(v[3]) for k, v in pinfo.items() if v[3] >= config.pvalue}
+        meta["executor"] = {"executor": choice.executor, "reason": choice.reason}
         write_text_atomic(json.dumps(meta, indent=2), meta_path)
+        final = staging.publish()
         return ScanSummary(
-            out_dir=out,
+            out_dir=final,
             shards=len(shards),
             reused=reused,
             hits=meta["hits"],
             seconds=time.perf_counter() - t0,
             background=background.to_list(),
-            inexact_motifs=[k for k, v in meta["exact_pvalues"].items() if not v],
+            inexact_motifs=[k for k, v in meta["exact_pvalues"].items() if not v and k not in meta["unreachable"]],
             timings=timings,
+            undecided={k: n for k, n in meta["undecided_windows"].items() if n},
+            unreachable=meta["unreachable"],
+            executor=choice.executor,
+            reason=choice.reason,
+            warnings=warnings,
         )
 
-    if executor not in ("ray", "local"):
-        raise InputError(f"executor must be 'ray' or 'local', got {executor!r}", field="executor")
     # The background and the motif tables are built in a thread: for Ray, while Ray starts.
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(tables)
         try:
-            if executor == "local":
+            if choice.executor == "local":
                 return _run(future, _LocalBackend(genome, out, config))
             from scanner.runtime import ray_session
 
-            with ray_session(address, uses_data=False):
+            with ray_session(choice.address, uses_data=False):
                 return _run(future, _RayBackend(genome_path, motifs, out, config))
         finally:
             future.cancel()
@@ -539,6 +687,15 @@ class _LocalBackend:
         """Merge the partitions' parts (:func:`compact_partition`) on one thread per core."""
         with ThreadPoolExecutor(max_workers=max(1, min(len(directories), _cores()))) as pool:
             return sum(pool.map(compact_partition, directories))
+
+
+def _load_kernels() -> None:
+    from scanner.scan._kernels import warm_up
+
+    try:
+        warm_up()
+    except Exception:  # the first shard loads (or compiles) them instead
+        pass
 
 
 def _cores() -> int:

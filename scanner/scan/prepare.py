@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from scanner.motifs import Background, Motif, log_odds
 from scanner.motifs.model import DEFAULT_PSEUDOCOUNT
 from scanner.scan._kernels import METHOD_BUCKET, METHOD_SWEEP, K
 from scanner.scan.pvalues import PValueTable
+from scanner.scan.table_cache import cached_build
 
 _COMP = np.array([3, 2, 1, 0])
 
@@ -48,6 +50,7 @@ def prepare_motifs(
     mode: str = "exact",
     pseudocount: float = DEFAULT_PSEUDOCOUNT,
     threads: int | None = None,
+    cache_dir: Path | None = None,
 ) -> list[PreparedMotif]:
     """Build log-odds and p-value tables for each motif.
 
@@ -64,6 +67,8 @@ def prepare_motifs(
         FIMO's motif pseudocount. Default 0.1.
     threads : int, optional
         Threads building tables (the numba kernels release the GIL). Default: one per CPU.
+    cache_dir : Path, optional
+        Directory of cached p-value tables (:mod:`scanner.scan.table_cache`); default None: no cache.
 
     Returns
     -------
@@ -74,8 +79,8 @@ def prepare_motifs(
 
     def one(m: Motif) -> PreparedMotif:
         w = log_odds(m, background, pseudocount)
-        plus = PValueTable.build(w, bg, pvalue, mode)
-        minus = plus if background.is_symmetric else PValueTable.build(w, bg_comp, pvalue, mode)
+        plus = cached_build(cache_dir, w, bg, pvalue, mode)
+        minus = plus if background.is_symmetric else cached_build(cache_dir, w, bg_comp, pvalue, mode)
         return PreparedMotif(m.motif_id, m.name, w, {"+": plus, "-": minus})
 
     workers = min(len(motifs), threads or os.cpu_count() or 1)
@@ -121,19 +126,19 @@ def _float32_margin(w: np.ndarray) -> float:
     return 1e-4 + 1e-6 * float(np.abs(w).max(axis=1).sum())
 
 
-_DIGITS = np.stack([(np.arange(256) >> (2 * (3 - k))) & 3 for k in range(4)], axis=1)  # (256, 4)
-
-
-#: A matrix is swept when more than this fraction of windows would pass its K-mer filter.
+#: A matrix is swept when at least this fraction of windows would pass its K-mer filter.
 SWEEP_ABOVE = 0.3
 #: With at most this many bucket matrices, every matrix is swept instead: sorting the positions costs
 #: about as much as sweeping this many bitsets (measured on a 4 Mb shard).
 SWEEP_ALL_UP_TO = 6
 
 
-def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, np.ndarray, float]:
-    """Best K-column window of ``gw``; per K-mer there, its score plus the best the other columns can
-    add; the K-mers that can still reach ``cut``; the background probability of passing."""
+def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.ndarray, float, np.ndarray]:
+    """Best K-column window of ``gw`` (its offset); per K-mer there, its score plus the best the other
+    columns can add: the K-mers that can still reach ``cut``, the background probability of passing,
+    and the bitset of those passing ``cut`` lowered by the float32 margin (for sweeps)."""
+    from scanner.scan._kernels import kmer_pass
+
     length = gw.shape[0]
     pad = np.zeros((max(length, K), 4))
     pad[:length] = gw
@@ -143,24 +148,11 @@ def _kmer_bound(gw: np.ndarray, bg: np.ndarray, cut: float) -> tuple[int, np.nda
     else:
         sums = np.convolve(gain, np.ones(K), mode="valid")
         off = int(np.argmax(sums))
-    cols = pad[off : off + K]
-    # Score of every K-mer (first base most significant), built from 4-column blocks.
-    score = np.zeros(1)
-    prob = np.ones(1)
-    for b0 in range(0, K, 4):
-        width = min(4, K - b0)
-        digits = _DIGITS[: 4**width, 4 - width :]
-        block = np.zeros(4**width)
-        pblock = np.ones(4**width)
-        for k in range(width):
-            block += cols[b0 + k][digits[:, k]]
-            pblock *= bg[digits[:, k]]
-        score = (score[:, None] + block[None, :]).ravel()
-        prob = (prob[:, None] * pblock[None, :]).ravel()
-    outside = pad.max(axis=1).sum() - cols.max(axis=1).sum()
-    bound = score + outside
-    keep = np.flatnonzero(bound >= cut - 1e-6).astype(np.int32)
-    return off, bound, keep, float(prob[keep].sum())
+    cols = np.ascontiguousarray(pad[off : off + K])
+    outside = float(pad.max(axis=1).sum() - cols.max(axis=1).sum())
+    cut32 = np.float32(cut - _float32_margin(gw))
+    keep, prob, bits = kmer_pass(cols, np.ascontiguousarray(bg, dtype=np.float64), outside, float(cut), cut32)
+    return off, keep, float(prob), bits
 
 
 def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
@@ -175,15 +167,15 @@ def build_lookup_plan(prepared: list[PreparedMotif]) -> LookupPlan:
             gw = np.ascontiguousarray(pm.w if strand == "+" else pm.w[::-1, _COMP])
             bg_genome = table.bg if strand == "+" else table.bg[_COMP]
             bounds.append((gw, table, *_kmer_bound(gw, bg_genome, table.cut)))
-    sweep_all = sum(b[-1] <= SWEEP_ABOVE for b in bounds) <= SWEEP_ALL_UP_TO
+    sweep_all = sum(b[4] < SWEEP_ABOVE for b in bounds) <= SWEEP_ALL_UP_TO
     row = 0
     kstart.append(0)
-    for m, (gw, table, off, bound, keep, prob) in enumerate(bounds):
+    for m, (gw, table, off, keep, prob, bits) in enumerate(bounds):
         cut32 = np.float32(table.cut - _float32_margin(gw))
-        if sweep_all or prob > SWEEP_ABOVE:
+        if sweep_all or prob >= SWEEP_ABOVE:
             methods.append(METHOD_SWEEP)
             sweep_index.append(len(sweep_bits))
-            sweep_bits.append(np.packbits(bound.astype(np.float32) >= cut32, bitorder="little"))
+            sweep_bits.append(bits)
             keep = keep[:0]
         else:
             methods.append(METHOD_BUCKET)

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scanner.data_loading import RowFilter, windows_to_codes
 from scanner.errors import InputError
 from scanner.genome import reverse_complement_codes
+from scanner.io import open_parquet
 
 BASELINES = ("score", "kmer", "site")
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -56,7 +56,7 @@ def read_rows(files: Sequence[Path], *, row_filter: RowFilter | None = None) -> 
     parts = []
     for f in files:
         try:
-            t = pq.read_table(f, columns=cols + extra)
+            t = open_parquet(f).read(columns=cols + extra)
         except (pa.ArrowInvalid, KeyError) as exc:
             raise InputError(f"cannot read the baseline columns {cols}: {exc}", source=f) from exc
         if row_filter is not None:
@@ -153,7 +153,7 @@ class _Regression:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        from scanner.evaluate import bce_with_logits, roc_auc
+        from scanner.metrics import bce_with_logits, roc_auc
 
         self.scaler = StandardScaler().fit(x_train)
         xt, xv = self.scaler.transform(x_train), self.scaler.transform(x_val)

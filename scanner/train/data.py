@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scanner.data_loading import RowFilter, count_rows, label_values, partition_files, window_width
 from scanner.datasets import ALL_ROWS
 from scanner.errors import InputError
+from scanner.io import open_parquet
 from scanner.motifs import Background, Motif
 from scanner.train.config import TrainConfig
 
@@ -90,7 +89,7 @@ def _filtered_count(files: Sequence[Path], row_filter: RowFilter | None) -> int:
         return count_rows(files)
     n = 0
     for f in files:
-        t = pq.read_table(f, columns=list(row_filter.columns()))
+        t = open_parquet(f).read(columns=list(row_filter.columns()))
         n += int(np.count_nonzero(row_filter.mask(t)))
     return n
 
@@ -98,7 +97,7 @@ def _filtered_count(files: Sequence[Path], row_filter: RowFilter | None) -> int:
 def _label_counts(files: Sequence[Path]) -> tuple[int, int]:
     pos = total = 0
     for f in files:
-        y = pq.read_table(f, columns=["label"]).column(0).to_numpy()
+        y = open_parquet(f).read(columns=["label"]).column(0).to_numpy()
         pos += int(np.count_nonzero(y == 1))
         total += len(y)
     return total - pos, pos
@@ -107,7 +106,7 @@ def _label_counts(files: Sequence[Path]) -> tuple[int, int]:
 def _longest_site(files: Sequence[Path]) -> int:
     longest = 0
     for f in files:
-        t = pq.read_table(f, columns=["start", "end"])
+        t = open_parquet(f).read(columns=["start", "end"])
         if t.num_rows:
             longest = max(longest, int(pa.compute.max(pa.compute.subtract(t["end"], t["start"])).as_py()))
     return longest
@@ -180,18 +179,15 @@ def run_motifs(data_root: str | Path) -> tuple[list[Motif], Background] | None:
     (motifs, background) or None
     """
     from scanner.scan import load_scan_meta
+    from scanner.store import RunDir
 
     root = Path(data_root)
+    ds = RunDir.of("datasets", root)
     candidates = []
-    record = root / "_datasets.json"
-    if record.is_file():
-        try:
-            inst = json.loads(record.read_text()).get("instances")
-        except json.JSONDecodeError:
-            inst = None
-        if inst:
-            candidates.append(Path(inst))
-    candidates.append(root.parent / "instances")
+    inst = (ds.record() or {}).get("instances")
+    if inst:
+        candidates.append(Path(inst))
+    candidates.append(ds.run.dataset("instances").root)
     for inst in candidates:
         if (inst / "_scan.json").is_file():
             meta = load_scan_meta(inst)

@@ -83,7 +83,7 @@ def _select(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    from scanner.evaluate import roc_auc
+    from scanner.metrics import roc_auc
 
     best: tuple[float, float, float] | None = None
     how = "val" if val is not None else "cv"

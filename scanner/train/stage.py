@@ -1,14 +1,12 @@
-"""The ``scanner train`` stage: one model per (TF, regime), each a seed ensemble, evaluated beside its baselines.
+"""One (TF, regime) model: a seed ensemble, evaluated beside its baselines, saved as a checkpoint.
 
 :func:`train_model` is the pure stage for one model: DATASETS partitions in, a checkpoint directory out
-(``OUT/models/tf=<tf>/regime=<regime>/{model.pt, model.json, roc.png, pr.png}``). It plans the rows
+(``tf=<tf>/regime=<regime>/{model.pt, model.json, roc.png, pr.png}``). It plans the rows
 (:mod:`scanner.train.data`), builds each ensemble member (detectors initialised from the run's motifs,
-:mod:`scanner.models.motif_init`), trains it (:func:`scanner.train.loop.fit_network`), averages the
-members, fits the baselines on the same training rows (:mod:`scanner.train.baselines`) and evaluates
-the model beside them on the validation and test splits. :func:`train_models` runs one
-:func:`train_model` per (TF, regime) as a Ray task (``num_gpus`` = ``gpus_per_model`` when the cluster
-has GPUs, else ``cpus_per_model`` CPUs) or in this process, and merges the evaluation rows into
-``OUT/metrics.parquet``.
+:mod:`scanner.models.motif_init`; a fitted start, :mod:`scanner.train.prefit`), trains it
+(:func:`scanner.train.loop.fit_networks`), averages the members, fits the baselines on the same
+training rows (:mod:`scanner.train.baselines`) and evaluates the model beside them on the validation
+and test splits. :mod:`scanner.train.run` runs many of them.
 """
 
 from __future__ import annotations
@@ -16,10 +14,10 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +26,6 @@ from scanner.errors import InputError
 from scanner.io import partition_dir
 from scanner.train.config import TrainConfig, batch_size_for, ensemble_size
 from scanner.train.data import ALL_ROWS, TrainingData, plan_training_data, run_motifs
-
-if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
 
 
 @dataclass(frozen=True)
@@ -510,219 +505,10 @@ def resolve_jobs(
     return jobs
 
 
-def _groups(jobs: list[tuple[str, str]], multitask: bool) -> list[tuple[list[str], str]]:
-    """Training units: one (TF, regime) each, or with ``multitask`` every TF of a regime together."""
-    if not multitask:
-        return [([tf], regime) for tf, regime in jobs]
-    by_regime: dict[str, list[str]] = {}
-    for tf, regime in jobs:
-        by_regime.setdefault(regime, []).append(tf)
-    return [(tfs, regime) for regime, tfs in by_regime.items()]
-
-
-def _train_group(
-    data_root: str,
-    tfs: list[str],
-    regime: str,
-    out_dirs: list[str],
-    config: TrainConfig,
-    evaluate: bool,
-    *,
-    device: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> list[TrainResult]:
-    """One training unit: a single model, or the multi-task models of one regime."""
-    if len(tfs) == 1:
-        return [train_model(data_root, tfs[0], regime, out_dirs[0], config, device=device, evaluate=evaluate, log=log)]
-    from scanner.train.multitask import train_multitask
-
-    return train_multitask(data_root, tfs, regime, out_dirs, config, device=device, evaluate=evaluate, log=log)
-
-
-def _train_job(
-    data_root: str,
-    tfs: list[str],
-    regime: str,
-    out_dirs: list[str],
-    config: TrainConfig,
-    evaluate: bool,
-    threads: float,
-    lines: Any = None,
-) -> list[TrainResult]:
-    """Body of one Ray training task: set threads, pick the device, train one unit; log lines go to
-    the ``lines`` queue (a ``ray.util.queue.Queue``) when given."""
-    from scanner.runtime import set_torch_threads, torch_device
-
-    set_torch_threads(threads)
-    log = None if lines is None else lines.put_nowait
-    return _train_group(data_root, tfs, regime, out_dirs, config, evaluate, device=torch_device(), log=log)
-
-
-def train_models(
-    data_root: str | Path,
-    out_root: str | Path,
-    config: TrainConfig = TrainConfig(),
-    *,
-    tfs: Sequence[str] | None = None,
-    regimes: Sequence[str] | None = None,
-    use_ray: bool = True,
-    address: str | None = None,
-    evaluate: bool = True,
-    metrics_path: str | Path | None = None,
-    log: Callable[[str], None] | None = None,
-    progress: ProgressSink | None = None,
-) -> list[TrainResult]:
-    """Train one model per (TF, regime), in parallel Ray tasks or sequentially in-process.
-
-    Parameters
-    ----------
-    data_root : path
-        ``OUT/datasets``.
-    out_root : path
-        ``OUT/models``; each model goes to ``out_root/tf=<tf>/regime=<regime>/``.
-    config : TrainConfig, optional
-    tfs, regimes : sequence of str, optional
-        Default: every TF / regime present in ``data_root``.
-    use_ray : bool, optional
-        Run each model as a Ray task (connecting to ``address`` or starting local Ray if Ray is not
-        initialised). Default True. False runs in this process (same results for the same seed).
-    address : str, optional
-        Ray address; see :func:`scanner.runtime.ray_session`.
-    evaluate : bool, optional
-        Evaluate each model on val/test and merge the rows into ``metrics_path``. Default True.
-    metrics_path : path, optional
-        Default ``out_root/../metrics.parquet`` (``OUT/metrics.parquet`` for ``--out OUT/models``).
-    log : callable, optional
-        Receives progress lines (and, without ``progress``, the in-process networks' epoch lines).
-    progress : ProgressSink, optional
-        Counts models trained; every network's epoch lines become its detail as they come (relayed
-        from the Ray tasks through a queue).
-
-    Returns
-    -------
-    list of TrainResult
-        In (regime, TF) order of the jobs.
-
-    Raises
-    ------
-    InputError
-        Bad settings or missing/ill-formed data (raised before any training starts where it can be
-        detected from the directory layout).
-    """
-    from scanner.evaluate import write_metrics
-
-    config.validate()
-    jobs = resolve_jobs(data_root, tfs, regimes, need_test=evaluate)
-    data_root, out_root = Path(data_root), Path(out_root)
-    say = log or (lambda _m: None)
-    groups = _groups(jobs, config.multitask)
-    args = [
-        (str(data_root), tfs_, regime, [str(checkpoint_dir(out_root, tf, regime)) for tf in tfs_], config, evaluate)
-        for tfs_, regime in groups
-    ]
-    if progress is not None:
-        progress.add_total(len(jobs))
-    if use_ray:
-        results = _run_on_ray(args, config, address, say, progress)
-    else:
-        results = []
-        for a in args:
-            say(f"training {'+'.join(a[1])}/{a[2]} in-process")
-            results += _train_group(*a, log=log if progress is None else progress.set_detail)
-            if progress is not None:
-                progress.advance(len(a[1]))
-    order = {job: i for i, job in enumerate(jobs)}
-    results.sort(key=lambda r: order[(r.tf, r.regime)])
-    if evaluate:
-        rows = [r for res in results for r in res.metrics]
-        write_metrics(rows, Path(metrics_path) if metrics_path else out_root.parent / "metrics.parquet")
-    return results
-
-
-def _run_on_ray(
-    args: list[tuple],
-    config: TrainConfig,
-    address: str | None,
-    say: Callable[[str], None],
-    progress: ProgressSink | None = None,
-) -> list:
-    import ray
-
-    from scanner.runtime import cluster_resources, describe_resources, ray_session
-
-    ctx = nullcontext() if ray.is_initialized() else ray_session(address)
-    with ctx:
-        res = cluster_resources()
-        if config.cpus_per_model > res.cpus:
-            raise InputError(
-                f"each model asks for {config.cpus_per_model} CPUs but the cluster has {res.cpus:g}",
-                field="--cpus-per-model",
-            )
-        if res.use_gpu:
-            if config.gpus_per_model > res.gpus:
-                raise InputError(
-                    f"each model asks for {config.gpus_per_model} GPUs but the cluster has {res.gpus:g}",
-                    field="--gpus-per-model",
-                )
-            opts = {"num_gpus": config.gpus_per_model, "num_cpus": config.cpus_per_model}
-        else:
-            opts = {"num_gpus": 0, "num_cpus": config.cpus_per_model}
-        say(f"training {sum(len(a[1]) for a in args)} model(s) in {len(args)} Ray task(s), {describe_resources(opts)}")
-        lines = _LineRelay() if progress is not None else None  # the tasks' epoch lines, as they come
-        task = ray.remote(max_retries=1, retry_exceptions=False, **opts)(_train_job)
-        refs = {task.remote(*a, config.cpus_per_model, lines and lines.queue): a for a in args}
-        done: dict[Any, list[TrainResult]] = {}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=None if lines is None else 0.5)
-            if lines is not None:
-                lines.drain(progress.set_detail)
-            if not ready:
-                continue
-            try:
-                result = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:
-                for r in pending:
-                    ray.cancel(r)
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, InputError):
-                    raise cause from None
-                raise
-            done[ready[0]] = result
-            for r in result:
-                kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
-                say(f"trained {r.tf}/{r.regime}: {len(r.members)} network(s), kept epoch/run {kept}")
-            if progress is not None:
-                progress.advance(len(result))
-        if lines is not None:
-            lines.drain(progress.set_detail)
-        return [r for ref in refs for r in done[ref]]
-
-
-class _LineRelay:
-    """A Ray queue the training tasks put their log lines in, drained on the driver."""
-
-    def __init__(self) -> None:
-        from ray.util.queue import Queue
-
-        self.queue = Queue(actor_options={"num_cpus": 0})
-
-    def drain(self, log: Callable[[str], None]) -> None:
-        from ray.util.queue import Empty
-
-        while True:
-            try:
-                line = self.queue.get_nowait()
-            except Empty:
-                return
-            log(line)
-
-
 __all__ = [
     "TrainResult",
     "checkpoint_dir",
     "model_spec",
     "resolve_jobs",
     "train_model",
-    "train_models",
 ]

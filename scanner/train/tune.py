@@ -22,6 +22,7 @@ from typing import Any
 
 from scanner.errors import InputError
 from scanner.train.config import TrainConfig
+from scanner.train.run import models_output
 from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train_model
 
 
@@ -295,20 +296,18 @@ def tune_models(
     out_root = Path(out_root)
     storage = Path(storage) if storage else out_root.parent / "tune"
     results = []
-    with nullcontext() if ray.is_initialized() else ray_session(address):
-        for tf, regime in jobs:
-            results.append(
-                tune_model(
-                    data_root,
-                    tf,
-                    regime,
-                    checkpoint_dir(out_root, tf, regime),
-                    base,
-                    settings,
-                    storage=storage,
-                    log=log,
+    settings_doc = {"base": asdict(base), "search": asdict(settings), "storage": str(storage)}
+    with models_output(out_root, Path(data_root), settings_doc, jobs) as (staging, _done):
+        with nullcontext() if ray.is_initialized() else ray_session(address):
+            for tf, regime in jobs:
+                results.append(
+                    tune_model(
+                        data_root, tf, regime, staging.path(tf, regime), base, settings, storage=storage, log=log
+                    )
                 )
-            )
+    results = [
+        replace(r, final=replace(r.final, checkpoint=str(checkpoint_dir(out_root, r.tf, r.regime)))) for r in results
+    ]
     rows = [m for r in results for m in r.final.metrics]
     write_metrics(rows, Path(metrics_path) if metrics_path else out_root.parent / "metrics.parquet")
     return results

@@ -11,7 +11,6 @@ from scanner.apply import ModelRef, sigmoid
 from scanner.errors import InputError
 
 SCORES_DIR = "scores"
-RECORD = "_variants.json"
 
 
 @dataclass(frozen=True)

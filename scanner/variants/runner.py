@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -22,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from scanner.errors import InputError
 from scanner.genome import open_genome
 from scanner.io import write_parquet_atomic
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
-from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem
+from scanner.variants.items import VariantConfig, VariantItem
 from scanner.variants.motif import MotifSet
 
 if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
+    from scanner.progress import ProgressFn
 
 
 class VariantScorer:
@@ -71,11 +71,11 @@ class VariantScorer:
 
     def score(self, item: VariantItem) -> pa.Table:
         """The rows of one item (not written)."""
-        from scanner.variants.score import score_vcf_item
+        from scanner.variants.vcf_kernel import score_vcf_item
 
         motifs = self.motifs.get(item.tf)
         if item.kind == "seq":
-            from scanner.variants.sequences import score_sequence_item
+            from scanner.variants.seq_kernel import score_sequence_item
 
             return score_sequence_item(item, self.load, motifs, self.config, self.device)
         if self.genome is None:
@@ -115,11 +115,11 @@ def run_items(
     use_ray: bool,
     address: str | None,
     say: Callable[[str], None],
-    progress: ProgressSink | None = None,
+    on_alleles: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Score and write every item (Ray Data actors, or in this process); return ``{out_file: rows}``.
 
-    ``progress`` counts alleles (VCF) or sequence pairs as their items are written.
+    ``on_alleles(n)`` is called with the alleles (VCF) or sequence pairs of each item written (progress).
 
     Raises
     ------
@@ -127,8 +127,7 @@ def run_items(
         The first input error an item met.
     """
     units = {it.out_file: it.variants.num_rows for it in items}
-    if progress is not None:
-        progress.add_total(sum(units.values()))
+    count = on_alleles or (lambda _n: None)
     if not use_ray:
         scorer = VariantScorer(genome_path, [prepared], asdict(config), threads=_local_threads())
         written = {}
@@ -136,8 +135,7 @@ def run_items(
             table = scorer.score(item)
             write_parquet_atomic(table, item.out_file)
             written[item.out_file] = table.num_rows
-            if progress is not None:
-                progress.advance(units[item.out_file])
+            count(units[item.out_file])
         return written
     import ray
     import ray.data
@@ -173,7 +171,13 @@ def run_items(
             compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
             **opts,
         )
-        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"), None, progress, units)
+
+        def counted(batches: Iterator[dict]) -> Iterator[dict]:
+            for batch in batches:
+                yield batch  # checked for errors first, then counted
+                count(sum(units[str(f)] for f in batch["out_file"]))
+
+        return relay_item_errors(counted(out.iter_batches(batch_size=None, batch_format="numpy")))
 
 
 def _local_threads() -> int:
@@ -183,12 +187,12 @@ def _local_threads() -> int:
 
 
 def check_out(out_root: Path, *inputs: Path) -> None:
-    """Refuse an output directory that overlaps an input."""
-    out = out_root.resolve()
-    for other in inputs:
-        o = other.resolve()
-        if out == o or o in out.parents or out in o.parents:
-            raise InputError(f"the output directory overlaps the input {o}", source=out_root)
+    """Refuse an output directory that overlaps an input, or that cannot be written."""
+    from scanner.store import RunDir
+
+    ds = RunDir.of("variants", out_root)
+    ds.run.check_no_overlap(out_root, {f"input {p}": p for p in inputs})
+    ds.check_writable()
 
 
 def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool = True) -> dict[str, list]:
@@ -221,33 +225,51 @@ def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool 
     return {tf: pms for tf, pms in out.items() if pms}
 
 
-def stage_and_swap(
-    out_root: Path, items: list[VariantItem], run: Callable[[list[VariantItem]], dict[str, int]]
-) -> dict[str, int]:
-    """Write the items' files under a staging directory, then replace ``out_root/scores`` with it.
+def staged_items(
+    out_root: Path,
+    items: list[VariantItem],
+    run: Callable[[list[VariantItem], Callable[[int], None]], dict[str, int]],
+    fingerprint: str,
+    say: Callable[[str], None],
+    progress: ProgressFn | None = None,
+) -> tuple[Any, dict[str, int]]:
+    """Write the items' files into the variants dataset's staging area (:mod:`scanner.store`).
 
-    Item ``out_file`` names must lie under ``out_root/scores``; a failure leaves the old scores as they were.
+    Item ``out_file`` names lie under ``out_root``; each is moved to the same place under the staging
+    area named by ``fingerprint``. Items a previous, interrupted attempt with the same settings wrote
+    are reused. The caller adds the comparison and the record, then publishes (a failure before that
+    leaves the published output as it was). ``run(items, on_alleles)`` runs the items left (see
+    :func:`run_items`); ``progress(done, total)`` counts alleles, those of reused items as done.
+
+    Returns
+    -------
+    (Staging, {staged out_file: rows})
     """
-    scores = out_root / SCORES_DIR
-    staging = out_root / f".staging-{uuid.uuid4().hex[:12]}"
+    from scanner.store import RunDir
+
+    staging = RunDir.of("variants", out_root).staging(fingerprint)
     moved = [
-        VariantItem(**{**asdict_shallow(it), "out_file": str(staging / Path(it.out_file).relative_to(scores))})
+        VariantItem(**{**asdict_shallow(it), "out_file": str(staging.root / Path(it.out_file).relative_to(out_root))})
         for it in items
     ]
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        written = run(moved)
-        missing = [it.out_file for it in moved if it.out_file not in written]
-        if missing:
-            raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
-        old = out_root / f".old-{uuid.uuid4().hex[:12]}"
-        if scores.exists():
-            scores.rename(old)
-        staging.rename(scores)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {str(scores / Path(f).relative_to(staging)): r for f, r in written.items()}
+    todo = [it for it in moved if not staging.done(it.out_file)]
+    if len(todo) < len(moved):
+        say(f"{len(moved) - len(todo)} item(s) done by an earlier attempt")
+    pending = {it.out_file for it in todo}
+    written = {it.out_file: pq.ParquetFile(it.out_file).metadata.num_rows for it in moved if it.out_file not in pending}
+    add = counter(
+        progress,
+        sum(it.variants.num_rows for it in moved),
+        sum(it.variants.num_rows for it in moved if it.out_file not in pending),
+    )
+    add(0)
+    if todo:
+        written |= run(todo, add)
+    missing = [it.out_file for it in moved if it.out_file not in written]
+    if missing:
+        raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")
+    staging.discard({Path(it.out_file) for it in moved})
+    return staging, written
 
 
 def asdict_shallow(item: VariantItem) -> dict[str, Any]:

@@ -19,7 +19,6 @@ windows when they are identical); otherwise they are null.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -27,22 +26,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
-from scanner.apply import ModelRef, discover_models, predict_codes
+from scanner.apply import ModelRef, discover_models
 from scanner.errors import InputError
-from scanner.genome import N_CODE, encode
-from scanner.io import partition_dir, write_text_atomic
-from scanner.schemas import VARIANT_SEQUENCES
-from scanner.variants.alleles import trim_alleles
-from scanner.variants.items import RECORD, SCORES_DIR, VariantConfig, VariantItem, VariantSummary, model_columns
-from scanner.variants.motif import MotifSet, best_site
-from scanner.variants.runner import check_out, prepared_by_tf, run_items, stage_and_swap
+from scanner.io import partition_dir
+from scanner.manifest import file_fingerprint, hash_json
+from scanner.store import RunDir, tree_signature
+from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem, VariantSummary
+from scanner.variants.runner import check_out, prepared_by_tf, run_items, staged_items
+from scanner.variants.seq_kernel import fit_to_window, score_sequence_item  # noqa: F401  (re-exported)
 from scanner.variants.vcf import open_lines
 
 if TYPE_CHECKING:
-    from scanner.progress import ProgressSink
+    from scanner.progress import ProgressFn
 
 _BASES = re.compile(r"[ACGTNacgtn]+")
 _ROWS = pa.schema(
@@ -124,75 +121,6 @@ def read_sequences(path: str | Path) -> pa.Table:
     return pa.table(cols, schema=_ROWS)
 
 
-def fit_to_window(codes: np.ndarray, width: int) -> np.ndarray:
-    """Crop or N-pad ``codes`` to ``width``, centred (the odd base at the right end)."""
-    n = len(codes)
-    if n >= width:
-        lo = (n - width) // 2
-        return codes[lo : lo + width]
-    out = np.full(width, N_CODE, dtype=np.uint8)
-    left = (width - n) // 2
-    out[left : left + n] = codes
-    return out
-
-
-def score_sequence_item(
-    item: VariantItem,
-    load: Callable[[ModelRef], Any],
-    motifs: MotifSet | None,
-    config: VariantConfig,
-    device: str = "cpu",
-) -> pa.Table:
-    """VARIANT_SEQUENCES rows of one item: for each model, the item's pairs in file order."""
-    t = item.variants
-    n, width = t.num_rows, item.seq_len
-    refs, alts = t.column("ref").to_pylist(), t.column("alt").to_pylist()
-    x = np.empty((2 * n, width), dtype=np.uint8)
-    starts, ends, kinds = [], [], []
-    site = {k: [] for k in ("motif_id", "site_pvalue_ref", "site_pvalue_alt", "hit_ref", "hit_alt")}
-    for i in range(n):
-        rc, ac = encode(refs[i]), encode(alts[i])
-        x[i], x[n + i] = fit_to_window(rc, width), fit_to_window(ac, width)
-        s, e, ins, kind = trim_alleles(0, refs[i], alts[i])
-        starts.append(s)
-        ends.append(e)
-        kinds.append(kind)
-        if motifs is not None:
-            lo_r, hi_r = (s, e) if kind != "none" else (-1, -1)
-            lo_a, hi_a = (s, s + len(ins)) if kind != "none" else (-1, -1)
-            mid, pr, hr = best_site(rc, lo_r, hi_r, motifs)
-            mid_a, pa_, ha = best_site(ac, lo_a, hi_a, motifs)
-            site["motif_id"].append(mid if mid is not None else mid_a)
-            site["site_pvalue_ref"].append(None if np.isnan(pr) else pr)
-            site["site_pvalue_alt"].append(None if np.isnan(pa_) else pa_)
-            site["hit_ref"].append(hr if mid is not None else None)
-            site["hit_alt"].append(ha if mid_a is not None else None)
-        else:
-            for k in site:
-                site[k].append(None)
-    common = {
-        "id": t.column("id"),
-        "line": t.column("line"),
-        "tf": pa.array([item.tf] * n, pa.string()),
-        "seq_len": pa.array(np.full(n, width, np.int32), pa.int32()),
-        "ref_length": pa.array([len(r) for r in refs], pa.int32()),
-        "alt_length": pa.array([len(a) for a in alts], pa.int32()),
-        "kind": pa.array(kinds, pa.string()),
-        "var_start": pa.array(starts, pa.int64()),
-        "var_end": pa.array(ends, pa.int64()),
-        "motif_id": pa.array(site["motif_id"], pa.string()),
-        "site_pvalue_ref": pa.array(site["site_pvalue_ref"], pa.float64()),
-        "site_pvalue_alt": pa.array(site["site_pvalue_alt"], pa.float64()),
-        "hit_ref": pa.array(site["hit_ref"], pa.bool_()),
-        "hit_alt": pa.array(site["hit_alt"], pa.bool_()),
-    }
-    parts = []
-    for ref in item.models:
-        z = predict_codes(load(ref), x, batch_size=config.batch_size, rc_average=config.rc_average, device=device)
-        parts.append(pa.table({**common, **model_columns(z[:n], z[n:], ref.regime)}, schema=VARIANT_SEQUENCES))
-    return pa.concat_tables(parts) if parts else VARIANT_SEQUENCES.empty_table()
-
-
 def score_sequences(
     sequences: str | Path,
     models_root: str | Path,
@@ -205,7 +133,7 @@ def score_sequences(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
-    progress: ProgressSink | None = None,
+    progress: ProgressFn | None = None,
 ) -> VariantSummary:
     """Score every ref/alt pair of a TSV under every model; write ``out_root/scores/tf=<tf>/`` and the
     regime comparison (keyed by ``id``).
@@ -266,14 +194,49 @@ def score_sequences(
                 items.append(VariantItem("seq", tf, "", width, wrefs, sub, None, str(out)))
                 k += 1
     say(f"{rows.num_rows} sequence pair(s), {len(models)} model(s), {len(items)} item(s)")
-    written = stage_and_swap(
-        out_root,
-        items,
-        lambda its: run_items(
-            its, None, prepared, config, use_ray=use_ray, address=address, say=say, progress=progress
-        ),
+    fingerprint = hash_json(
+        {
+            "sequences": file_fingerprint(sequences),
+            "scan": tree_signature(root) if prepared else None,
+            "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in models],
+            "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor", "batch_size")},
+        }
     )
-    lines = write_comparison(out_root, SCORES_DIR, config)
+    lock = RunDir.of("variants", out_root).run.lock(out_root.name)
+    with lock:
+        staging, written = staged_items(
+            out_root,
+            items,
+            lambda its, add: run_items(
+                its, None, prepared, config, use_ray=use_ray, address=address, say=say, on_alleles=add
+            ),
+            fingerprint,
+            say,
+            progress,
+        )
+        lines = write_comparison(staging.root, SCORES_DIR, config)
+        summary, record = _seq_summary(
+            out_root, sequences, root, prepared, models, model_tfs, config, rows, written, lines, warnings, t0
+        )
+        staging.write_record(record)
+        staging.publish()
+    return summary
+
+
+def _seq_summary(
+    out_root: Path,
+    sequences: str | Path,
+    root: Path,
+    prepared: dict[str, list],
+    models: Sequence[ModelRef],
+    model_tfs: list[str],
+    config: VariantConfig,
+    rows: pa.Table,
+    written: dict[str, int],
+    lines: list[str],
+    warnings: list[str],
+    t0: float,
+) -> tuple[VariantSummary, dict[str, Any]]:
     summary = VariantSummary(
         out=str(out_root),
         mode="sequences",
@@ -297,5 +260,4 @@ def score_sequences(
         "files": summary.files,
         "warnings": warnings,
     }
-    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), out_root / RECORD)
-    return summary
+    return summary, record
