@@ -61,6 +61,10 @@ class DemoConfig:
         on a laptop.
     seed : int
         Seed of the simulation and the training. Default 0.
+    features : bool
+        Also discover what each model relies on (``scanner features``: DeepLIFT, TF-MoDISco, TomTom
+        against the simulation's motifs) and print the patterns x regimes table with the checks of the
+        simulated rules. Default True.
     use_ray : bool
         Run the stages on Ray. Default True.
     address : str, optional
@@ -75,6 +79,7 @@ class DemoConfig:
     epochs: int = 15
     ensemble: int = 1
     seed: int = 0
+    features: bool = True
     use_ray: bool = True
     address: str | None = None
 
@@ -87,6 +92,7 @@ class DemoResult:
     metrics: pa.Table
     seconds: dict[str, float] = field(default_factory=dict)
     ceilings: dict[tuple[str, str], float] = field(default_factory=dict)
+    features: list[str] = field(default_factory=list)
 
 
 def noise_ceiling(
@@ -186,13 +192,22 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
         )
         say(f"  predictions: {summary.rows} rows")
         done("predict")
+        feature_lines: list[str] = []
+        if config.features:
+            from scanner.features import FeaturesConfig, check_simulated_rules, run_features
+
+            res = run_features(out, config=FeaturesConfig(seed=config.seed), use_ray=config.use_ray, log=say)
+            checks = check_simulated_rules(res.patterns, res.comparison)
+            feature_lines = [*res.lines, "", "the simulated rules, recovered from the models' attributions:"]
+            feature_lines += [c.line() for c in checks]
+            done("features")
     metrics = metrics_table([m for r in results for m in r.metrics])
     ceilings = {}
     for r in results:
         c = noise_ceiling(lab.datasets, sim.truth, r.tf, r.regime, flip_rate=sim_cfg.flip_rate)
         if c is not None:
             ceilings[(r.tf, r.regime)] = c
-    return DemoResult(out=out, metrics=metrics, seconds=seconds, ceilings=ceilings)
+    return DemoResult(out=out, metrics=metrics, seconds=seconds, ceilings=ceilings, features=feature_lines)
 
 
 def format_demo(result: DemoResult) -> str:
@@ -237,6 +252,8 @@ def format_demo(result: DemoResult) -> str:
         for row in cells
     ]
     o = result.out
+    if result.features:
+        notes += ["", "What each regime taught (scanner features; OUT/features):", *result.features]
     lines = [
         "Test auROC on the held-out chromosome (chr9), each model beside its baselines fitted on the same",
         "training rows; ceiling = the best auROC any model can expect on these rows (the simulator flips 2%",
@@ -245,7 +262,8 @@ def format_demo(result: DemoResult) -> str:
         *table,
         *(["", *notes] if notes else []),
         "",
-        f"outputs under {o}/: sim/ instances/ labelled/ datasets/ models/ metrics.parquet predictions/",
+        f"outputs under {o}/: sim/ instances/ labelled/ datasets/ models/ metrics.parquet predictions/"
+        + (" features/" if result.features else ""),
         f"curves: {o}/models/tf=*/regime=*/roc.png, pr.png",
         "query:",
         "  import polars as pl",

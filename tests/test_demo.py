@@ -21,7 +21,7 @@ def _one_thread():
 def test_demo_chain_in_process(tmp_path):
     from scanner.demo import DemoConfig, format_demo, run_demo
 
-    cfg = DemoConfig(out=tmp_path / "demo", size_mb=1.0, epochs=1, use_ray=False)
+    cfg = DemoConfig(out=tmp_path / "demo", size_mb=1.0, epochs=1, use_ray=False, features=False)
     default = DemoConfig()
     assert default.regimes == ("pvalue", "open", "random") and default.size_mb * default.sites_per_mb >= 8000
     result = run_demo(cfg)

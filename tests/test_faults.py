@@ -146,8 +146,11 @@ def test_worker_killed_during_predict_is_retried(reference, ray_head, tmp_path):
         )
         return [a for a in actors if "Predictor" in a.class_name]
 
-    def new_outputs() -> int:
-        return sum(1 for f in (out / "predictions").rglob("*.parquet") if f.stat().st_mtime >= t0)
+    predictions = RunDir(out).dataset("predictions")
+
+    def new_outputs() -> int:  # predict writes into its staging area until it publishes
+        dirs = [predictions.root, *predictions.staged()]
+        return sum(1 for d in dirs for f in d.rglob("*.parquet") if f.stat().st_mtime >= t0)
 
     deadline = time.monotonic() + 300
     alive = []

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(help="Networks per model (0: by training-set size, as scanner train).")
         ] = DemoConfig.ensemble,
         seed: Annotated[int, typer.Option(help="Seed of the simulation and training.")] = 0,
+        features: Annotated[
+            bool, typer.Option(help="Discover what each regime's models learned (scanner features).")
+        ] = DemoConfig.features,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: every stage in this process).")] = True,
     ) -> None:
@@ -42,6 +45,7 @@ def register(app: typer.Typer) -> None:
             regimes=tuple(split_list(regime)) or DemoConfig.regimes,
             epochs=epochs,
             seed=seed,
+            features=features,
             use_ray=ray,
             address=address,
         )
