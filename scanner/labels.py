@@ -337,6 +337,8 @@ def label(
             }
         )
     labelled = pl.concat(tables).with_row_index("_row")
+    on_rows = counter(progress, labelled.height)
+    on_rows(0)  # the total, before the first batch
     gc = fetch_windows(
         labelled.select("_row", "chrom", "start", "end", "window_start"),
         genome_path,
@@ -344,7 +346,7 @@ def label(
         output="gc",
         batch_size=cfg.batch_size,
         use_ray=use_ray,
-        on_rows=counter(progress, labelled.height),
+        on_rows=on_rows,
     )
     labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
     for tf, split in (
