@@ -31,6 +31,11 @@ def reports_input_errors(fn: F) -> F:
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=EXIT_INPUT) from None
+        except BrokenPipeError:  # stdout closed early (`scanner export ... | head`): stop quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(code=0) from None
         except OSError as exc:  # a user path: missing, unwritable, read-only, a file not a folder, disk full
             typer.echo(f"error: {os_error_message(exc)}", err=True)
             raise typer.Exit(code=EXIT_INPUT) from None
