@@ -26,14 +26,13 @@ null: leave a key out to keep its default (``None`` where the flag is optional).
 from __future__ import annotations
 
 import re
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union
-
-import tomllib
 
 from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig

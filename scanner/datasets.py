@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,11 +32,13 @@ import pyarrow as pa
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
 from scanner.io import hive_children, write_parquet_atomic
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import DATASETS, INSTANCE_KEY
 
 if TYPE_CHECKING:
     from scanner.labels import LabelConfig
+    from scanner.progress import ProgressFn
 
 SPLITS = ("train", "val", "test")
 #: The DATASETS "regime" holding every labelled training instance (a source of rows, not a regime).
@@ -155,6 +157,7 @@ def fetch_windows(
     mask_core: bool = False,
     batch_size: int = 2048,
     use_ray: bool = False,
+    on_rows: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
     """GC or window string of each row, through :class:`WindowReader`.
 
@@ -170,6 +173,8 @@ def fetch_windows(
     use_ray : bool, optional
         Run the reader in a Ray Data actor pool (Ray must be initialised; 0.5 CPU per actor, one actor
         per cluster CPU) instead of this process. Default False.
+    on_rows : callable, optional
+        Called with the rows of each batch as it is done (progress).
 
     Returns
     -------
@@ -186,41 +191,43 @@ def fetch_windows(
     if table.num_rows == 0:
         parts = [WindowReader(**kwargs)(table)]
     elif use_ray:
-        parts = _fetch_on_ray(table, kwargs, batch_size)
+        parts = _fetch_on_ray(table, kwargs, batch_size, on_rows)
     else:
         reader = WindowReader(**kwargs)
-        parts = [reader(table.slice(i, batch_size)) for i in range(0, table.num_rows, batch_size)]
+        parts = []
+        for i in range(0, table.num_rows, batch_size):
+            parts.append(reader(table.slice(i, batch_size)))
+            if on_rows is not None:
+                on_rows(parts[-1].num_rows)
     return pl.from_arrow(pa.concat_tables(parts)).sort("_row")
 
 
-def _fetch_on_ray(table: pa.Table, kwargs: dict, batch_size: int) -> list[pa.Table]:
+def _fetch_on_ray(
+    table: pa.Table, kwargs: dict, batch_size: int, on_rows: Callable[[int], None] | None = None
+) -> list[pa.Table]:
     """Run :class:`WindowReader` over ``table`` in a Ray Data actor pool (0.5 CPU per actor)."""
-    import logging
-
     import ray
+
+    from scanner.runtime import ray_data_without_bars
 
     n_blocks = -(-table.num_rows // batch_size)
     n_actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), n_blocks))
-    logger = logging.getLogger("ray.data")
-    level = logger.level
-    ctx = ray.data.DataContext.get_current()
-    bars = ctx.enable_progress_bars
-    logger.setLevel(logging.WARNING)
-    ctx.enable_progress_bars = False
-    try:
-        per_block = -(-table.num_rows // min(n_blocks, 4 * n_actors))
-        blocks = [table.slice(i, per_block) for i in range(0, table.num_rows, per_block)]
-        ds = ray.data.from_arrow(blocks).map_batches(  # pre-cut blocks: no repartition shuffle
-            bind_constructor(WindowReader, **kwargs),
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
-            num_cpus=0.5,
-        )
-        return [ray.get(ref) for ref in ds.to_arrow_refs()]
-    finally:
-        logger.setLevel(level)
-        ctx.enable_progress_bars = bars
+    ray_data_without_bars()
+    per_block = -(-table.num_rows // min(n_blocks, 4 * n_actors))
+    blocks = [table.slice(i, per_block) for i in range(0, table.num_rows, per_block)]
+    ds = ray.data.from_arrow(blocks).map_batches(  # pre-cut blocks: no repartition shuffle
+        bind_constructor(WindowReader, **kwargs),
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
+        num_cpus=0.5,
+    )
+    parts = []
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):  # as they are done, any order
+        parts.append(batch)
+        if on_rows is not None:
+            on_rows(batch.num_rows)
+    return parts
 
 
 # ---- balancing ------------------------------------------------------------------------------------
@@ -381,6 +388,8 @@ def build_datasets(
     *,
     use_ray: bool = False,
     instances: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    done: int = 0,
 ) -> pl.DataFrame:
     """Balance every regime, fetch windows once per selected instance, write ``root`` (DATASETS).
 
@@ -388,6 +397,9 @@ def build_datasets(
     (settings, the instances they came from, and ``sizes``: the table returned), staged and published in
     one step through :mod:`scanner.store`. Earlier files of the TFs in ``labelled`` are replaced; other
     TFs' partitions are kept.
+
+    ``progress(done, total)`` counts the windows fetched, after ``done`` units the caller counted
+    before (the total is ``done`` plus the windows to fetch).
 
     Returns
     -------
@@ -419,6 +431,7 @@ def build_datasets(
         mask_core=config.mask_core,
         batch_size=config.batch_size,
         use_ray=use_ray,
+        on_rows=counter(progress, done + need.height, done),
     )
     lookup = need.join(windows, on="_row", how="left").select(*key, "window")
     table = pl.concat(sizes)

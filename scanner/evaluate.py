@@ -555,13 +555,13 @@ def _evaluate_on_ray(jobs: list, data_root: str, kwargs: dict, address: str | No
 
     import ray
 
-    from scanner.runtime import cluster_resources, ray_session
+    from scanner.runtime import cluster_resources, describe_resources, ray_session
 
     with nullcontext() if ray.is_initialized() else ray_session(address):
         res = cluster_resources()
         opts = {"num_gpus": 1, "num_cpus": 1} if res.use_gpu else {"num_cpus": 1}
         task = ray.remote(max_retries=1, **opts)(evaluate_checkpoint)
-        say(f"evaluating {len(jobs)} model(s) as Ray tasks ({opts})")
+        say(f"evaluating {len(jobs)} model(s) as Ray tasks, {describe_resources(opts)}")
         refs = [task.remote(path, data_root, data_tfs=d, threads=1, **kwargs) for path, d in jobs]
         try:
             return [r for rows in ray.get(refs) for r in rows]

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import polars as pl
@@ -33,8 +33,12 @@ from scanner.errors import InputError
 from scanner.genome import chrom_mismatch_message, open_genome
 from scanner.intervals import contained_in, overlaps_any, read_intervals, summit_distance
 from scanner.io import hive_children, parquet_files, read_dataset, write_parquet_atomic
+from scanner.progress import counter
 from scanner.schemas import INSTANCES, LABELLED
 from scanner.splits import resolve_splits
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressFn
 
 REGIMES = ("pvalue", "gc", "open", "random")
 
@@ -242,6 +246,7 @@ def label(
     blacklist: str | Path | None = None,
     genome: str | Path | None = None,
     use_ray: bool = False,
+    progress: ProgressFn | None = None,
 ) -> LabelResult:
     """Run ``scanner label``: write ``out/labelled`` (LABELLED) and ``out/datasets`` (DATASETS).
 
@@ -263,6 +268,9 @@ def label(
     use_ray : bool, optional
         Fetch windows in Ray Data actors (Ray must be initialised by the caller) rather than in
         this process. The output is identical. Default False.
+    progress : callable, optional
+        ``progress(done, total)`` in windows read: one per labelled instance (its GC), then one per
+        instance of the balanced sets (its sequence; the total grows when those are chosen).
 
     Returns
     -------
@@ -329,6 +337,8 @@ def label(
             }
         )
     labelled = pl.concat(tables).with_row_index("_row")
+    on_rows = counter(progress, labelled.height)
+    on_rows(0)  # the total, before the first batch
     gc = fetch_windows(
         labelled.select("_row", "chrom", "start", "end", "window_start"),
         genome_path,
@@ -336,6 +346,7 @@ def label(
         output="gc",
         batch_size=cfg.batch_size,
         use_ray=use_ray,
+        on_rows=on_rows,
     )
     labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
     for tf, split in (
@@ -358,8 +369,63 @@ def label(
     with run.lock("labelled"), run.lock("datasets"):
         run.recover()
         _write_labelled(labelled, run.dataset("labelled"), list(matched), record)
-        sizes = build_datasets(labelled, datasets_dir, cfg, regimes, genome_path, use_ray=use_ray, instances=instances)
+        sizes = build_datasets(
+            labelled,
+            datasets_dir,
+            cfg,
+            regimes,
+            genome_path,
+            use_ray=use_ray,
+            instances=instances,
+            progress=progress,
+            done=labelled.height,
+        )
+    for line in split_warnings(sizes):
+        _warn(line)
     return LabelResult(labelled_dir, datasets_dir, pl.DataFrame(counts), sizes, skipped)
+
+
+#: A training set split with fewer rows than this is warned about: its auROC moves by ~0.05 with one row.
+MIN_SPLIT_ROWS = 50
+
+
+def split_warnings(sizes: pl.DataFrame, min_rows: int = MIN_SPLIT_ROWS) -> list[str]:
+    """One line per (regime, TF, split) of the balanced sets that is too small or has one class.
+
+    Parameters
+    ----------
+    sizes : polars.DataFrame
+        The sizes table of :func:`scanner.datasets.build_datasets` (regime, tf, split, n, n_pos, n_neg).
+    min_rows : int
+        Fewer rows than this is warned about. Default :data:`MIN_SPLIT_ROWS`.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"TF ALPHA, regime open, test split: 3 rows (3 bound, 0 unbound): one class only, fewer than
+        50 rows; its auROC is undefined; choose other --test-chroms?"``.
+    """
+    from scanner.datasets import ALL_ROWS
+
+    out = []
+    for r in sizes.filter(pl.col("regime") != ALL_ROWS).iter_rows(named=True):
+        one_class = r["n_pos"] == 0 or r["n_neg"] == 0
+        problems = ["no rows"] if r["n"] == 0 else ["one class only"] if one_class else []
+        if 0 < r["n"] < min_rows:
+            problems.append(f"fewer than {min_rows} rows")
+        if not problems:
+            continue
+        if r["split"] == "train":
+            effect = "no model can learn from it" if one_class else "a model will overfit it"
+            fix = "label more instances (a larger genome or more peaks) or use another regime"
+        else:
+            effect = "its auROC is undefined" if one_class else "its auROC is noisy"
+            fix = f"choose other --{r['split']}-chroms?"
+        out.append(
+            f"TF {r['tf']}, regime {r['regime']}, {r['split']} split: {r['n']} rows ({r['n_pos']} bound, "
+            f"{r['n_neg']} unbound): {', '.join(problems)}; {effect}; {fix}"
+        )
+    return out
 
 
 def _write_labelled(labelled: pl.DataFrame, ds: Any, tfs: list[str], record: dict[str, Any]) -> None:

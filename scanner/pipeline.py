@@ -37,12 +37,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scanner.config import RunConfig, to_dict
 from scanner.errors import InputError
 from scanner.manifest import Manifest, file_fingerprint, hash_json, parquet_rows, run_lock
+from scanner.progress import tee
 from scanner.store import RunDir, visible_files
+
+if TYPE_CHECKING:
+    from scanner.progress import Progress
 
 #: Prefix of the manifest lines a submitted job prints to its log (read by ``scanner status``).
 MANIFEST_LOG_PREFIX = "SCANNER_MANIFEST "
@@ -166,6 +170,7 @@ class _Runner:
         self.manifest = Manifest.open(out)
         self.fingerprints: dict[str, str] = {}
         self._ray_started = False
+        self.bar: Progress | None = None  # the running stage's progress display
 
     # ---- shared helpers ---------------------------------------------------------------------------
     @property
@@ -241,11 +246,21 @@ class _Runner:
         self.manifest.start(name, inputs_hash, unit=stage.unit)
         self.log(f"[{name}] running" + (" (resuming)" if resume else ""))
         t = time.perf_counter()
+        log = self.log
+        if name in _CONSOLE_UNITS:  # the stage's progress display; its lines print above it
+            from scanner.progress import Progress
+
+            self.bar = Progress(name, _CONSOLE_UNITS[name])
+            self.log = self.bar.write
         try:
             note = stage.run(self, owned)
         except BaseException as exc:
             self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
             raise
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar, self.log = None, log
         rows = None
         if stage.rows is not None:
             rows = parquet_rows(
@@ -322,6 +337,7 @@ class _Runner:
             blacklist=i.blacklist,
             genome=i.genome,
             use_ray=self.config.use_ray,
+            progress=self.bar,
         )
         self.manifest.progress("label", 1, 1)
         total = int(res.sizes["n"].sum()) if "n" in res.sizes.columns else 0
@@ -351,6 +367,8 @@ class _Runner:
                 state["first"] = done  # kept from an earlier run
             state["total"] = total
             self.manifest.progress("train", done, total)
+            if self.bar is not None:
+                self.bar(done, total)
 
         train_models(
             self.out / "datasets",
@@ -364,6 +382,7 @@ class _Runner:
             log=self.log,
             reuse=True,
             on_model=on_model,
+            on_epoch_line=None if self.bar is None else self.bar.set_detail,
         )
         return f"{state['total']} model(s), {state['first'] or 0} reused"
 
@@ -441,7 +460,7 @@ class _Runner:
             use_ray=self.config.use_ray,
             address=self.config.address,
             log=self.log,
-            progress=lambda done, total: self.manifest.progress("predict", done, total),
+            progress=tee(lambda done, total: self.manifest.progress("predict", done, total), self.bar),
             # the pipeline owns OUT/predictions: a record naming other paths is a moved run directory
             adopt_moved=owned,
         )
@@ -475,6 +494,7 @@ class _Runner:
             overwrite=True,
             bedgraph=s.bedgraph,
             log=self.log,
+            progress=self.bar,
         )
         self.manifest.progress("interpret", 1, 1)
         return f"{summary.instances} instance(s) explained"
@@ -513,6 +533,7 @@ class _Runner:
             address=self.config.address,
             overwrite=True,
             log=self.log,
+            progress=self.bar,
         )
         for line in res.lines:
             self.log(line)
@@ -554,6 +575,7 @@ class _Runner:
             use_ray=self.config.use_ray,
             address=self.config.address,
             log=self.log,
+            progress=self.bar,
         )
         self.manifest.progress("variants", 1, 1)
         return f"{summary.alleles} allele(s), {len(summary.tfs)} TF(s)" + (
@@ -583,6 +605,17 @@ class _Runner:
         )
         self.manifest.progress("interpret_benchmark", 1, 1)
         return f"{table.height} method(s)"
+
+
+#: What each stage's console progress display counts (the scan draws its own; the others are short).
+_CONSOLE_UNITS = {
+    "label": "windows",
+    "train": "models",
+    "predict": "items",
+    "interpret": "instances",
+    "features": "work items",
+    "variants": "alleles",
+}
 
 
 @dataclass(frozen=True)

@@ -563,16 +563,22 @@ def _run_on_ray(
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session, relay_item_errors
+    from scanner.runtime import (
+        ActorPlan,
+        cluster_resources,
+        describe_resources,
+        ray_data_without_bars,
+        ray_session,
+        relay_item_errors,
+    )
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
         plan = ActorPlan.for_items(cluster_resources(), len(items), config.actors, config.cpus_per_actor)
         n, opts, threads = plan.actors, plan.resources, plan.threads
         items = sorted(items, key=lambda it: (it.hi - it.lo) * len(it.models), reverse=True)
-        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each")
-        ctx_data = ray.data.DataContext.get_current()
-        ctx_data.enable_progress_bars = False
+        say(f"Ray: {n} actor(s), {describe_resources(opts)}, {threads:g} torch thread(s) each")
+        ray_data_without_bars()
         # largest items first: the last ones to finish are the smallest
         ds = ray.data.from_items([_item_to_row(it) for it in items], override_num_blocks=len(items))
         out = ds.map_batches(

@@ -45,10 +45,52 @@ def _has_parquet(path: Path) -> bool:
     )
 
 
+def _finished_empty_scan(path: Path) -> bool:
+    """A finished scan that found nothing: ``_scan.json`` says complete, and no instance file exists."""
+    import json
+
+    meta = path / "_scan.json"
+    if not meta.is_file() or _has_parquet(path):
+        return False
+    try:
+        return bool(json.loads(meta.read_text()).get("complete"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _has_table(run: Path, name: str) -> bool:
+    path = run / TABLES[name]
+    return _has_parquet(path) or (name == "instances" and _finished_empty_scan(path))
+
+
 def available(run: str | Path) -> list[str]:
-    """The tables this run has (in :data:`TABLES` order)."""
+    """The tables this run has (in :data:`TABLES` order); a finished scan without hits counts (as empty)."""
     run = Path(run)
-    return [name for name, rel in TABLES.items() if _has_parquet(run / rel)]
+    return [name for name in TABLES if _has_table(run, name)]
+
+
+def check_run(run: str | Path) -> Path:
+    """``run`` as a Path, checked to be a run directory (one with at least one table).
+
+    Raises
+    ------
+    InputError
+        If it does not exist, or holds no table (the message says what it looks like instead: a
+        dataset directory inside a run, or something else).
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError("run directory not found", source=run)
+    if available(run):
+        return run
+    inside = {rel.split("/")[0]: name for name, rel in TABLES.items()}
+    if run.name in inside or (run.parent.name == "variants" and run.name == "scores"):
+        top = run.parent if run.name in inside else run.parent.parent
+        raise InputError(f"this is a dataset inside a run; give the run directory: scanner query {top} ...", source=run)
+    raise InputError(
+        "no run datasets here (expected instances/, predictions/, metrics.parquet, ... as `scanner run` writes)",
+        source=run,
+    )
 
 
 def dataset(run: str | Path, name: str) -> pl.LazyFrame:
@@ -63,13 +105,17 @@ def dataset(run: str | Path, name: str) -> pl.LazyFrame:
     if not run.is_dir():
         raise InputError("run directory not found", source=run)
     if name not in TABLES:
-        raise InputError(f"unknown table {name!r}; tables: {', '.join(TABLES)}", field="table")
+        raise InputError(f"unknown table {name!r}; tables: {', '.join(TABLES)}", field="--table")
     path = run / TABLES[name]
-    if not _has_parquet(path):
+    if not _has_table(run, name):
         have = available(run)
         raise InputError(
-            f"this run has no {name} (yet); it has: {', '.join(have) or 'nothing'}", source=path, field="table"
+            f"this run has no {name} (yet); it has: {', '.join(have) or 'nothing'}", source=path, field="--table"
         )
+    if name == "instances" and _finished_empty_scan(path):
+        from scanner.schemas import INSTANCES
+
+        return pl.LazyFrame(schema=pl.from_arrow(INSTANCES.empty_table()).schema)
     if path.is_file():
         return pl.scan_parquet(path)
     return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=True)
@@ -138,6 +184,13 @@ def chrom_counts(
         Sorted by TF (, regime) and chromosome name.
     """
     lf = dataset(run, table)
+    missing = [c for c in ("tf", "chrom") if c not in lf.collect_schema().names()]
+    if missing:
+        raise InputError(
+            f"--counts counts rows per TF and chromosome, and the {table} table has no {' or '.join(missing)} "
+            f"column; ask it with --sql, e.g. --sql 'SELECT * FROM {table}'",
+            field="--table",
+        )
     if tfs:
         lf = lf.filter(pl.col("tf").is_in(tfs))
     keys = ["tf", "chrom"]
@@ -152,6 +205,26 @@ def chrom_counts(
     elif min_prob is not None:
         raise InputError("--min-prob applies to the predictions table", field="--min-prob")
     return lf.group_by(keys).agg(aggs).sort(keys).collect()
+
+
+def why_empty(run: str | Path, *, table: str | None = None, tfs: list[str] | None = None) -> str:
+    """Why a question over ``table`` of ``run`` returned no row, in words (for ``scanner query``)."""
+    run = Path(run)
+    if table is None:
+        return "no row matches the question"
+    if table == "instances" and _finished_empty_scan(run / TABLES["instances"]):
+        from scanner.scan.export import empty_reason
+
+        return empty_reason(run / TABLES["instances"]) or "the scan found 0 instances"
+    lf = dataset(run, table)
+    n = lf.select(pl.len()).collect().item()
+    if n == 0:
+        return f"the {table} table has no rows"
+    if tfs:
+        have = lf.select(pl.col("tf").unique().sort()).collect().to_series().to_list()
+        if not set(tfs) & set(have):
+            return f"the {table} table has no rows of TF(s) {', '.join(tfs)} (it has: {', '.join(have)})"
+    return f"no row of the {table} table ({n:,} rows) matches the question"
 
 
 def parse_locus(text: str) -> tuple[str, int, int]:
@@ -187,6 +260,10 @@ def near(run: str | Path, locus: str, *, window: int = 0, table: str = "instance
     lf = dataset(run, table)
     names = lf.collect_schema().names()
     s, e = ("start", "end") if "start" in names else ("inst_start", "inst_end")
+    if "chrom" not in names or s not in names:
+        raise InputError(
+            f"--near needs genome coordinates and the {table} table has none; ask it with --sql", field="--table"
+        )
     return (
         lf.filter((pl.col("chrom") == chrom) & (pl.col(s) < hi) & (pl.col(e) > lo))
         .with_columns(

@@ -3,11 +3,18 @@
 Writes ``RUN/report/index.html`` with every image embedded (base64 PNG, so the page can be mailed or
 moved alone) and the same PNGs beside it. Sections appear when the run has what they need:
 
+* warnings: what a reader must not miss: splits that are small or hold one class, models that predict
+  every instance alike (degenerate), models at or below chance or below a baseline;
 * stages: the manifest (status, work units, rows, time per stage);
-* instances: per TF, instances found, labelled bound, predicted bound (``prob_bound >= 0.5``, own model);
-* metrics: ``metrics.parquet`` (auROC, auPRC, motif-score baseline, per TF / model / regime / split);
+* training sets: rows, bound and unbound per regime, TF and split (the sizes in the datasets' record);
+* instances: per TF, instances found, labelled bound, predicted bound (``prob_bound >= 0.5``, own model,
+  with the share of the TF's instances);
+* metrics: ``metrics.parquet``: per TF / model / regime / split the class counts and prevalence, auROC
+  and auPRC beside the motif-score, k-mer and site baselines, whether the model beats them, and the
+  spread over the ensemble's networks;
 * ROC and PR curves per TF and regime (the ``roc.png`` / ``pr.png`` evaluation draws beside each
-  model) and the cross-TF auROC heatmaps (``models/cross_tf_<regime>.png``);
+  model, the PR plot with each split's prevalence as a dashed line) and the cross-TF auROC heatmaps
+  (``models/cross_tf_<regime>.png``);
 * interpretation benchmark (``interpret_benchmark/benchmark.parquet`` and its figure);
 * features: what each regime taught (``features/comparison.parquet``: patterns x regimes per TF, its
   figure, and the logo of each model's strongest patterns);
@@ -37,6 +44,7 @@ class ReportResult:
     path: Path
     sections: tuple[str, ...]
     images: tuple[Path, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
 
 
 _CSS = """
@@ -47,7 +55,8 @@ h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:1px solid #d6dae3;padding-bo
 th,td{border:1px solid #d6dae3;padding:3px 8px;text-align:right}th{background:#f1f3f7}
 td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:14px}.card{border:1px solid #d6dae3;
 padding:6px;border-radius:4px}.card p{margin:.2em 0;font-size:.85em;color:#5b6475}img{max-width:100%}
-.note{color:#5b6475;font-size:.9em}
+.note{color:#5b6475;font-size:.9em}.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.4em .8em}
+.warn li{margin:.2em 0}
 """
 
 
@@ -92,6 +101,31 @@ def _section_stages(run: Path) -> str | None:
     return "<h2>Stages</h2>" + _table(df, left=6)
 
 
+#: The threshold behind every "predicted bound" count.
+THRESHOLD = 0.5
+
+
+def _predicted(run: Path) -> pl.DataFrame | None:
+    """Per (TF, regime), own-TF model: instances, predicted bound (prob_bound >= 0.5), min and max prob_bound."""
+    from scanner import query as q
+
+    if "predictions" not in q.available(run):
+        return None
+    return (
+        q.dataset(run, "predictions")
+        .filter(pl.col("model_tf") == pl.col("tf"))
+        .group_by("tf", "regime")
+        .agg(
+            pl.len().alias("n"),
+            (pl.col("prob_bound") >= THRESHOLD).sum().cast(pl.Int64).alias("bound"),
+            pl.col("prob_bound").min().alias("lo"),
+            pl.col("prob_bound").max().alias("hi"),
+        )
+        .sort("tf", "regime")
+        .collect()
+    )
+
+
 def _section_instances(run: Path) -> str | None:
     from scanner import query as q
 
@@ -102,20 +136,104 @@ def _section_instances(run: Path) -> str | None:
     if "labelled" in have:
         lab = q.dataset(run, "labelled").group_by("tf").agg(pl.col("bound").sum().cast(pl.Int64).alias("bound (peaks)"))
         df = df.join(lab.collect(), on="tf", how="left")
-    if "predictions" in have:
-        pred = (
-            q.dataset(run, "predictions")
-            .filter(pl.col("model_tf") == pl.col("tf"))
-            .group_by("tf", "regime")
-            .agg((pl.col("prob_bound") >= 0.5).sum().cast(pl.Int64).alias("n"))
-            .collect()
-        )
+    pred = _predicted(run)
+    if pred is not None:
         for regime in sorted(pred["regime"].unique().to_list()):
             part = pred.filter(pl.col("regime") == regime).select(
-                "tf", pl.col("n").alias(f"predicted bound ({regime})")
+                "tf",
+                pl.format("{} of {} ({}%)", "bound", "n", (100 * pl.col("bound") / pl.col("n")).round(1)).alias(
+                    f"predicted bound ({regime})"
+                ),
             )
             df = df.join(part, on="tf", how="left")
-    return "<h2>Instances</h2>" + _table(df.sort("tf"), left=1)
+    return (
+        "<h2>Instances</h2><p class='note'>Predicted bound: <code>prob_bound &ge; 0.5</code> under the TF's own "
+        "model of each regime, of every instance of the TF genome-wide.</p>" + _table(df.sort("tf"), left=1)
+    )
+
+
+def _section_training_sets(run: Path) -> str | None:
+    sizes = _sizes(run)
+    if sizes is None:
+        return None
+    df = sizes.select(
+        "regime",
+        "tf",
+        "split",
+        "n",
+        pl.col("n_pos").alias("bound"),
+        pl.col("n_neg").alias("unbound"),
+        (pl.col("n_pos") / pl.col("n")).alias("share bound"),
+    )
+    return (
+        "<h2>Training sets</h2><p class='note'>Rows of each regime's sets by split, bound and unbound. Each "
+        "regime draws as many matched negatives as its rule finds, so a split is balanced only where the "
+        "share bound is near 0.5.</p>" + _table(df, left=3, digits=2)
+    )
+
+
+def _sizes(run: Path) -> pl.DataFrame | None:
+    """The training sets' sizes table (the datasets record's ``sizes``), or None."""
+    from scanner.datasets import ALL_ROWS
+    from scanner.store import RunDir
+
+    try:
+        record = RunDir(run).dataset("datasets").record()
+        sizes = pl.DataFrame(record["sizes"]) if record and record.get("sizes") else None
+    except (InputError, TypeError, ValueError, pl.exceptions.PolarsError):
+        return None
+    if sizes is None or not {"regime", "tf", "split", "n", "n_pos", "n_neg"} <= set(sizes.columns):
+        return None
+    return sizes.filter(pl.col("regime") != ALL_ROWS)
+
+
+def report_warnings(run: str | Path) -> list[str]:
+    """What a reader of the run must not miss, one sentence each.
+
+    Small or one-class splits (:func:`scanner.labels.split_warnings`); degenerate models (every
+    instance predicted bound, or none, or one constant ``prob_bound``); test auROC undefined, at or
+    below chance, or below the best baseline (own-TF models; ``beats_baselines`` of ``metrics.parquet``).
+    """
+    from scanner.labels import split_warnings
+
+    run = Path(run)
+    out: list[str] = []
+    sizes = _sizes(run)
+    if sizes is not None:
+        out += split_warnings(sizes)
+    pred = _predicted(run)
+    for r in pred.iter_rows(named=True) if pred is not None else ():
+        name = f"{r['tf']}/{r['regime']}"
+        if r["hi"] - r["lo"] < 1e-4:
+            out.append(f"model {name} gives every one of its {r['n']:,} instances the same prob_bound ({r['hi']:.3f})")
+        elif r["bound"] == r["n"]:
+            out.append(f"model {name} predicts all {r['n']:,} of its instances bound (prob_bound >= 0.5): degenerate")
+        elif r["bound"] == 0:
+            out.append(f"model {name} predicts none of its {r['n']:,} instances bound (prob_bound >= 0.5)")
+    path = run / "metrics.parquet"
+    if path.is_file():
+        m = pl.read_parquet(path).filter((pl.col("split") == "test") & (pl.col("model_tf") == pl.col("tf")))
+        for r in m.sort("tf", "regime").iter_rows(named=True):
+            name = f"{r['tf']}/{r['regime']}"
+            counts = f"{r['n']} rows: {r['n_pos']} bound, {r['n_neg']} unbound"
+            if r["auroc"] is None or r["auroc"] != r["auroc"]:
+                out.append(f"model {name}: test auROC undefined ({counts})")
+                continue
+            if r["auroc"] <= 0.5:
+                out.append(f"model {name}: test auROC {r['auroc']:.3f}, no better than chance ({counts})")
+            if r.get("beats_baselines") is False:
+                best = r.get("best_baseline")
+                base = r.get(f"{best}_auroc") if best else None
+                vs = f" ({base:.3f})" if isinstance(base, float) else ""
+                out.append(f"model {name}: test auROC {r['auroc']:.3f} is below the {best} baseline{vs} ({counts})")
+    return out
+
+
+def _section_warnings(warnings: list[str]) -> str | None:
+    if not warnings:
+        return None
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return f"<h2>Warnings</h2><div class='warn'><ul>{items}</ul></div>"
 
 
 def _section_metrics(run: Path) -> str | None:
@@ -123,10 +241,23 @@ def _section_metrics(run: Path) -> str | None:
     if not path.is_file():
         return None
     df = pl.read_parquet(path).sort("regime", "tf", "model_tf", "split")
-    cols = ["tf", "model_tf", "regime", "split", "n", "n_pos", "auroc", "auprc", "score_auroc", "loss"]
+    df = df.with_columns((pl.col("n_pos") / pl.col("n")).alias("prevalence"))
+    cols = ["tf", "model_tf", "regime", "split", "n", "n_pos", "n_neg", "prevalence", "auroc", "auprc", "score_auroc"]
+    cols += [c for c in ("kmer_auroc", "site_auroc", "best_baseline", "beats_baselines") if c in df.columns]
+    if {"members", "member_auroc_mean", "member_auroc_std"} <= set(df.columns):
+        spread = [
+            f"{m:.3f} ± {sd:.3f}" if k and k > 1 and m is not None and sd is not None else None
+            for k, m, sd in df.select("members", "member_auroc_mean", "member_auroc_std").iter_rows()
+        ]
+        df = df.with_columns(pl.Series("member auROC", spread, dtype=pl.String))
+        cols += ["members", "member auROC"]
     return (
-        "<h2>Metrics</h2><p class='note'>auROC / auPRC of each model on the balanced sets; score_auroc: the motif "
-        "score alone (baseline). Rows with model_tf &ne; tf are cross-TF.</p>" + _table(df.select(cols), left=4)
+        "<h2>Metrics</h2><p class='note'>auROC / auPRC of each model on its regime's validation and test rows "
+        "(n_pos bound, n_neg unbound; prevalence = n_pos / n, the auPRC of a random ranking), beside the "
+        "baselines fitted on the same training rows: the motif score alone (score_auroc), a k-mer regression "
+        "on the window (kmer_auroc) and a regression on the site &plusmn; 15 bp (site_auroc); "
+        "beats_baselines: above all of them. member auROC: mean &plusmn; sd over the ensemble's networks. "
+        "Rows with model_tf &ne; tf are cross-TF.</p>" + _table(df.select(cols), left=4)
     )
 
 
@@ -148,7 +279,12 @@ def _section_curves(run: Path, out: Path, images: list[Path]) -> str | None:
     heat = sorted(models.glob("cross_tf_*.png"))
     if not cards and not heat:
         return None
-    text = "<h2>ROC and PR curves</h2><div class='grid'>" + "".join(cards) + "</div>"
+    text = (
+        "<h2>ROC and PR curves</h2><p class='note'>Model and baselines per split; on the PR plots the dashed "
+        "line is the split's prevalence (the precision of a random ranking).</p><div class='grid'>"
+        + "".join(cards)
+        + "</div>"
+    )
     for h in heat:
         copy = out / h.name
         copy.write_bytes(h.read_bytes())
@@ -321,8 +457,11 @@ def build_report(run: str | Path, *, out: str | Path | None = None, top_sites: i
     out = Path(out) if out is not None else run / "report"
     out.mkdir(parents=True, exist_ok=True)
     images: list[Path] = []
+    warnings = report_warnings(run)
     parts: list[tuple[str, str | None]] = [
+        ("warnings", _section_warnings(warnings)),
         ("stages", _section_stages(run)),
+        ("training sets", _section_training_sets(run)),
         ("instances", _section_instances(run)),
         ("metrics", _section_metrics(run)),
         ("curves", _section_curves(run, out, images)),
@@ -345,4 +484,6 @@ def build_report(run: str | Path, *, out: str | Path | None = None, top_sites: i
     from scanner.io import write_text_atomic
 
     path = write_text_atomic(page, out / "index.html")
-    return ReportResult(path=path, sections=tuple(n for n, _ in present), images=tuple(images))
+    return ReportResult(
+        path=path, sections=tuple(n for n, _ in present), images=tuple(images), warnings=tuple(warnings)
+    )

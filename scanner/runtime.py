@@ -37,9 +37,56 @@ def quiet_ray_data() -> None:
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
+    ray_data_without_bars()
+    ray.data.DataContext.get_current().print_on_execution_start = False
+
+
+def ray_data_without_bars() -> None:
+    """Turn Ray Data's progress bars off, without its notice that they are off.
+
+    Stages draw their own progress (:mod:`scanner.progress`). Ray Data logs "Progress bars disabled. To
+    enable, set ..." at WARNING the first time bars are off; the notice comes from the one logger that
+    only reports on bars, which is raised to ERROR here (its other lines are about bars too).
+    """
+    import logging
+
+    import ray.data
+
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def spend_actor_restart_warning() -> None:
+    """Let Ray core log its "constructor arguments in the object store" error now, where it is not shown.
+
+    Every Ray Data actor pool starts restartable actors whose constructor receives object refs (Ray
+    Data's own map function and context, held by the running dataset), and Ray core then logs, once per
+    process, an error-level line that restarts could fail if those objects were lost
+    (ray-project/ray#53727, #57733): a false alarm here, and a confusing one on every run's console.
+    The check runs synchronously while an actor is created, so one throw-away actor of that kind,
+    created with this process's stderr pointed at /dev/null for that call only, uses the once-per-process
+    line up; later Ray Data stages print nothing. The actor asks for no resources and is killed at once.
+    Every other line Ray writes to stderr is untouched.
+    """
+    import ray
+
+    @ray.remote(num_cpus=0, max_restarts=1)
+    class _RestartableProbe:
+        def __init__(self, _arg: object) -> None:
+            pass
+
+    arg = ray.put(None)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        probe = _RestartableProbe.remote(arg)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    ray.kill(probe)
 
 
 @contextmanager
@@ -114,6 +161,8 @@ def ray_session(
         else:
             ray.init(address=address, log_to_driver=False)
         started = True
+        if uses_data and not verbose:
+            spend_actor_restart_warning()
     if not verbose and (uses_data or "ray.data" in sys.modules):
         quiet_ray_data()
     try:
@@ -233,6 +282,16 @@ class ActorPlan:
             return cls(n, {"num_gpus": min(1.0, res.gpus / n), "num_cpus": 0}, max(1.0, res.cpus / n))
         n = max(1, min(actors or max(1, int(res.cpus)), n_items))
         return cls(n, {"num_cpus": cpus_per_actor}, max(1.0, round(res.cpus / n)))
+
+
+def describe_resources(opts: dict) -> str:
+    """Ray resource options in words: ``{"num_cpus": 0.5}`` -> ``"0.5 CPU each"``; GPUs first when asked."""
+    parts = []
+    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        v = opts.get(key)
+        if v:
+            parts.append(f"{v:g} {name}")
+    return (" and ".join(parts) or "no reserved CPU") + " each"
 
 
 def relay_item_errors(

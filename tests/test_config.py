@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 import typing
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
-import tomllib
 from typer.testing import CliRunner
 
 from scanner.config import (

@@ -230,8 +230,9 @@ def test_a_scan_with_no_hit_is_a_complete_empty_result(tmp_path):
     assert meta["complete"] and meta["total_hits"] == 0 and meta["hits"] == {}
     res = CliRunner().invoke(app, ["export", str(out / "instances"), "--fimo"])
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[0].startswith("motif_id")
-    assert len(res.output.strip().splitlines()) == 1  # header only
+    assert res.stdout.splitlines()[0].startswith("motif_id")
+    assert len(res.stdout.strip().splitlines()) == 1  # header only
+    assert "0 rows: the scan found 0 instances" in res.stderr  # and why, on stderr
 
 
 def test_empty_record_and_file_cut_mid_line_are_warned_about(tmp_path):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from scanner.errors import InputError
+
+if TYPE_CHECKING:
+    from scanner.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -27,6 +31,11 @@ def reports_input_errors(fn: F) -> F:
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=EXIT_INPUT) from None
+        except BrokenPipeError:  # stdout closed early (`scanner export ... | head`): stop quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(code=0) from None
         except OSError as exc:  # a user path: missing, unwritable, read-only, a file not a folder, disk full
             typer.echo(f"error: {os_error_message(exc)}", err=True)
             raise typer.Exit(code=EXIT_INPUT) from None
@@ -62,3 +71,15 @@ def split_list(values: list[str] | None) -> list[str]:
 def echo_err(message: str) -> None:
     """Print to stderr (progress and diagnostics; stdout is kept for results)."""
     print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def stage_progress(label: str, unit: str) -> Iterator[Progress]:
+    """The stage's progress display on stderr (closed on exit); print other lines with its ``write``."""
+    from scanner.progress import Progress
+
+    bar = Progress(label, unit)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import reports_input_errors, split_list, stage_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -103,18 +103,20 @@ def register(app: typer.Typer) -> None:
         dbs = [*split_list(motifs)]
         if run is not None and own_motifs:
             dbs = [*map(str, default_databases(run)), *dbs]
-        res = run_stage(
-            src,
-            models or run / "models",
-            out or run / "features",
-            config,
-            databases=dbs,
-            genome=genome,
-            use_ray=ray,
-            address=address,
-            overwrite=overwrite,
-            log=echo_err,
-        )
+        with stage_progress("features", "work items") as bar:
+            res = run_stage(
+                src,
+                models or run / "models",
+                out or run / "features",
+                config,
+                databases=dbs,
+                genome=genome,
+                use_ray=ray,
+                address=address,
+                overwrite=overwrite,
+                log=bar.write,
+                progress=bar,
+            )
         n_win = sum(m["windows"] for m in res.models)
         typer.echo(
             f"{res.patterns.num_rows} pattern(s) from {n_win} window(s) x method(s) of {len(res.models)} "

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
 
 _METHOD_HELP = (
     "Method(s), comma-separated or repeated: ism (fast, exact), ism-naive (reference path), deeplift, "
@@ -81,21 +81,23 @@ def register(app: typer.Typer) -> None:
             gradcam_layer=gradcam_layer,
             actors=actors,
         ).validate()
-        s = run_interpret(
-            predictions,
-            models,
-            out,
-            config,
-            genome=genome,
-            use_ray=ray,
-            address=address,
-            overwrite=overwrite,
-            bedgraph=bedgraph,
-            bigwig=bigwig,
-            log=echo_err,
-        )
+        with stage_progress("interpret", "instances") as bar:
+            s = run_interpret(
+                predictions,
+                models,
+                out,
+                config,
+                genome=genome,
+                use_ray=ray,
+                address=address,
+                overwrite=overwrite,
+                bedgraph=bedgraph,
+                bigwig=bigwig,
+                log=bar.write,
+                progress=bar,
+            )
         typer.echo(
-            f"{s.rows} attribution rows ({s.instances} instances, {len(s.models)} model(s), "
+            f"{s.rows:,} attribution rows ({s.instances:,} instances, {len(s.models)} model(s), "
             f"{', '.join(config.methods)}) in {s.files} file(s) under {s.out} ({s.seconds:.1f} s)"
         )
         typer.echo(

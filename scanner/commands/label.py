@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
 from scanner.errors import InputError
 
 
@@ -81,18 +81,19 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             gc_tolerance=gc_tolerance,
         )
-        kwargs = dict(open_chromatin=open_chromatin, blacklist=blacklist, genome=genome)
-        if ray:
-            from scanner.runtime import ray_session
+        with stage_progress("label", "windows") as bar:
+            kwargs = dict(open_chromatin=open_chromatin, blacklist=blacklist, genome=genome, progress=bar)
+            if ray:
+                from scanner.runtime import ray_session
 
-            with ray_session(address):
-                res = run(instances, _parse_peaks(peaks), out, config, use_ray=True, **kwargs)
-        else:
-            res = run(instances, _parse_peaks(peaks), out, config, use_ray=False, **kwargs)
+                with ray_session(address):
+                    res = run(instances, _parse_peaks(peaks), out, config, use_ray=True, **kwargs)
+            else:
+                res = run(instances, _parse_peaks(peaks), out, config, use_ray=False, **kwargs)
         for r in res.counts.iter_rows(named=True):
             echo_err(
-                f"{r['tf']}: {r['labelled']} instances labelled ({r['bound']} bound, {r['in_open']} in open "
-                f"chromatin, {r['blacklisted']} dropped by the blacklist)"
+                f"{r['tf']}: {r['labelled']:,} instances labelled ({r['bound']:,} bound, {r['in_open']:,} in open "
+                f"chromatin, {r['blacklisted']:,} dropped by the blacklist)"
             )
         typer.echo(format_sizes(res.sizes))
         echo_err(f"labelled: {res.labelled}\ndatasets: {res.datasets} (the sizes are also in its record)")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -46,20 +46,22 @@ def register(app: typer.Typer) -> None:
             chunk_rows=chunk_rows,
             actors=actors,
         ).validate()
-        s = run_predict(
-            instances,
-            models,
-            out,
-            config,
-            genome=genome,
-            tfs=split_list(tf) or None,
-            regimes=split_list(regime) or None,
-            use_ray=ray,
-            address=address,
-            log=echo_err,
-        )
+        with stage_progress("predict", "work items") as bar:
+            s = run_predict(
+                instances,
+                models,
+                out,
+                config,
+                genome=genome,
+                tfs=split_list(tf) or None,
+                regimes=split_list(regime) or None,
+                use_ray=ray,
+                address=address,
+                log=bar.write,
+                progress=bar,
+            )
         typer.echo(
-            f"{s.rows} prediction rows ({s.instances} instances x applicable models, "
+            f"{s.rows:,} prediction rows ({s.instances:,} instances x applicable models, "
             f"{len(s.models)} model(s)) in {s.files} file(s) under {s.out} ({s.seconds:.1f} s)"
         )
         if s.timings:

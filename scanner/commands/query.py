@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import reports_input_errors, split_list
+from scanner.commands._common import echo_err, reports_input_errors, split_list
 from scanner.errors import InputError
 
 
@@ -53,30 +53,44 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="Rows shown in a table.")] = 50,
     ) -> None:
         """Answer one question about a run (polars over RUN/<dataset>/**/*.parquet)."""
+        import polars as pl
+
         from scanner import query as q
 
         asked = [x is not None for x in (top_bound, near, variant, sql)] + [counts, tables]
         if sum(asked) != 1:
-            raise InputError(
-                "ask exactly one of --top-bound, --counts, --near, --variant, --sql, --tables", field="query"
-            )
+            raise InputError("ask exactly one of --top-bound, --counts, --near, --variant, --sql, --tables")
+        run = q.check_run(run)
         tfs = split_list(tf) or None
         if tables:
             for name in q.available(run):
                 typer.echo(name)
             return
-        if top_bound is not None:
-            df = q.top_bound(run, top_bound, tfs=tfs, regimes=split_list(regime) or None, own_model=not all_models)
-        elif counts:
-            df = q.chrom_counts(run, table=table, min_prob=min_prob, tfs=tfs)
-        elif near is not None:
-            df = q.near(run, near, window=window, table=table)
-        elif variant is not None:
-            df = q.variant_scores(run, variant, tfs=tfs)
-        else:
-            df = q.sql(run, sql or "")
-        text = q.write_result(df, fmt=format, output=output, limit=limit)
+        try:
+            if top_bound is not None:
+                regimes = split_list(regime) or None
+                df = q.top_bound(run, top_bound, tfs=tfs, regimes=regimes, own_model=not all_models)
+            elif counts:
+                df = q.chrom_counts(run, table=table, min_prob=min_prob, tfs=tfs)
+            elif near is not None:
+                df = q.near(run, near, window=window, table=table)
+            elif variant is not None:
+                df = q.variant_scores(run, variant, tfs=tfs)
+            else:
+                df = q.sql(run, sql or "")
+            text = q.write_result(df, fmt=format, output=output, limit=limit)
+        except pl.exceptions.PolarsError as exc:  # a question the table cannot answer: say so, no traceback
+            raise InputError(f"cannot answer this from the run's tables: {exc}") from None
         if text is not None:
             typer.echo(text, nl=not text.endswith("\n"))
         else:
             typer.echo(f"{df.height} row(s) -> {output}", err=True)
+        if df.height == 0:
+            echo_err(f"0 rows: {q.why_empty(run, table=_asked_table(top_bound, counts, near, table), tfs=tfs)}")
+
+
+def _asked_table(top_bound: int | None, counts: bool, near: str | None, table: str) -> str | None:
+    """The table a question reads (None: --sql and --variant, which name theirs)."""
+    if top_bound is not None:
+        return "predictions"
+    return table if counts or near is not None else None

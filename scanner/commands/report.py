@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import reports_input_errors
+from scanner.commands._common import echo_err, reports_input_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -20,8 +20,11 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option(help="Output directory. Default: RUN/report.")] = None,
         top_sites: Annotated[int, typer.Option(help="Explained sites drawn with their logos.")] = 6,
     ) -> None:
-        """Write RUN/report/index.html: stages, metrics, ROC/PR curves, interpretation benchmark, top sites."""
+        """Write RUN/report/index.html: warnings, stages, training sets, metrics beside the baselines, ROC/PR
+        curves, interpretation benchmark, features, top sites."""
         from scanner.report import build_report
 
         res = build_report(run, out=out, top_sites=top_sites)
+        for line in res.warnings:
+            echo_err(f"warning: {line}")
         typer.echo(f"{res.path} ({', '.join(res.sections)}; {len(res.images)} image(s))")

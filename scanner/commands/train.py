@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -132,23 +132,26 @@ def register(app: typer.Typer) -> None:
         else:
             config = config_from_flags(**flags)
         metrics_path = metrics or out.parent / "metrics.parquet"
-        results = train_models(
-            data,
-            out,
-            config,
-            tfs=split_list(tf) or None,
-            regimes=split_list(regime) or None,
-            use_ray=ray,
-            address=address,
-            evaluate=evaluate,
-            metrics_path=metrics_path,
-            log=echo_err,
-        )
+        with stage_progress("train", "models") as bar:
+            results = train_models(
+                data,
+                out,
+                config,
+                tfs=split_list(tf) or None,
+                regimes=split_list(regime) or None,
+                use_ray=ray,
+                address=address,
+                evaluate=evaluate,
+                metrics_path=metrics_path,
+                log=bar.write,
+                on_model=bar,
+                on_epoch_line=bar.set_detail,
+            )
         for r in results:
             kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
             echo_err(
-                f"{r.tf}/{r.regime}: {len(r.members)} network(s) on {r.n_train} rows, kept epoch/run {kept}, "
-                f"{r.samples_per_s:.0f} samples/s -> {r.checkpoint}"
+                f"{r.tf}/{r.regime}: {len(r.members)} network(s) on {r.n_train:,} rows, kept epoch/run {kept}, "
+                f"{r.samples_per_s:,.0f} samples/s -> {r.checkpoint}"
             )
         if evaluate:
             table = metrics_table([m for r in results for m in r.metrics])

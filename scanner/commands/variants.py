@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import reports_input_errors, split_list, stage_progress
 from scanner.errors import InputError
 
 
@@ -74,23 +74,25 @@ def register(app: typer.Typer) -> None:
             min_delta=min_delta,
             features=None if features is None else str(features),
         ).validate()
-        common = dict(
-            tfs=split_list(tf) or None,
-            regimes=split_list(regime) or None,
-            use_ray=not local,
-            address=address,
-            log=echo_err,
-        )
-        if vcf is not None:
-            s = score_vcf(vcf, models, out, config, instances=instances, genome=genome, **common)
-            what = f"{s.alleles} allele(s)"
-        else:
-            if genome is not None:
-                raise InputError("--genome is not used with --sequences", field="--genome")
-            s = score_sequences(sequences, models, out, config, instances=instances, **common)
-            what = f"{s.alleles} sequence pair(s)"
+        if sequences is not None and genome is not None:
+            raise InputError("--genome is not used with --sequences", field="--genome")
+        with stage_progress("variants", "alleles" if vcf is not None else "sequence pairs") as bar:
+            common = dict(
+                tfs=split_list(tf) or None,
+                regimes=split_list(regime) or None,
+                use_ray=not local,
+                address=address,
+                log=bar.write,
+                progress=bar,
+            )
+            if vcf is not None:
+                s = score_vcf(vcf, models, out, config, instances=instances, genome=genome, **common)
+                what = f"{s.alleles:,} allele(s)"
+            else:
+                s = score_sequences(sequences, models, out, config, instances=instances, **common)
+                what = f"{s.alleles:,} sequence pair(s)"
         typer.echo(
-            f"{s.rows} rows ({what} x instances x {len(s.models)} model(s)) in {s.files} file(s) "
+            f"{s.rows:,} rows ({what} x instances x {len(s.models)} model(s)) in {s.files} file(s) "
             f"under {s.out}/scores ({s.seconds:.1f} s)"
         )
         for line in s.comparison:

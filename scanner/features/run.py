@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,9 +34,13 @@ from scanner.features.config import FeaturesConfig
 from scanner.features.workers import PATTERNS_DIR, SEQLETS_DIR, PatternFinder, WindowAttributor, model_key, raise_errors
 from scanner.io import partition_dir, read_dataset, write_bytes_atomic, write_parquet_atomic
 from scanner.manifest import file_fingerprint, hash_json
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import FEATURE_COMPARISON, FEATURE_SEQLETS, FEATURES
 from scanner.store import RunDir, tree_signature
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressFn
 
 COMPARISON_FILE = "comparison.parquet"
 
@@ -103,6 +107,7 @@ def features(
     address: str | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> FeaturesResult:
     """Discover, match and compare what each (TF, regime) model relies on.
 
@@ -128,6 +133,9 @@ def features(
         Replace an existing non-empty ``out_root`` (once the new output is complete). Default False.
     log : callable, optional
         Receives progress lines.
+    progress : callable, optional
+        ``progress(done, total)`` in work items: attribution chunks, then one pattern discovery per
+        model and method.
 
     Returns
     -------
@@ -201,14 +209,17 @@ def features(
             for m in config.methods
         ]
         cfg = asdict(config)
+        add = counter(progress, len(items) + len(finds))
+        add(0)
         if use_ray:
             done = _run_on_ray(
-                items, finds, dirs, dbs, selected_path, str(work), str(staging), cfg, config, address, say
+                items, finds, dirs, dbs, selected_path, str(work), str(staging), cfg, config, address, say, add
             )
         else:
             attributor = WindowAttributor(dirs, selected_path, str(work), cfg)
             for it in items:
                 raise_errors(attributor({k: np.array([v]) for k, v in it.items()})["error"])
+                add(1)
             say(f"attributions: {len(items)} item(s) done")
             finder = PatternFinder(dbs, selected_path, str(work), str(staging), cfg, threads=_cpus())
             done = []
@@ -216,6 +227,7 @@ def features(
                 res = finder({k: np.array([v]) for k, v in it.items()})
                 raise_errors(res["error"])
                 done.append(_done_row(res, 0))
+                add(1)
                 say(f"{it['model']}/{it['method']}: {done[-1]['patterns']} pattern(s)")
         models = []
         for d in done:
@@ -299,19 +311,20 @@ def _run_on_ray(
     config: FeaturesConfig,
     address: str | None,
     say: Callable[[str], None],
+    on_item: Callable[[int], None] = lambda _n: None,
 ) -> list[dict[str, Any]]:
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session
+    from scanner.runtime import ActorPlan, cluster_resources, describe_resources, ray_data_without_bars, ray_session
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     done = []
     with ctx:
         res = cluster_resources()
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ray_data_without_bars()
         plan = ActorPlan.for_items(res, len(items), config.actors, config.cpus_per_actor)
-        say(f"attributions: {len(items)} item(s) on {plan.actors} actor(s) {plan.resources}")
+        say(f"attributions: {len(items)} item(s) on {plan.actors} actor(s), {describe_resources(plan.resources)}")
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             bind_constructor(
                 WindowAttributor,
@@ -327,6 +340,7 @@ def _run_on_ray(
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             raise_errors(batch["error"])
+            on_item(len(batch["error"]))
         n = max(1, min(len(finds), int(res.cpus) or 1))
         threads = max(1, int(res.cpus) // n)
         say(f"discovery: {len(finds)} model(s) x method(s) on {n} actor(s), {threads} thread(s) each")
@@ -348,6 +362,7 @@ def _run_on_ray(
             raise_errors(batch["error"])
             for i in range(len(batch["model"])):
                 done.append(_done_row(batch, i))
+                on_item(1)
                 say(f"{done[-1]['model']}/{done[-1]['method']}: {done[-1]['patterns']} pattern(s)")
     return done
 
@@ -368,6 +383,7 @@ def run_features(
     address: str | None = None,
     overwrite: bool = True,
     log: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> FeaturesResult:
     """:func:`features` on one run directory: ``RUN/datasets`` (or ``RUN/predictions``) and ``RUN/models``
     to ``RUN/features``, matching against ``databases`` plus the run's own motif files.
@@ -381,7 +397,7 @@ def run_features(
     config : FeaturesConfig, optional
     own_motifs : bool, optional
         Add :func:`default_databases` (the simulation's motifs). Default True.
-    use_ray, address, overwrite, log
+    use_ray, address, overwrite, log, progress
         As for :func:`features` (``overwrite`` defaults to True here).
 
     Returns
@@ -402,6 +418,7 @@ def run_features(
         address=address,
         overwrite=overwrite,
         log=log,
+        progress=progress,
     )
 
 

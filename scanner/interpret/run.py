@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,9 +45,13 @@ from scanner.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
 from scanner.store import finish_unit
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressFn
 
 _LETTERS = np.array(list("ACGTN"), dtype=object)
 
@@ -444,6 +448,7 @@ def interpret(
     bedgraph: bool = False,
     bigwig: bool = False,
     log: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> InterpretSummary:
     """Explain the selected predictions and write the attributions dataset.
 
@@ -470,6 +475,9 @@ def interpret(
         (pyBigWig; implies ``bedgraph``). Default False.
     log : callable, optional
         Receives progress lines.
+    progress : callable, optional
+        ``progress(done, total)`` in instances explained (each under each of its models), as work
+        items end (items an earlier attempt finished count as done).
 
     Returns
     -------
@@ -526,8 +534,13 @@ def interpret(
         todo = {k: v for k, v in todo.items() if v}
         if results:
             say(f"{len(results)} work item(s) done by an earlier attempt")
+        size = {(k, it[2]): it[1] - it[0] for k, items in groups.items() for it in items}
+        add = counter(progress, sum(size.values()), sum(size[k] for k in results))
+        add(0)
         if use_ray and todo:
-            fresh = _run_on_ray(todo, dirs, str(genome_path), str(selected_path), str(staging), config, address, say)
+            fresh = _run_on_ray(
+                todo, dirs, str(genome_path), str(selected_path), str(staging), config, address, say, add
+            )
         else:
             fresh = {}
             for key, items in todo.items():
@@ -536,6 +549,7 @@ def interpret(
                     res = actor({"lo": np.array([lo]), "hi": np.array([hi]), "index": np.array([index])})
                     _raise_errors(res)
                     fresh[(key, index)] = (int(res["rows"][0]), int(res["files"][0]))
+                    add(hi - lo)
                 say(f"{key[0]}/{key[1]}: {len(items)} item(s) done")
         results |= fresh
         expected = {(key, it[2]) for key, items in groups.items() for it in items}
@@ -666,21 +680,23 @@ def _run_on_ray(
     config: InterpretConfig,
     address: str | None,
     say: Callable[[str], None],
+    on_instances: Callable[[int], None] | None = None,
 ) -> dict[tuple[tuple[str, str], int], tuple[int, int]]:
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session
+    from scanner.runtime import ActorPlan, cluster_resources, describe_resources, ray_data_without_bars, ray_session
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     results: dict[tuple[tuple[str, str], int], tuple[int, int]] = {}
     with ctx:
         res = cluster_resources()
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ray_data_without_bars()
         for key, items in groups.items():
             plan = ActorPlan.for_items(res, len(items), config.actors, config.cpus_per_actor)
             n, opts, threads = plan.actors, plan.resources, plan.threads
-            say(f"{key[0]}/{key[1]}: {len(items)} item(s) on {n} actor(s) {opts}")
+            say(f"{key[0]}/{key[1]}: {len(items)} item(s) on {n} actor(s), {describe_resources(opts)}")
+            size = {k: hi - lo for lo, hi, k in items}
             ds = ray.data.from_items(
                 [{"lo": lo, "hi": hi, "index": k} for lo, hi, k in items], override_num_blocks=len(items)
             )
@@ -704,4 +720,6 @@ def _run_on_ray(
                 _raise_errors(batch)
                 for index, rows, files in zip(batch["index"], batch["rows"], batch["files"], strict=True):
                     results[(key, int(index))] = (int(rows), int(files))
+                    if on_instances is not None:
+                        on_instances(size[int(index)])
     return results

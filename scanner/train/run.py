@@ -126,12 +126,15 @@ def _train_job(
     config: TrainConfig,
     evaluate: bool,
     threads: float,
+    lines: Any = None,
 ) -> list[TrainResult]:
-    """Body of one Ray training task: set threads, pick the device, train one unit."""
+    """Body of one Ray training task: set threads, pick the device, train one unit; the networks' epoch
+    lines go to the ``lines`` queue (a ``ray.util.queue.Queue``) when given."""
     from scanner.runtime import set_torch_threads, torch_device
 
     set_torch_threads(threads)
-    return _train_group(data_root, tfs, regime, out_dirs, config, evaluate, device=torch_device())
+    log = None if lines is None else lines.put_nowait
+    return _train_group(data_root, tfs, regime, out_dirs, config, evaluate, device=torch_device(), log=log)
 
 
 def train_models(
@@ -148,6 +151,7 @@ def train_models(
     log: Callable[[str], None] | None = None,
     reuse: bool = False,
     on_model: Callable[[int, int], None] | None = None,
+    on_epoch_line: Callable[[str], None] | None = None,
 ) -> list[TrainResult]:
     """Train one model per (TF, regime), in parallel Ray tasks or sequentially in-process.
 
@@ -177,6 +181,10 @@ def train_models(
         every requested model is trained.
     on_model : callable, optional
         ``on_model(done, total)`` as models finish (reused ones count as done from the start).
+    on_epoch_line : callable, optional
+        Receives every network's epoch lines as they come, relayed from the Ray tasks through a queue
+        (a progress display's detail). Default: in this process they go to ``log``; on Ray they are
+        not collected.
 
     Returns
     -------
@@ -228,12 +236,12 @@ def train_models(
 
         one_done(0)
         if use_ray and args:
-            results = _run_on_ray(args, config, address, say, one_done)
+            results = _run_on_ray(args, config, address, say, one_done, on_epoch_line)
         else:
             results = []
             for a in args:
                 say(f"training {'+'.join(a[1])}/{a[2]} in-process")
-                results += _train_group(*a, log=log)
+                results += _train_group(*a, log=on_epoch_line or log)
                 one_done(len(a[1]))
         results += [r for key, r in done.items() if key not in {(x.tf, x.regime) for x in results}]
     results = [replace(r, checkpoint=str(checkpoint_dir(out_root, r.tf, r.regime))) for r in results]
@@ -251,10 +259,11 @@ def _run_on_ray(
     address: str | None,
     say: Callable[[str], None],
     one_done: Callable[[int], None] = lambda _n: None,
+    on_epoch_line: Callable[[str], None] | None = None,
 ) -> list:
     import ray
 
-    from scanner.runtime import cluster_resources, ray_session
+    from scanner.runtime import cluster_resources, describe_resources, ray_session
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
@@ -273,13 +282,18 @@ def _run_on_ray(
             opts = {"num_gpus": config.gpus_per_model, "num_cpus": config.cpus_per_model}
         else:
             opts = {"num_gpus": 0, "num_cpus": config.cpus_per_model}
-        say(f"training {sum(len(a[1]) for a in args)} model(s) in {len(args)} Ray task(s) ({opts})")
+        say(f"training {sum(len(a[1]) for a in args)} model(s) in {len(args)} Ray task(s), {describe_resources(opts)}")
+        lines = None if on_epoch_line is None else _LineRelay()
         task = ray.remote(max_retries=1, retry_exceptions=False, **opts)(_train_job)
-        refs = {task.remote(*a, config.cpus_per_model): a for a in args}
+        refs = {task.remote(*a, config.cpus_per_model, lines and lines.queue): a for a in args}
         done: dict[Any, list[TrainResult]] = {}
         pending = list(refs)
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=None if lines is None else 0.5)
+            if lines is not None:
+                lines.drain(on_epoch_line)
+            if not ready:
+                continue
             try:
                 result = ray.get(ready[0])
             except ray.exceptions.RayTaskError as exc:
@@ -290,8 +304,29 @@ def _run_on_ray(
                     raise cause from None
                 raise
             done[ready[0]] = result
-            one_done(len(result))
             for r in result:
                 kept = ", ".join(f"{m['best_epoch']}/{m['epochs_run']}" for m in r.members)
                 say(f"trained {r.tf}/{r.regime}: {len(r.members)} network(s), kept epoch/run {kept}")
+            one_done(len(result))
+        if lines is not None:
+            lines.drain(on_epoch_line)
         return [r for ref in refs for r in done[ref]]
+
+
+class _LineRelay:
+    """A Ray queue the training tasks put their log lines in, drained on the driver."""
+
+    def __init__(self) -> None:
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})
+
+    def drain(self, log: Callable[[str], None]) -> None:
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                line = self.queue.get_nowait()
+            except Empty:
+                return
+            log(line)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,9 +25,13 @@ import pyarrow.parquet as pq
 from scanner.errors import InputError
 from scanner.genome import open_genome
 from scanner.io import write_parquet_atomic
+from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.variants.items import VariantConfig, VariantItem
 from scanner.variants.motif import MotifSet
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressFn
 
 
 class VariantScorer:
@@ -111,14 +115,19 @@ def run_items(
     use_ray: bool,
     address: str | None,
     say: Callable[[str], None],
+    on_alleles: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Score and write every item (Ray Data actors, or in this process); return ``{out_file: rows}``.
+
+    ``on_alleles(n)`` is called with the alleles (VCF) or sequence pairs of each item written (progress).
 
     Raises
     ------
     InputError
         The first input error an item met.
     """
+    units = {it.out_file: it.variants.num_rows for it in items}
+    count = on_alleles or (lambda _n: None)
     if not use_ray:
         scorer = VariantScorer(genome_path, [prepared], asdict(config), threads=_local_threads())
         written = {}
@@ -126,19 +135,26 @@ def run_items(
             table = scorer.score(item)
             write_parquet_atomic(table, item.out_file)
             written[item.out_file] = table.num_rows
+            count(units[item.out_file])
         return written
     import ray
     import ray.data
 
-    from scanner.runtime import ActorPlan, cluster_resources, ray_session, relay_item_errors
+    from scanner.runtime import (
+        ActorPlan,
+        cluster_resources,
+        describe_resources,
+        ray_data_without_bars,
+        ray_session,
+        relay_item_errors,
+    )
 
     ctx = nullcontext() if ray.is_initialized() else ray_session(address)
     with ctx:
         plan = ActorPlan.for_items(cluster_resources(), len(items), config.actors, config.cpus_per_actor)
         n, opts, threads = plan.actors, plan.resources, plan.threads
-        say(f"Ray: {n} actor(s) {opts}, {threads:g} torch thread(s) each, {len(items)} item(s)")
-        data_ctx = ray.data.DataContext.get_current()
-        data_ctx.enable_progress_bars = False
+        say(f"Ray: {n} actor(s), {describe_resources(opts)}, {threads:g} torch thread(s) each, {len(items)} item(s)")
+        ray_data_without_bars()
         prepared_ref = ray.put(prepared)
         ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
         out = ds.map_batches(
@@ -155,7 +171,13 @@ def run_items(
             compute=ray.data.ActorPoolStrategy(size=max(n, 1), max_tasks_in_flight_per_actor=1),
             **opts,
         )
-        return relay_item_errors(out.iter_batches(batch_size=None, batch_format="numpy"))
+
+        def counted(batches: Iterator[dict]) -> Iterator[dict]:
+            for batch in batches:
+                yield batch  # checked for errors first, then counted
+                count(sum(units[str(f)] for f in batch["out_file"]))
+
+        return relay_item_errors(counted(out.iter_batches(batch_size=None, batch_format="numpy")))
 
 
 def _local_threads() -> int:
@@ -206,16 +228,18 @@ def prepared_by_tf(meta: Any, tfs: Sequence[str], source: Path, *, strict: bool 
 def staged_items(
     out_root: Path,
     items: list[VariantItem],
-    run: Callable[[list[VariantItem]], dict[str, int]],
+    run: Callable[[list[VariantItem], Callable[[int], None]], dict[str, int]],
     fingerprint: str,
     say: Callable[[str], None],
+    progress: ProgressFn | None = None,
 ) -> tuple[Any, dict[str, int]]:
     """Write the items' files into the variants dataset's staging area (:mod:`scanner.store`).
 
     Item ``out_file`` names lie under ``out_root``; each is moved to the same place under the staging
     area named by ``fingerprint``. Items a previous, interrupted attempt with the same settings wrote
     are reused. The caller adds the comparison and the record, then publishes (a failure before that
-    leaves the published output as it was).
+    leaves the published output as it was). ``run(items, on_alleles)`` runs the items left (see
+    :func:`run_items`); ``progress(done, total)`` counts alleles, those of reused items as done.
 
     Returns
     -------
@@ -233,8 +257,14 @@ def staged_items(
         say(f"{len(moved) - len(todo)} item(s) done by an earlier attempt")
     pending = {it.out_file for it in todo}
     written = {it.out_file: pq.ParquetFile(it.out_file).metadata.num_rows for it in moved if it.out_file not in pending}
+    add = counter(
+        progress,
+        sum(it.variants.num_rows for it in moved),
+        sum(it.variants.num_rows for it in moved if it.out_file not in pending),
+    )
+    add(0)
     if todo:
-        written |= run(todo)
+        written |= run(todo, add)
     missing = [it.out_file for it in moved if it.out_file not in written]
     if missing:
         raise RuntimeError(f"{len(missing)} work item(s) produced no output, e.g. {missing[0]}")

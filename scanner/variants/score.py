@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,9 @@ from scanner.variants.alleles import (
 from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem, VariantSummary
 from scanner.variants.runner import check_out, prepared_by_tf, run_items, staged_items
 from scanner.variants.vcf_kernel import score_vcf_item  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressFn
 
 # ---- the kernel ------------------------------------------------------------------------------------
 
@@ -159,6 +162,7 @@ def score_vcf(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> VariantSummary:
     """Score every allele of a VCF against the instance windows that hold it, under every model.
 
@@ -183,6 +187,8 @@ def score_vcf(
         Ray address; None starts a local Ray when none is running.
     log : callable, optional
         Receives progress and report lines.
+    progress : callable, optional
+        ``progress(done, total)`` in alleles (or sequence pairs) scored, as their work items end.
 
     Returns
     -------
@@ -248,9 +254,12 @@ def score_vcf(
         staging, written = staged_items(
             out_root,
             items,
-            lambda its: run_items(its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say),
+            lambda its, add: run_items(
+                its, str(genome_path), prepared, config, use_ray=use_ray, address=address, say=say, on_alleles=add
+            ),
             fingerprint,
             say,
+            progress,
         )
         lines = write_comparison(staging.root, SCORES_DIR, config, features=config.features, genome=genome_path)
         summary, record = _vcf_summary(

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -37,6 +37,9 @@ from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem, Varia
 from scanner.variants.runner import check_out, prepared_by_tf, run_items, staged_items
 from scanner.variants.seq_kernel import fit_to_window, score_sequence_item  # noqa: F401  (re-exported)
 from scanner.variants.vcf import open_lines
+
+if TYPE_CHECKING:
+    from scanner.progress import ProgressFn
 
 _BASES = re.compile(r"[ACGTNacgtn]+")
 _ROWS = pa.schema(
@@ -130,6 +133,7 @@ def score_sequences(
     use_ray: bool = True,
     address: str | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> VariantSummary:
     """Score every ref/alt pair of a TSV under every model; write ``out_root/scores/tf=<tf>/`` and the
     regime comparison (keyed by ``id``).
@@ -138,7 +142,7 @@ def score_sequences(
     ----------
     sequences : path
         The TSV (see the module docstring).
-    models_root, out_root, config, tfs, regimes, use_ray, address, log
+    models_root, out_root, config, tfs, regimes, use_ray, address, log, progress
         As :func:`scanner.variants.score.score_vcf`.
     instances : path, optional
         ``OUT/instances`` whose ``_scan.json`` gives the motifs for the site columns. Default:
@@ -203,9 +207,12 @@ def score_sequences(
         staging, written = staged_items(
             out_root,
             items,
-            lambda its: run_items(its, None, prepared, config, use_ray=use_ray, address=address, say=say),
+            lambda its, add: run_items(
+                its, None, prepared, config, use_ray=use_ray, address=address, say=say, on_alleles=add
+            ),
             fingerprint,
             say,
+            progress,
         )
         lines = write_comparison(staging.root, SCORES_DIR, config)
         summary, record = _seq_summary(
