@@ -11,7 +11,7 @@ Stages (``--stages``, each recorded even if a later one fails):
   (threaded numba actors of at most 4 threads on the CPUs), with the CPUs dealt into actors of
   ``--scan-actor-cores`` threads instead (default: one actor with all of them; one process's GIL
   limits many threads), with ``kernel="torch"`` (an actor per GPU and
-  a numba actor on the remaining cores) and in-process (``executor="local"``); Ray start-up is
+  a numba actor on the remaining cores) and in-process (``use_ray=False``); Ray start-up is
   reported apart; hit counts must agree. Each shard's own wall time (from its marker) gives Mbp/s per
   thread and the threads' occupancy.
 * ``predict``: ``--predict-n`` instances (:mod:`scanner.toydata`), the DeepSEA model (random
@@ -175,7 +175,7 @@ def stage_scan(args: argparse.Namespace, device: str) -> dict:
         runs[f"auto, CPU actors of {other} threads"] = ("auto", "ray", other)
     if device == "cuda":
         runs["torch: GPU actor + numba actor on the other CPUs"] = ("torch", "ray", None)
-    runs["in-process threads (--local)"] = ("auto", "local", None)
+    runs["in-process threads (--no-ray)"] = ("auto", "local", None)
     rec["genome"] = {}
     t0 = time.perf_counter()
     with ray_session(num_cpus=cores, uses_data=False):
@@ -191,7 +191,7 @@ def stage_scan(args: argparse.Namespace, device: str) -> dict:
                         motifs,
                         work / "run",
                         ScanConfig(background="uniform", kernel=kernel),
-                        executor=executor,
+                        use_ray=executor == "ray",
                     )
                 if best is None or s.timings["shards_s"] < best.timings["shards_s"]:
                     best = s

@@ -62,7 +62,7 @@ def phase_setup(size_mb: float) -> dict:
     t0 = time.perf_counter()
     sim = simulate(WORK / "sim", SimulationConfig(size_mb=size_mb, tfs=TFS))
     t1 = time.perf_counter()
-    summary = scan_genome(sim.genome, [str(sim.motifs)], WORK / "run", ScanConfig(), executor="local", overwrite=True)
+    summary = scan_genome(sim.genome, [str(sim.motifs)], WORK / "run", ScanConfig(), use_ray=False, overwrite=True)
     t2 = time.perf_counter()
     paths = {
         "genome": str(sim.genome),

@@ -82,7 +82,9 @@ def time_scan(genome: Path, motifs: list, out: Path, shard_bp: int, executor: st
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    summary = scan_genome(genome, motifs, out, ScanConfig(shard_size=shard_bp, kernel="numba"), executor=executor)
+    summary = scan_genome(
+        genome, motifs, out, ScanConfig(shard_size=shard_bp, kernel="numba"), use_ray=executor == "ray"
+    )
     wall = time.perf_counter() - t
     secs, bases = shard_costs(out / "instances")
     return {

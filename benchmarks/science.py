@@ -71,7 +71,7 @@ def simulated(work: Path, seeds: int, log) -> dict:
     out = work / "sim"
     t0 = time.perf_counter()
     sim = simulate(out / "sim", SimulationConfig(size_mb=demo.size_mb, sites_per_mb=demo.sites_per_mb, tfs=demo.tfs))
-    scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), executor="local", overwrite=True)
+    scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), use_ray=False, overwrite=True)
     lab = label(
         out / "instances",
         dict(sim.peaks),
@@ -158,7 +158,7 @@ def yeast(work: Path, seeds: int, log) -> dict | None:
         peaks[tag] = bed
     motif = work / "pho4.meme"
     write_meme([m for m in read_motif_file(jaspar) if m.motif_id == "MA0357.1"], motif)
-    scan_genome(genome, [str(motif)], work / "pho4", ScanConfig(), executor="local", overwrite=True)
+    scan_genome(genome, [str(motif)], work / "pho4", ScanConfig(), use_ray=False, overwrite=True)
 
     def run(data: Path, seed: int, tag: str) -> dict:
         r = train_model(data, "PHO4", "pvalue", work / "models" / f"{tag}_{seed}", TrainConfig(seed=seed))

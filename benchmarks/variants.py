@@ -55,7 +55,7 @@ def make_inputs(work: Path, n: int, size_mb: float, seed: int, seq_len: int) -> 
     if not (work / "instances" / "_scan.json").exists():
         shutil.rmtree(work, ignore_errors=True)
         res = simulate(work / "sim", SimulationConfig(size_mb=size_mb, n_chroms=4, tfs=("ALPHA",), seed=seed))
-        scan_genome(res.genome, [str(res.motifs)], work, ScanConfig(), executor="local")
+        scan_genome(res.genome, [str(res.motifs)], work, ScanConfig(), use_ray=False)
         torch.manual_seed(seed)
         spec = ModelSpec(arch="small", seq_len=seq_len)
         save_checkpoint(build_model(spec).eval(), spec, paths["models"] / "tf=ALPHA" / "regime=pvalue", {})

@@ -26,14 +26,18 @@ def _print_version(ctx: typer.Context, value: bool) -> None:
 
 
 class _Group(TyperGroup):
-    """The app's group: gives every command the app's ``--version`` option (after its own options)."""
+    """The app's group: gives every command the app's ``--version`` option (after its own options), and
+    makes every repeatable option take comma-separated values too."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        from scanner.commands._common import split_list_values
+
         version = [p for p in self.params if p.name == "version"]
         for cmd in self.commands.values():
             if version and not any(p.name == "version" for p in cmd.params):
                 cmd.params.append(version[0])
+            split_list_values(cmd)
 
 
 app = typer.Typer(

@@ -161,8 +161,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
     sim = simulate(out / "sim", sim_cfg)
     done("simulate")
     with ray_session(config.address) if config.use_ray else nullcontext():
-        executor = "ray" if config.use_ray else "local"
-        scan = scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), executor=executor, overwrite=True)
+        scan = scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), use_ray=config.use_ray, overwrite=True)
         say(f"  instances: {scan.hits}")
         done("scan")
         lab = label(

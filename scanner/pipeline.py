@@ -301,7 +301,7 @@ class _Runner:
             list(self.inputs.motifs),
             self.out,
             self.config.scan,
-            executor="ray" if self.config.use_ray else "local",
+            use_ray=self.config.use_ray,
             address=self.config.address,
             # the pipeline owns OUT/instances once the manifest knows the stage: a changed setting
             # replaces the old scan; an unknown existing scan with other settings is an error

@@ -76,7 +76,7 @@ def test_label_warns_about_a_tiny_test_split(tmp_path):
     inst = pl.concat([inst.filter(pl.col("chrom") != "chr9"), test_rows])
     write_instances(tmp_path / "instances", inst, sim.genome)
     args = ["label", "--instances", str(tmp_path / "instances"), "--out", str(tmp_path / "run"), "--no-ray"]
-    res = runner.invoke(app, [*args, "--peaks", f"ALPHA={sim.peaks['ALPHA']}", "--regimes", "pvalue"])
+    res = runner.invoke(app, [*args, "--peaks", f"ALPHA={sim.peaks['ALPHA']}", "--regime", "pvalue"])
     assert res.exit_code == 0, res.output
     warned = [line for line in res.output.splitlines() if line.startswith("warning: TF ALPHA, regime pvalue, test")]
     assert len(warned) == 1 and "fewer than 50 rows" in warned[0] and "--test-chroms" in warned[0], res.output

@@ -225,7 +225,7 @@ def test_fimo_qvalues_are_bh_over_every_window(tmp_path, skip_masked):
     meme = write_meme(motifs, tmp_path / "m.meme")
     out = tmp_path / "run"
     cfg = ScanConfig(pvalue=2e-2, background="uniform", skip_masked=skip_masked)
-    scan_genome(fa, [str(meme)], out, cfg, executor="local")
+    scan_genome(fa, [str(meme)], out, cfg, use_ray=False)
     table = load_instances(out / "instances")
     q = fimo_qvalues(table, scan_record(out / "instances"))
     meta = load_scan_meta(out / "instances")

@@ -186,9 +186,12 @@ def test_errors_and_cli(run_dir, result, tmp_path):
         app,
         [
             "features",
-            str(run_dir),
             "--out",
             str(tmp_path / "y"),
+            "--datasets",
+            str(run_dir),
+            "--models",
+            str(run_dir),
             "--no-ray",
             "--motifs",
             str(tmp_path / "missing.meme"),
@@ -198,11 +201,24 @@ def test_errors_and_cli(run_dir, result, tmp_path):
     # ISM on one model, the run's own motif files found by default
     res = runner.invoke(
         app,
-        ["features", str(run_dir), "--out", str(tmp_path / "cli"), "--no-ray", "--method", "ism", "--regime", "pvalue"],
+        [
+            "features",
+            "--out",
+            str(tmp_path / "cli"),  # another run directory, reading this run's datasets and models
+            "--datasets",
+            str(run_dir),
+            "--models",
+            str(run_dir),
+            "--no-ray",
+            "--method",
+            "ism",
+            "--regime",
+            "pvalue",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "PIONEER" in res.output
-    p = pl.read_parquet(tmp_path / "cli" / "patterns" / "**" / "*.parquet", hive_partitioning=False)
+    p = pl.read_parquet(tmp_path / "cli" / "features" / "patterns" / "**" / "*.parquet", hive_partitioning=False)
     assert p["method"].unique().to_list() == ["ism"] and p.sort("rank")["best_match"][0] == "PIONEER"
 
 

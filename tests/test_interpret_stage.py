@@ -226,13 +226,13 @@ def test_ray_path_equals_in_process(run_dir, tmp_path, ray_cluster):
 
 def test_cli_interpret_and_plot(run_dir, tmp_path):
     runner = CliRunner()
-    out = tmp_path / "attributions"
+    out = tmp_path  # a new run directory reading another run's predictions and models
     res = runner.invoke(
         app,
         [
             "interpret",
             "--predictions",
-            str(run_dir / "predictions"),
+            str(run_dir),
             "--models",
             str(run_dir / "models"),
             "--out",
@@ -261,18 +261,18 @@ def test_cli_interpret_and_plot(run_dir, tmp_path):
             "chrI",
             "--start",
             "800",
-            "--model-tf",
+            "--tf",
             "TFA",
-            "--out",
+            "-o",
             str(png),
         ],
     )
     assert res.exit_code == 0, res.output
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "attributions").is_dir() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = runner.invoke(
         app, ["plot-site", "--attributions", str(out), "--chrom", "chrI", "--start", "800", "--out", str(png)]
-    )
-    assert res.exit_code == 2 and "--model-tf" in res.output
+    )  # the old spelling of --output still works for a release; two models explained the site
+    assert res.exit_code == 2 and "--out is now --output" in res.output and "--tf" in res.output
     res = runner.invoke(
         app,
         [
@@ -282,7 +282,7 @@ def test_cli_interpret_and_plot(run_dir, tmp_path):
             "--models",
             str(run_dir / "models"),
             "--out",
-            str(tmp_path / "y"),
+            str(tmp_path / "y"),  # a run directory
             "--where",
             "prob_bound >>",
             "--no-ray",

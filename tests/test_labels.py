@@ -351,14 +351,14 @@ def test_genome_comes_from_scan_json(sim, tmp_path):
 
 def test_cli_label(sim, run_in_process, tmp_path):
     out, _, _ = run_in_process
-    args = ["label", "--instances", str(out / "instances"), "--out", str(tmp_path), "--no-ray"]
+    args = ["label", "--instances", str(out), "--out", str(tmp_path), "--no-ray"]  # another run's instances
     res = CliRunner().invoke(
         app,
         [
             *args,
             "--peaks",
             f"ALPHA={sim.peaks['ALPHA']}",
-            "--regimes",
+            "--regime",
             "pvalue,random",
             "--val-chroms",
             "chr2",
@@ -378,7 +378,7 @@ def test_simulate_scan_label_end_to_end(tmp_path):
     from scanner.scan import ScanConfig, scan_genome
 
     sim = simulate(tmp_path / "sim", SimulationConfig(size_mb=1.0, seed=21))
-    scan_genome(sim.genome, [str(sim.motifs)], tmp_path, ScanConfig(), executor="local")
+    scan_genome(sim.genome, [str(sim.motifs)], tmp_path, ScanConfig(), use_ray=False)
     label(tmp_path / "instances", sim.peaks, tmp_path, open_chromatin=sim.open_bed, blacklist=sim.blacklist)
     lab = pl.from_arrow(read_dataset(tmp_path / "labelled", LABELLED))
     truth = read_truth(sim.out_dir).filter(pl.col("kind").is_in(["bound", "decoy", "background"]))
@@ -408,7 +408,7 @@ def test_yeast_pho4_end_to_end(shared_data, tmp_path):
         ["MA0357.1"],
         tmp_path,
         ScanConfig(),
-        executor="local",
+        use_ray=False,
     )
     res = label(tmp_path / "instances", {"Pho4": peaks}, tmp_path)  # JASPAR names it PHO4: case-insensitive
     lab = pl.from_arrow(read_dataset(tmp_path / "labelled", LABELLED))

@@ -29,7 +29,7 @@ def small_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("learning")
     sim = simulate(out / "sim", SimulationConfig(size_mb=3, n_chroms=5, sites_per_mb=450, seed=1))
-    scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), executor="local", overwrite=True)
+    scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), use_ray=False, overwrite=True)
     cfg = LabelConfig(regimes=("open",), val_chroms=("chr4",), test_chroms=("chr5",))
     label(out / "instances", dict(sim.peaks), out, cfg, open_chromatin=sim.open_bed, blacklist=sim.blacklist)
     return out

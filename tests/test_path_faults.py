@@ -43,8 +43,10 @@ def inputs(tmp_path_factory):
 
 
 def _predict(inputs, out, *extra):
+    """``scanner predict`` writing the predictions dataset ``out`` (``--out`` is its run directory)."""
     args = ["predict", "--instances", str(inputs / "instances"), "--models", str(inputs / "models")]
-    return CliRunner().invoke(app, [*args, "--out", str(out), "--no-ray", *extra])
+    run = out.parent if out.name == "predictions" else out
+    return CliRunner().invoke(app, [*args, "--out", str(run), "--no-ray", *extra])
 
 
 def _one_line_error(result, *needles):

@@ -385,7 +385,7 @@ def test_report_has_every_section(base_run, tmp_path):
     from scanner.cli import app
 
     cfg = base_run[0]
-    res = CliRunner().invoke(app, ["report", str(cfg.out), "--out", str(tmp_path / "rep"), "--top-sites", "2"])
+    res = CliRunner().invoke(app, ["report", str(cfg.out), "--output", str(tmp_path / "rep"), "--top-sites", "2"])
     assert res.exit_code == 0, res.output
     page = (tmp_path / "rep" / "index.html").read_text()
     for title in ("Stages", "Instances", "Metrics", "ROC and PR curves", "Interpretation benchmark", "Top sites"):

@@ -226,15 +226,15 @@ def test_cli_predict(run, tmp_path):
 
     from scanner.cli import app
 
-    out = tmp_path / "p"
+    out = tmp_path / "p" / "predictions"
     args = [
         "predict",
         "--instances",
-        str(run / "instances"),
+        str(run),  # a run directory: its instances
         "--models",
         str(run / "models"),
         "--out",
-        str(out),
+        str(out.parent),  # the run directory written to
     ]
     r = CliRunner().invoke(app, [*args, "--tf", "B", "--no-ray"])
     assert r.exit_code == 0, r.output

@@ -110,6 +110,6 @@ def test_report_warns_and_shows_counts(tmp_path):
 
 def test_report_cli_prints_the_warnings(tmp_path):
     run = _run(tmp_path / "run")
-    res = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "rep")])
+    res = CliRunner().invoke(app, ["report", str(run), "-o", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     assert "warning: model ALPHA/pvalue predicts all 40 of its instances bound" in res.output

@@ -93,7 +93,7 @@ def test_small_scan_without_address_starts_no_ray(tmp_path, monkeypatch):
     genome, motifs = _genome(tmp_path / "g.fa"), _motifs(tmp_path / "m.meme")
     s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig())
     assert s.executor == "local" and "threads" in s.reason and s.hits["SITEF"] >= 1
-    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "-o", str(tmp_path / "c")])
+    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     assert "ran on: local" in res.output
 
@@ -105,7 +105,7 @@ def test_scan_with_an_address_joins_that_ray(ray_cluster, tmp_path, monkeypatch)
     address = ray_cluster.get_runtime_context().gcs_address
     s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(), address=address)
     assert s.executor == "ray" and address in s.reason and s.timings["actors"] >= 1
-    local = scan_genome(genome, [str(motifs)], tmp_path / "l", ScanConfig(), executor="local")
+    local = scan_genome(genome, [str(motifs)], tmp_path / "l", ScanConfig(), use_ray=False)
     assert local.hits == s.hits
 
 
@@ -181,14 +181,14 @@ def test_concurrent_writers_leave_one_whole_entry(tmp_path):
 def test_scan_uses_the_cache_and_it_can_be_deleted_or_turned_off(tmp_path):
     genome, motifs = _genome(tmp_path / "g.fa"), _motifs(tmp_path / "m.meme")
     cache = tmp_path / "cache"
-    a = scan_genome(genome, [str(motifs)], tmp_path / "a", ScanConfig(table_cache=str(cache)), executor="local")
+    a = scan_genome(genome, [str(motifs)], tmp_path / "a", ScanConfig(table_cache=str(cache)), use_ray=False)
     n = len(list(cache.glob("*.pkl")))
     assert n == 2  # one table per motif (symmetric background: both strands share it)
-    b = scan_genome(genome, [str(motifs)], tmp_path / "b", ScanConfig(table_cache=str(cache)), executor="local")
+    b = scan_genome(genome, [str(motifs)], tmp_path / "b", ScanConfig(table_cache=str(cache)), use_ray=False)
     assert b.hits == a.hits
     for f in cache.iterdir():
         f.unlink()
-    c = scan_genome(genome, [str(motifs)], tmp_path / "c", ScanConfig(table_cache="off"), executor="local")
+    c = scan_genome(genome, [str(motifs)], tmp_path / "c", ScanConfig(table_cache="off"), use_ray=False)
     assert c.hits == a.hits and not list(cache.iterdir())
 
 
@@ -207,7 +207,9 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
 def test_unreachable_motifs_are_listed_with_their_best_pvalue(tmp_path):
     genome, motifs = _genome(tmp_path / "g.fa"), _motifs(tmp_path / "m.meme")
-    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "-o", str(tmp_path / "o"), "--local"])
+    res = CliRunner().invoke(
+        app, ["scan", "-g", str(genome), "-m", str(motifs), "--out", str(tmp_path / "o"), "--no-ray"]
+    )
     assert res.exit_code == 0, res.output
     assert "cannot reach the threshold" in res.output and "WEAK1 (0.00391)" in res.output
     meta = json.loads((tmp_path / "o" / "instances" / "_scan.json").read_text())
@@ -223,7 +225,7 @@ def test_a_scan_with_no_hit_is_a_complete_empty_result(tmp_path):
     weak[np.arange(4), [0, 1, 2, 3]] = 0.7
     motifs = write_meme([Motif("WEAK1", "WEAKF", weak, 20)], tmp_path / "w.meme")
     out = tmp_path / "o"
-    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "-o", str(out), "--local"])
+    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "--out", str(out), "--no-ray"])
     assert res.exit_code == 0, res.output
     assert "complete, empty result" in res.output
     meta = json.loads((out / "instances" / "_scan.json").read_text())
@@ -241,14 +243,14 @@ def test_empty_record_and_file_cut_mid_line_are_warned_about(tmp_path):
     fa = tmp_path / "cut.fa"
     fa.write_text(">chr1\n" + "\n".join(seq[i : i + 60] for i in range(0, 3000, 60)) + "\n>empty\n>chr2\nACGTACGTAC")
     motifs = _motifs(tmp_path / "m.meme")
-    s = scan_genome(fa, [str(motifs)], tmp_path / "o", ScanConfig(), executor="local")
+    s = scan_genome(fa, [str(motifs)], tmp_path / "o", ScanConfig(), use_ray=False)
     text = "\n".join(s.warnings)
     assert "record 'empty' is empty" in text and str(fa) in text
     assert "ends mid-line" in text and "'chr2'" in text
     meta = json.loads((tmp_path / "o" / "instances" / "_scan.json").read_text())
     assert meta["warnings"] == s.warnings
-    res = CliRunner().invoke(app, ["scan", "-g", str(fa), "-m", str(motifs), "-o", str(tmp_path / "c"), "--local"])
+    res = CliRunner().invoke(app, ["scan", "-g", str(fa), "-m", str(motifs), "--out", str(tmp_path / "c"), "--no-ray"])
     assert res.exit_code == 0 and "warning:" in res.output and "'empty'" in res.output
     good = _genome(tmp_path / "good.fa")
-    assert not scan_genome(good, [str(motifs)], tmp_path / "g", ScanConfig(), executor="local").warnings
+    assert not scan_genome(good, [str(motifs)], tmp_path / "g", ScanConfig(), use_ray=False).warnings
     assert os.path.getsize(good) > 0

@@ -69,9 +69,9 @@ def test_plan_shards_overlap_and_cover():
 
 def test_shard_boundaries_lose_and_duplicate_nothing(inputs, tmp_path, monkeypatch):
     genome, motifs = inputs
-    one = scan_genome(genome, [str(motifs)], tmp_path / "one", ScanConfig(shard_size=100_000), executor="local")
+    one = scan_genome(genome, [str(motifs)], tmp_path / "one", ScanConfig(shard_size=100_000), use_ray=False)
     monkeypatch.setattr(compact, "MERGE_MIN_FILES", 0)  # merge this small scan's parts as a large one's
-    many = scan_genome(genome, [str(motifs)], tmp_path / "many", ScanConfig(shard_size=1000), executor="local")
+    many = scan_genome(genome, [str(motifs)], tmp_path / "many", ScanConfig(shard_size=1000), use_ray=False)
     # in-process shards run on one thread per core (at most one per shard)
     assert many.timings["threads"] == min(many.shards, len(os.sched_getaffinity(0)))
     assert one.timings["threads"] == min(one.shards, len(os.sched_getaffinity(0)))
@@ -129,7 +129,7 @@ def test_compact_partition_merges_in_genome_order_and_finishes_an_interrupted_me
 
 def test_output_layout_metadata_and_polars_read(inputs, tmp_path):
     genome, motifs = inputs
-    s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(shard_size=5000), executor="local")
+    s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(shard_size=5000), use_ray=False)
     root = tmp_path / "o" / "instances"
     assert (root / "tf=SITEF" / "chrom=chr1").is_dir()
     assert s.timings["merged_partitions"] == 0 and len(list(root.glob("tf=SITEF/chrom=chr1/part-*.parquet"))) == 5
@@ -151,9 +151,9 @@ def test_output_layout_metadata_and_polars_read(inputs, tmp_path):
 
 def test_skip_masked_and_max_strand_change_the_output(inputs, tmp_path):
     genome, motifs = inputs
-    base = scan_genome(genome, [str(motifs)], tmp_path / "a", ScanConfig(), executor="local")
-    masked = scan_genome(genome, [str(motifs)], tmp_path / "b", ScanConfig(skip_masked=True), executor="local")
-    best = scan_genome(genome, [str(motifs)], tmp_path / "c", ScanConfig(max_strand=True), executor="local")
+    base = scan_genome(genome, [str(motifs)], tmp_path / "a", ScanConfig(), use_ray=False)
+    masked = scan_genome(genome, [str(motifs)], tmp_path / "b", ScanConfig(skip_masked=True), use_ray=False)
+    best = scan_genome(genome, [str(motifs)], tmp_path / "c", ScanConfig(max_strand=True), use_ray=False)
     assert sum(masked.hits.values()) < sum(base.hits.values())
     df = _rows(tmp_path / "c")
     assert df.select(pl.struct("chrom", "start", "motif_id").is_unique().all()).item()
@@ -163,9 +163,9 @@ def test_skip_masked_and_max_strand_change_the_output(inputs, tmp_path):
 def test_interrupted_scan_resumes_and_matches(inputs, tmp_path):
     genome, motifs = inputs
     cfg = ScanConfig(shard_size=2000)
-    full = scan_genome(genome, [str(motifs)], tmp_path / "full", cfg, executor="local")
+    full = scan_genome(genome, [str(motifs)], tmp_path / "full", cfg, use_ray=False)
     out = tmp_path / "part"
-    scan_genome(genome, [str(motifs)], out, cfg, executor="local")
+    scan_genome(genome, [str(motifs)], out, cfg, use_ray=False)
     # Simulate a crash: half the shards lost their marker (and some of their files).
     markers = sorted((out / "instances" / "_shards").glob("*.json"))
     for m in markers[::2]:
@@ -173,7 +173,7 @@ def test_interrupted_scan_resumes_and_matches(inputs, tmp_path):
         for f in (out / "instances").rglob(f"part-{m.stem}.parquet"):
             f.unlink()
     seen = []
-    again = scan_genome(genome, [str(motifs)], out, cfg, executor="local", progress=lambda d, t, r: seen.append(r))
+    again = scan_genome(genome, [str(motifs)], out, cfg, use_ray=False, progress=lambda d, t, r: seen.append(r))
     assert again.reused == len(markers) - len(markers[::2]) and seen[0] == again.reused
     assert _rows(out).equals(_rows(tmp_path / "full"))
     assert again.hits == full.hits
@@ -182,10 +182,10 @@ def test_interrupted_scan_resumes_and_matches(inputs, tmp_path):
 
 def test_existing_output_with_other_settings_is_refused(inputs, tmp_path):
     genome, motifs = inputs
-    scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(), executor="local")
+    scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(), use_ray=False)
     with pytest.raises(InputError, match="other settings"):
-        scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(pvalue=1e-5), executor="local")
-    s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(pvalue=1e-5), executor="local", overwrite=True)
+        scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(pvalue=1e-5), use_ray=False)
+    s = scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(pvalue=1e-5), use_ray=False, overwrite=True)
     assert _rows(tmp_path / "o")["pvalue"].max() < 1e-5 and s.reused == 0
 
 
@@ -193,11 +193,11 @@ def test_missing_and_stale_fai_are_rebuilt_unwritable_dir_is_explained(inputs, t
     genome, motifs = inputs
     fai = Path(str(genome) + ".fai")
     assert not fai.exists()
-    scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(chroms=("chr2",)), executor="local")
+    scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(chroms=("chr2",)), use_ray=False)
     assert fai.exists()
     fai.write_text("chr1\t999999\t6\t61\t62\n")  # wrong lengths: points past the end
     os.utime(fai, (genome.stat().st_mtime + 10,) * 2)
-    scan_genome(genome, [str(motifs)], tmp_path / "o2", ScanConfig(chroms=("chr2",)), executor="local")
+    scan_genome(genome, [str(motifs)], tmp_path / "o2", ScanConfig(chroms=("chr2",)), use_ray=False)
     assert "chr2" in fai.read_text()
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -208,7 +208,7 @@ def test_missing_and_stale_fai_are_rebuilt_unwritable_dir_is_explained(inputs, t
         if os.access(ro, os.W_OK):  # running as root: permissions are not enforced
             pytest.skip("directory permissions are not enforced for this user")
         with pytest.raises(InputError, match="not writable"):
-            scan_genome(g2, [str(motifs)], tmp_path / "o3", ScanConfig(), executor="local")
+            scan_genome(g2, [str(motifs)], tmp_path / "o3", ScanConfig(), use_ray=False)
     finally:
         ro.chmod(0o755)
 
@@ -225,21 +225,21 @@ def test_missing_and_stale_fai_are_rebuilt_unwritable_dir_is_explained(inputs, t
 def test_bad_settings(inputs, tmp_path, kwargs, match):
     genome, motifs = inputs
     with pytest.raises(InputError, match=match):
-        scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(**kwargs), executor="local")
+        scan_genome(genome, [str(motifs)], tmp_path / "o", ScanConfig(**kwargs), use_ray=False)
 
 
 def test_bad_genome_and_motifs(tmp_path, inputs):
     genome, motifs = inputs
     with pytest.raises(InputError, match="FASTA file not found"):
-        scan_genome(tmp_path / "nope.fa", [str(motifs)], tmp_path / "o", executor="local")
+        scan_genome(tmp_path / "nope.fa", [str(motifs)], tmp_path / "o", use_ray=False)
     gz = tmp_path / "g.fa.gz"
     import gzip
 
     gz.write_bytes(gzip.compress(genome.read_bytes()))
     with pytest.raises(InputError, match="plain gzip"):
-        scan_genome(gz, [str(motifs)], tmp_path / "o", executor="local")
+        scan_genome(gz, [str(motifs)], tmp_path / "o", use_ray=False)
     with pytest.raises(InputError, match="unknown JASPAR"):
-        scan_genome(genome, ["MA9999.9"], tmp_path / "o", executor="local")
+        scan_genome(genome, ["MA9999.9"], tmp_path / "o", use_ray=False)
 
 
 @pytest.mark.ray
@@ -247,8 +247,8 @@ def test_ray_path_equals_in_process(ray_cluster, inputs, tmp_path, monkeypatch):
     genome, motifs = inputs
     monkeypatch.setattr(compact, "MERGE_MIN_FILES", 0)  # the driver decides; the actors merge
     cfg = ScanConfig(shard_size=2000)
-    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
-    dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, executor="ray")
+    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, use_ray=False)
+    dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, use_ray=True)
     assert dist.hits == local.hits and dist.shards == local.shards
     assert dist.timings["merged_partitions"] == local.timings["merged_partitions"] > 0
     names = lambda root: sorted(str(f.relative_to(root)) for f in root.rglob("*.parquet"))  # noqa: E731
@@ -269,7 +269,7 @@ def test_node_worker_without_the_drivers_tables_rebuilds_them(inputs, tmp_path, 
 
     genome, motifs = inputs
     cfg = ScanConfig(shard_size=4000, background="uniform")
-    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
+    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, use_ray=False)
     out = tmp_path / "worker" / "instances"
     worker = ScanNodeWorker(
         str(genome), [_motif_to_dict(m) for m in read_meme(motifs)[0]], str(out), asdict(cfg), use_gpu, 2
@@ -287,7 +287,7 @@ def test_cli_scan_and_export(inputs, tmp_path):
     genome, motifs = inputs
     runner = CliRunner()
     out = tmp_path / "run"
-    res = runner.invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "-o", str(out), "--local"])
+    res = runner.invoke(app, ["scan", "-g", str(genome), "-m", str(motifs), "--out", str(out), "--no-ray"])
     assert res.exit_code == 0, res.output
     assert "instances of 2 TFs" in res.output
     res = runner.invoke(app, ["export", str(out / "instances"), "--fimo-text"])
@@ -310,7 +310,7 @@ def test_ray_start_note_only_when_ray_start_dominates():
     from scanner.commands.scan import ray_start_note
 
     note = ray_start_note({"setup_s": 4.2, "shards_s": 2.0}, 7.0)
-    assert note is not None and "4.2 s of this 7.0 s" in note and "--local" in note
+    assert note is not None and "4.2 s of this 7.0 s" in note and "--no-ray" in note
     assert ray_start_note({"setup_s": 1.0, "shards_s": 60.0}, 62.0) is None
     assert ray_start_note({}, 0.0) is None
 
@@ -321,11 +321,11 @@ def test_cli_bad_input_exits_2_with_a_message(inputs, tmp_path):
     bad.write_text(
         "MEME version 4\n\nALPHABET= ACGT\n\nMOTIF X\nletter-probability matrix: alength= 4 w= 1\n 0.5 0.5 0.5 0.5\n"
     )
-    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(bad), "-o", str(tmp_path / "o"), "--local"])
+    res = CliRunner().invoke(app, ["scan", "-g", str(genome), "-m", str(bad), "--out", str(tmp_path / "o"), "--no-ray"])
     assert res.exit_code == 2
     assert "bad.meme:7" in res.output and "sums to 2" in res.output
     res = CliRunner().invoke(
-        app, ["scan", "-g", str(genome), "-m", str(bad), "-o", str(tmp_path / "o"), "--chroms", "chrX"]
+        app, ["scan", "-g", str(genome), "-m", str(bad), "--out", str(tmp_path / "o"), "--chroms", "chrX"]
     )
     assert res.exit_code == 2
 
@@ -362,7 +362,7 @@ def test_ray_gpu_actor_path_equals_in_process(ray_cluster, inputs, tmp_path):
     with no CUDA in the process, scans with numba; same rows as the in-process scan."""
     genome, motifs = inputs
     cfg = ScanConfig(shard_size=4000, kernel="torch")
-    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, executor="local")
-    dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, executor="ray")
+    local = scan_genome(genome, [str(motifs)], tmp_path / "local", cfg, use_ray=False)
+    dist = scan_genome(genome, [str(motifs)], tmp_path / "ray", cfg, use_ray=True)
     assert dist.timings["actors"] == 1 and dist.hits == local.hits
     assert _rows(tmp_path / "ray").equals(_rows(tmp_path / "local"))

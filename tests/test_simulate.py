@@ -164,7 +164,10 @@ def test_bad_config(tmp_path):
 def test_cli(tmp_path):
     res = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--size-mb", "0.5", "--seed", "2"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "genome.fa.fai").is_file() and (tmp_path / "truth.parquet").is_file()
+    sim = tmp_path / "sim"  # --out is the run directory
+    assert (sim / "genome.fa.fai").is_file() and (sim / "truth.parquet").is_file()
     assert "peaks:" in res.output
-    bad = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--tfs", "NOPE"])
-    assert bad.exit_code == 2 and "unknown simulated TF" in bad.output
+    bad = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--tf", "NOPE"])
+    assert bad.exit_code == 2 and "unknown simulated TF" in bad.output and "--tf:" in bad.output
+    old = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--tfs", "NOPE"])  # hidden old spelling
+    assert old.exit_code == 2 and "--tfs is now --tf" in old.output

@@ -71,17 +71,17 @@ def test_scans_with_other_settings_never_mix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gs, "run_shard", dies)
     with pytest.raises(KeyboardInterrupt):
-        scan_genome(genome, [str(motifs)], tmp_path / "run", loose, executor="local")
+        scan_genome(genome, [str(motifs)], tmp_path / "run", loose, use_ray=False)
     monkeypatch.setattr(gs, "run_shard", real)
     assert not (tmp_path / "run" / "instances").exists()
-    scan_genome(genome, [str(motifs)], tmp_path / "run", tight, executor="local")
+    scan_genome(genome, [str(motifs)], tmp_path / "run", tight, use_ray=False)
     rows = pl.scan_parquet(tmp_path / "run" / "instances" / "**" / "*.parquet", hive_partitioning=True).collect()
     assert rows.height > 0 and (rows["pvalue"] < 1e-3).all()  # no shard of the loose scan
     assert RunDir(tmp_path / "run").dataset("instances").record()["pvalue"] == 1e-3
     with pytest.raises(InputError, match="other settings"):
-        scan_genome(genome, [str(motifs)], tmp_path / "run", loose, executor="local")
+        scan_genome(genome, [str(motifs)], tmp_path / "run", loose, use_ray=False)
     # resuming the loose scan in its own staging area, then replacing: all rows at the loose threshold
-    scan_genome(genome, [str(motifs)], tmp_path / "run", loose, executor="local", overwrite=True)
+    scan_genome(genome, [str(motifs)], tmp_path / "run", loose, use_ray=False, overwrite=True)
     again = pl.scan_parquet(tmp_path / "run" / "instances" / "**" / "*.parquet", hive_partitioning=True).collect()
     assert again.height > rows.height and again.select("chrom", "start", "strand", "motif_id").is_unique().all()
 

@@ -308,7 +308,7 @@ def test_cli_train_no_ray(data, tmp_path):
             "--data",
             str(data),
             "--out",
-            str(out),
+            str(tmp_path),  # the run directory: writes RUN/models and RUN/metrics.parquet
             "--tf",
             "TOY",
             "--regime",
@@ -325,7 +325,7 @@ def test_cli_train_no_ray(data, tmp_path):
     assert (checkpoint_dir(out, "TOY", "pvalue") / "model.pt").is_file()
     assert pq.read_table(tmp_path / "metrics.parquet").num_rows == 2
     # --reference: the reference's settings, explicit flags win
-    ref_out = tmp_path / "ref"
+    ref_out = tmp_path / "ref" / "models"
     r = CliRunner().invoke(
         app,
         [
@@ -333,7 +333,7 @@ def test_cli_train_no_ray(data, tmp_path):
             "--data",
             str(data),
             "--out",
-            str(ref_out),
+            str(ref_out),  # the dataset itself (the spelling before 0.2): works, with a note
             "--reference",
             "--arch",
             "small",
@@ -344,12 +344,15 @@ def test_cli_train_no_ray(data, tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
+    assert "--out is the run directory" in r.stderr
     meta = json.loads((checkpoint_dir(ref_out, "TOY", "pvalue") / "model.json").read_text())
     assert meta["spec"]["arch"] == "small" and meta["train_config"]["epochs"] == 1
     assert meta["train_config"]["ema"] == 0.999 and meta["train_config"]["schedule"] == "reference"
     assert meta["train_config"]["lr"] == 0.01 and meta["train_config"]["rc_augment"] is True
-    bad = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(out), "--tf", "X", "--no-ray"])
+    bad = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path), "--tf", "X", "--no-ray"])
     assert bad.exit_code == 2 and "error:" in bad.stderr and "TF 'X' has no data" in bad.stderr
+    none = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "empty"), "--no-ray"])  # no datasets there
+    assert none.exit_code == 2 and "--data" in none.stderr and "scanner label" in none.stderr
 
 
 @pytest.mark.ray

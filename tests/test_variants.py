@@ -164,7 +164,7 @@ def sim(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("variants")
     res = simulate(root / "sim", SimulationConfig(size_mb=0.2, n_chroms=2, tfs=("ALPHA",), seed=1))
-    scan_genome(res.genome, [str(res.motifs)], root, ScanConfig(), executor="local")
+    scan_genome(res.genome, [str(res.motifs)], root, ScanConfig(), use_ray=False)
     pm = load_scan_meta(root / "instances").prepared()[0]
     for regime, a in (("pvalue", 1.0), ("open", -0.5)):
         model, spec = motif_model(pm, a)
@@ -609,8 +609,9 @@ def test_cli_and_a_failed_run_keeps_earlier_output(sim, tmp_path):
 
     snv, _, fsnv, *_ = _core_variants(sim)
     vcf = write_vcf(tmp_path / "v.vcf", [snv, fsnv])
-    out = tmp_path / "out"
-    args = ["variants", "--models", str(sim.root / "models"), "--out", str(out), "--local"]
+    run = tmp_path / "out"  # the run directory; the dataset is RUN/variants
+    out = run / "variants"
+    args = ["variants", "--models", str(sim.root), "--out", str(run), "--no-ray"]
     r = CliRunner().invoke(app, [*args, "--vcf", str(vcf)])
     assert r.exit_code == 0, r.output
     assert "rows" in r.stdout and "Spearman" in r.stdout and "comparison.parquet" in r.stdout
@@ -630,8 +631,9 @@ def test_cli_and_a_failed_run_keeps_earlier_output(sim, tmp_path):
     seq = sim.seqs["chr1"][3000 : 3000 + W]
     tsv.write_text(f"id\tref\talt\na\t{seq}\t{seq[:100]}T{seq[101:]}\nb\t{seq[:150]}\t{seq[:150]}\n")
     r = CliRunner().invoke(app, [*args[:-3], "--out", str(tmp_path / "seq"), "--local", "--sequences", str(tsv)])
-    assert r.exit_code == 0, r.output
-    assert "2 sequence pair(s)" in r.stdout and read_scores(tmp_path / "seq").height == 4
+    assert r.exit_code == 0, r.output  # --local: the old spelling of --no-ray, for one release
+    assert "--local is now --no-ray" in r.stderr
+    assert "2 sequence pair(s)" in r.stdout and read_scores(tmp_path / "seq" / "variants").height == 4
     # a second run replaces the scores (no stale file from the first)
     r = CliRunner().invoke(app, [*args, "--vcf", str(write_vcf(tmp_path / "one.vcf", [fsnv]))])
     assert r.exit_code == 0, r.output

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import echo_err, input_dataset, reports_input_errors, split_list, take_alias
 
 
 def register(app: typer.Typer) -> None:
@@ -16,10 +16,18 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @reports_input_errors
     def evaluate(
-        data: Annotated[Path, typer.Option(help="Datasets directory (OUT/datasets).")],
-        models: Annotated[Path, typer.Option(help="Models directory (OUT/models).")],
-        metrics: Annotated[
-            Optional[Path], typer.Option(help="Metrics file to merge into. Default: OUT/metrics.parquet.")
+        out: Annotated[
+            Path, typer.Option(help="Run directory: reads OUT/datasets and OUT/models, merges into its metrics.")
+        ],
+        data: Annotated[
+            Optional[Path], typer.Option(help="Datasets of another run (a run directory or its datasets).")
+        ] = None,
+        models: Annotated[
+            Optional[Path], typer.Option(help="Models of another run (a run directory or its models).")
+        ] = None,
+        output: Annotated[
+            Optional[Path],
+            typer.Option("--output", "-o", help="Metrics file to merge into. Default: OUT/metrics.parquet."),
         ] = None,
         tf: Annotated[Optional[list[str]], typer.Option(help="Model TF(s). Default: all.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Regime(s). Default: all.")] = None,
@@ -29,11 +37,16 @@ def register(app: typer.Typer) -> None:
         rc_average: Annotated[bool, typer.Option(help="Average logits with the reverse complement's.")] = False,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
+        old_metrics: Annotated[Optional[Path], typer.Option("--metrics", hidden=True)] = None,
     ) -> None:
         """Compute auROC, auPRC, loss and the motif-score baseline per (TF, model TF, regime, split)."""
         from scanner.evaluate import below_baseline_warnings, evaluate_models, format_metrics
+        from scanner.store import RunDir
 
-        metrics_path = metrics or models.parent / "metrics.parquet"
+        output = take_alias(output, old_metrics, "--metrics", "--output")
+        data = input_dataset(data, out, "datasets", "--data")
+        models = input_dataset(models, out, "models", "--models")
+        metrics_path = output or RunDir(out).metrics_path
         table = evaluate_models(
             data,
             models,

@@ -7,7 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import reports_input_errors, split_list, stage_progress
+from scanner.commands._common import (
+    input_dataset,
+    reports_input_errors,
+    run_out,
+    split_list,
+    stage_progress,
+    take_alias,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,23 +23,27 @@ def register(app: typer.Typer) -> None:
     @app.command("features")
     @reports_input_errors
     def features_cmd(
-        run: Annotated[
+        out: Annotated[
             Optional[Path],
-            typer.Argument(
-                help="Run directory: reads RUN/datasets (or predictions) and RUN/models, writes RUN/features."
+            typer.Option(
+                help="Run directory: reads OUT/datasets (or predictions) and OUT/models, writes OUT/features."
             ),
         ] = None,
         datasets: Annotated[
-            Optional[Path], typer.Option(help="Datasets (or, with --source predictions, predictions) directory.")
+            Optional[Path],
+            typer.Option(
+                help="Datasets (with --source predictions: predictions) of another run, or its run directory."
+            ),
         ] = None,
-        models: Annotated[Optional[Path], typer.Option(help="Models directory (OUT/models).")] = None,
-        out: Annotated[Optional[Path], typer.Option(help="Output directory. Default: RUN/features.")] = None,
+        models: Annotated[
+            Optional[Path], typer.Option(help="Models of another run (a run directory or its models).")
+        ] = None,
         motifs: Annotated[
             Optional[list[str]],
             typer.Option(help="Motif database file(s) (MEME, JASPAR, ...) to match patterns against; repeatable."),
         ] = None,
         own_motifs: Annotated[
-            bool, typer.Option(help="Also match against RUN/sim/motifs.meme and context_motifs.meme when present.")
+            bool, typer.Option(help="Also match against the run's simulated motifs (OUT/sim) when present.")
         ] = True,
         method: Annotated[
             Optional[list[str]], typer.Option(help="deeplift (shuffled references) and/or ism (fast exact ISM).")
@@ -66,16 +77,23 @@ def register(app: typer.Typer) -> None:
         actors: Annotated[Optional[int], typer.Option(help="Attribution actors. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
+        old_run: Annotated[Optional[Path], typer.Argument(hidden=True)] = None,
     ) -> None:
         """Write OUT/features: TF-MoDISco patterns of each model's attributions, TomTom matches, and the
         patterns x regimes comparison (which motifs each regime taught)."""
         from scanner.errors import InputError
         from scanner.features import FeaturesConfig, ModiscoSettings, default_databases
         from scanner.features import features as run_stage
+        from scanner.store import RunDir
 
-        if run is None and (datasets is None or models is None or out is None):
-            raise InputError("give RUN, or --datasets, --models and --out", field="RUN")
-        src = datasets or run / ("datasets" if source == "datasets" else "predictions")
+        out = take_alias(out, old_run, "RUN (as an argument)", "--out RUN")
+        if out is None:
+            raise InputError("missing --out (the run directory)", field="--out")
+        out = run_out(out, "features")
+        if source not in ("datasets", "predictions"):
+            raise InputError(f"must be datasets or predictions, got {source!r}", field="--source")
+        src = input_dataset(datasets, out, source, "--datasets")
+        models = input_dataset(models, out, "models", "--models")
         splits = split_list(split) or ["test"]
         if label not in ("0", "1", "all"):
             raise InputError(f"must be 0, 1 or all, got {label!r}", field="--label")
@@ -101,13 +119,14 @@ def register(app: typer.Typer) -> None:
             actors=actors,
         ).validate()
         dbs = [*split_list(motifs)]
-        if run is not None and own_motifs:
-            dbs = [*map(str, default_databases(run)), *dbs]
+        if own_motifs:  # the simulated motifs of this run, or of the run the inputs come from
+            runs = dict.fromkeys([out.resolve(), src.resolve().parent])
+            dbs = [*dict.fromkeys(str(p) for r in runs for p in default_databases(r)), *dbs]
         with stage_progress("features", "work items") as bar:
             res = run_stage(
                 src,
-                models or run / "models",
-                out or run / "features",
+                models,
+                RunDir(out).dataset("features").root,
                 config,
                 databases=dbs,
                 genome=genome,

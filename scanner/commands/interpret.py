@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
+from scanner.commands._common import (
+    echo_err,
+    input_dataset,
+    reports_input_errors,
+    run_out,
+    split_list,
+    stage_progress,
+    take_alias,
+)
 
 _METHOD_HELP = (
     "Method(s), comma-separated or repeated: ism (fast, exact), ism-naive (reference path), deeplift, "
@@ -21,9 +29,16 @@ def register(app: typer.Typer) -> None:
     @app.command("interpret")
     @reports_input_errors
     def interpret(
-        predictions: Annotated[Path, typer.Option(help="Predictions directory (OUT/predictions).")],
-        models: Annotated[Path, typer.Option(help="Models directory (OUT/models).")],
-        out: Annotated[Path, typer.Option(help="Attributions directory (OUT/attributions).")],
+        out: Annotated[
+            Path,
+            typer.Option(help="Run directory: reads OUT/predictions and OUT/models, writes OUT/attributions."),
+        ],
+        predictions: Annotated[
+            Optional[Path], typer.Option(help="Predictions of another run (a run directory or its predictions).")
+        ] = None,
+        models: Annotated[
+            Optional[Path], typer.Option(help="Models of another run (a run directory or its models).")
+        ] = None,
         method: Annotated[Optional[list[str]], typer.Option(help=_METHOD_HELP)] = None,
         where: Annotated[
             Optional[str],
@@ -48,7 +63,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the shuffles.")] = 0,
         gradcam_layer: Annotated[str, typer.Option(help="Grad-CAM feature map: first, last or convK.")] = "last",
         genome: Annotated[
-            Optional[Path], typer.Option(help="FASTA. Default: the genome in OUT/predictions/_predict.json.")
+            Optional[Path], typer.Option(help="FASTA. Default: the genome the predictions recorded.")
         ] = None,
         bedgraph: Annotated[
             bool, typer.Option(help="Also write per-method bedGraph tracks (mean score per position).")
@@ -56,7 +71,9 @@ def register(app: typer.Typer) -> None:
         bigwig: Annotated[
             bool, typer.Option(help="Also write the tracks as bigWig beside the bedGraph (implies --bedgraph).")
         ] = False,
-        overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+        overwrite: Annotated[
+            bool, typer.Option(help="Replace existing attributions made with other settings.")
+        ] = False,
         actors: Annotated[Optional[int], typer.Option(help="Actors per model. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
@@ -64,6 +81,11 @@ def register(app: typer.Typer) -> None:
         """Write OUT/attributions: per-base scores of each selected prediction, long format."""
         from scanner.interpret.run import InterpretConfig
         from scanner.interpret.run import interpret as run_interpret
+        from scanner.store import RunDir
+
+        out = run_out(out, "attributions")
+        predictions = input_dataset(predictions, out, "predictions", "--predictions")
+        models = input_dataset(models, out, "models", "--models")
 
         config = InterpretConfig(
             methods=tuple(split_list(method) or ["ism"]),
@@ -85,7 +107,7 @@ def register(app: typer.Typer) -> None:
             s = run_interpret(
                 predictions,
                 models,
-                out,
+                RunDir(out).dataset("attributions").root,
                 config,
                 genome=genome,
                 use_ray=ray,
@@ -110,9 +132,12 @@ def register(app: typer.Typer) -> None:
     @app.command("benchmark-interpret")
     @reports_input_errors
     def benchmark_interpret(
-        out: Annotated[Path, typer.Option(help="Output directory (benchmark.md/.parquet/.png).")],
+        out: Annotated[
+            Path, typer.Option(help="Run directory: writes OUT/interpret_benchmark (benchmark.md/.parquet/.png).")
+        ],
         sim: Annotated[
-            Optional[Path], typer.Option(help="An existing `scanner simulate` directory. Default: simulate.")
+            Optional[Path],
+            typer.Option(help="An existing simulation (a run directory or its sim). Default: simulate one."),
         ] = None,
         tf: Annotated[str, typer.Option(help="Simulated TF: GAMMA (partner) or ALPHA (open AND partner).")] = "GAMMA",
         method: Annotated[Optional[list[str]], typer.Option(help=_METHOD_HELP + " Default: all.")] = None,
@@ -144,32 +169,43 @@ def register(app: typer.Typer) -> None:
             reference=reference,
             n_shuffles=n_shuffles,
         )
-        run_benchmark(out, config, sim_dir=sim, log=echo_err)
-        typer.echo((out / "benchmark.md").read_text())
+        from scanner.store import RunDir
+
+        target = RunDir(run_out(out, "interpret_benchmark")).dataset("interpret_benchmark").root
+        sim_dir = None if sim is None else input_dataset(sim, out, "sim", "--sim")
+        run_benchmark(target, config, sim_dir=sim_dir, log=echo_err)
+        typer.echo((target / "benchmark.md").read_text())
 
     @app.command("plot-site")
     @reports_input_errors
     def plot_site(
-        attributions: Annotated[Path, typer.Option(help="Attributions directory (OUT/attributions).")],
+        attributions: Annotated[Path, typer.Option(help="Attributions: a run directory or its attributions dataset.")],
         chrom: Annotated[str, typer.Option(help="Chromosome of the site.")],
         start: Annotated[int, typer.Option(help="0-based start of the site (as in every dataset).")],
-        out: Annotated[Path, typer.Option(help="PNG to write.")],
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG to write.")] = None,
         method: Annotated[str, typer.Option(help="Attribution method to draw.")] = "ism",
-        model_tf: Annotated[Optional[str], typer.Option(help="Model TF, when several explained the site.")] = None,
+        tf: Annotated[Optional[str], typer.Option(help="Model TF, when several explained the site.")] = None,
         regime: Annotated[Optional[str], typer.Option(help="Model regime, when several explained the site.")] = None,
         flank: Annotated[int, typer.Option(help="Bases either side of the site in its logo.")] = 20,
         partners: Annotated[int, typer.Option(help="Logos of the strongest regions outside the site.")] = 2,
+        old_out: Annotated[Optional[Path], typer.Option("--out", hidden=True)] = None,
+        old_model_tf: Annotated[Optional[str], typer.Option("--model-tf", hidden=True)] = None,
     ) -> None:
         """Draw one site's attribution track and sequence logos (site and partner regions)."""
+        from scanner.errors import InputError
         from scanner.interpret.plots import plot_site as draw
 
+        output = take_alias(output, old_out, "--out", "--output")
+        tf = take_alias(tf, old_model_tf, "--model-tf", "--tf")
+        if output is None:
+            raise InputError("missing --output (the PNG to write)", field="--output")
         path = draw(
-            attributions,
+            input_dataset(attributions, attributions, "attributions", "--attributions"),
             chrom,
             start,
-            out,
+            output,
             method=method,
-            model_tf=model_tf,
+            model_tf=tf,
             regime=regime,
             flank=flank,
             partners=partners,

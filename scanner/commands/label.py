@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
+from scanner.commands._common import (
+    echo_err,
+    input_dataset,
+    reports_input_errors,
+    run_out,
+    split_list,
+    stage_progress,
+    take_alias,
+)
 from scanner.errors import InputError
 
 
@@ -29,12 +37,18 @@ def register(app: typer.Typer) -> None:
     @app.command("label")
     @reports_input_errors
     def label(
-        instances: Annotated[Path, typer.Option(help="Instances dataset (OUT/instances from `scanner scan`).")],
         peaks: Annotated[
             list[str],
-            typer.Option(help="TF=peaks.narrowPeak[.gz] or TF=peaks.bed[.gz]; repeat for each TF."),
+            typer.Option(
+                help="TF=peaks.narrowPeak[.gz] or TF=peaks.bed[.gz]; one per TF, comma-separated or repeated."
+            ),
         ],
-        out: Annotated[Path, typer.Option(help="Run directory: writes OUT/labelled and OUT/datasets.")],
+        out: Annotated[
+            Path, typer.Option(help="Run directory: reads OUT/instances, writes OUT/labelled and OUT/datasets.")
+        ],
+        instances: Annotated[
+            Optional[Path], typer.Option(help="Instances of another run (a run directory or its instances).")
+        ] = None,
         open_chromatin: Annotated[
             Optional[Path], typer.Option("--open", help="Open-chromatin peaks (BED3+/narrowPeak).")
         ] = None,
@@ -49,9 +63,9 @@ def register(app: typer.Typer) -> None:
             Optional[list[str]], typer.Option(help="Test chromosomes. Default: chr9 (see docs).")
         ] = None,
         window: Annotated[int, typer.Option(help="Window width in bp, centred on each instance.")] = 1000,
-        regimes: Annotated[
+        regime: Annotated[
             Optional[list[str]],
-            typer.Option(help="pvalue, gc, open, random. Default: all (open only with --open)."),
+            typer.Option(help="Regime(s): pvalue, gc, open, random. Default: all (open only with --open)."),
         ] = None,
         mask_core: Annotated[bool, typer.Option(help="Replace the motif site in each window by N.")] = False,
         all_rows: Annotated[
@@ -59,23 +73,25 @@ def register(app: typer.Typer) -> None:
         ] = False,
         gc_tolerance: Annotated[float, typer.Option(help="GC bin width of the gc regime.")] = 0.02,
         seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
-        genome: Annotated[
-            Optional[Path], typer.Option(help="FASTA. Default: the genome recorded in INSTANCES/_scan.json.")
-        ] = None,
+        genome: Annotated[Optional[Path], typer.Option(help="FASTA. Default: the genome the scan recorded.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Fetch windows on Ray (--no-ray: in this process).")] = True,
+        old_regimes: Annotated[Optional[list[str]], typer.Option("--regimes", hidden=True)] = None,
     ) -> None:
         """Mark instances bound/unbound, in_open, split and GC; write balanced sets with 1 kb windows."""
         from scanner.datasets import format_sizes
         from scanner.labels import LabelConfig
         from scanner.labels import label as run
 
+        regime = take_alias(regime, old_regimes, "--regimes", "--regime")
+        out = run_out(out, "labelled")
+        instances = input_dataset(instances, out, "instances", "--instances")
         config = LabelConfig(
             window=window,
             summit_distance=summit_distance,
             val_chroms=tuple(split_list(val_chroms)) or None,
             test_chroms=tuple(split_list(test_chroms)) or None,
-            regimes=tuple(split_list(regimes)) or None,
+            regimes=tuple(split_list(regime)) or None,
             mask_core=mask_core,
             all_rows=all_rows,
             seed=seed,

@@ -7,7 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
+from scanner.commands._common import (
+    echo_err,
+    input_dataset,
+    reports_input_errors,
+    run_out,
+    split_list,
+    stage_progress,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,9 +23,15 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     @reports_input_errors
     def predict(
-        instances: Annotated[Path, typer.Option(help="Instances directory (OUT/instances: tf=/chrom=).")],
-        models: Annotated[Path, typer.Option(help="Models directory (OUT/models).")],
-        out: Annotated[Path, typer.Option(help="Predictions directory (OUT/predictions).")],
+        out: Annotated[
+            Path, typer.Option(help="Run directory: reads OUT/instances and OUT/models, writes OUT/predictions.")
+        ],
+        instances: Annotated[
+            Optional[Path], typer.Option(help="Instances of another run (a run directory or its instances).")
+        ] = None,
+        models: Annotated[
+            Optional[Path], typer.Option(help="Models of another run (a run directory or its models).")
+        ] = None,
         tf: Annotated[
             Optional[list[str]], typer.Option(help="Instance TF(s) to score. Default: all with a model.")
         ] = None,
@@ -28,7 +41,7 @@ def register(app: typer.Typer) -> None:
         rc_average: Annotated[bool, typer.Option(help="Average logits with the reverse complement's.")] = False,
         genome: Annotated[
             Optional[Path],
-            typer.Option(help="FASTA. Default: the genome recorded in OUT/instances/_scan.json."),
+            typer.Option(help="FASTA. Default: the genome the scan recorded."),
         ] = None,
         chunk_rows: Annotated[int, typer.Option(help="Instances per work item (unit of scheduling/retry).")] = 16384,
         actors: Annotated[Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")] = None,
@@ -36,6 +49,11 @@ def register(app: typer.Typer) -> None:
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: in this process).")] = True,
     ) -> None:
         """Write OUT/predictions (one row per instance and model: logit, prob_bound)."""
+        from scanner.store import RunDir
+
+        out = run_out(out, "predictions")
+        instances = input_dataset(instances, out, "instances", "--instances")
+        models = input_dataset(models, out, "models", "--models")
         from scanner.predict import PredictConfig
         from scanner.predict import predict as run_predict
 
@@ -50,7 +68,7 @@ def register(app: typer.Typer) -> None:
             s = run_predict(
                 instances,
                 models,
-                out,
+                RunDir(out).dataset("predictions").root,
                 config,
                 genome=genome,
                 tfs=split_list(tf) or None,

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         regime: Annotated[Optional[list[str]], typer.Option(help="Restrict to these regimes (--top-bound).")] = None,
         all_models: Annotated[bool, typer.Option(help="--top-bound: also rows scored by another TF's model.")] = False,
         format: Annotated[str, typer.Option("--format", help="table, csv or parquet.")] = "table",
-        output: Annotated[Optional[Path], typer.Option(help="Write the result to this file.")] = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result to this file.")] = None,
         limit: Annotated[int, typer.Option(help="Rows shown in a table.")] = 50,
     ) -> None:
         """Answer one question about a run (polars over RUN/<dataset>/**/*.parquet)."""

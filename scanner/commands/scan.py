@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import reports_input_errors, split_list
+from scanner.commands._common import no_ray_alias, reports_input_errors, split_list, take_alias
 from scanner.errors import InputError
 
 
@@ -22,7 +22,7 @@ def scan(
         list[str],
         typer.Option("--motifs", "-m", help="MEME/JASPAR/HOMER file or JASPAR ID (MA0139.2); repeatable."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; writes OUT/instances.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory; writes OUT/instances.")] = None,
     pvalue: Annotated[float, typer.Option(help="Report sites with p-value below this.")] = 1e-4,
     chroms: Annotated[list[str] | None, typer.Option(help="Chromosomes to scan (comma-separated).")] = None,
     background: Annotated[
@@ -38,8 +38,13 @@ def scan(
     address: Annotated[
         str | None, typer.Option(help="Ray address (ray://host:10001 or 'auto'): scan on that cluster.")
     ] = None,
-    local: Annotated[bool, typer.Option("--local", help="Force threads of this process (no Ray).")] = False,
-    ray: Annotated[bool, typer.Option("--ray", help="Force Ray (start a local one if none is running).")] = False,
+    ray: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--ray/--no-ray",
+            help="Force Ray (a local one if none is running) or threads of this process. Default: by size.",
+        ),
+    ] = None,
     table_cache: Annotated[
         str | None,
         typer.Option(
@@ -48,14 +53,20 @@ def scan(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing scan made with other settings.")] = False,
+    old_out: Annotated[Optional[Path], typer.Option("-o", hidden=True)] = None,
+    old_local: Annotated[bool, typer.Option("--local", hidden=True)] = False,
 ) -> None:
     """Scan a genome for motif instances (exact p-values, both strands) into OUT/instances (Parquet).
 
     A scan that is interrupted and started again with the same settings reuses finished shards.
     Without --address, RAY_ADDRESS or a running local cluster, the shards run on threads of this
-    process unless the work is large enough that starting Ray costs under 10% of it (--local / --ray
+    process unless the work is large enough that starting Ray costs under 10% of it (--no-ray / --ray
     force either way); the console says which and why.
     """
+    out = take_alias(out, old_out, "-o", "--out")
+    if out is None:
+        raise InputError("missing --out (the run directory)", field="--out")
+    ray = no_ray_alias(ray, old_local)
     from scanner.scan.genome_scan import ScanConfig, progress_printer, scan_genome
 
     config = ScanConfig(
@@ -71,14 +82,12 @@ def scan(
         jaspar_release=jaspar_release,
         table_cache=table_cache,
     )
-    if local and ray:
-        raise InputError("--local and --ray contradict each other; give one", field="local")
     summary = scan_genome(
         genome,
         motifs,
         out,
         config,
-        executor=executor_switch(local, ray),
+        use_ray=ray,
         address=address,
         overwrite=overwrite,
         progress=progress_printer("scan"),
@@ -93,11 +102,6 @@ def scan(
     if note:
         typer.echo(note, err=True)
     typer.echo(f'query: polars.scan_parquet("{summary.out_dir}/**/*.parquet", hive_partitioning=True)')
-
-
-def executor_switch(local: bool, ray: bool) -> str:
-    """The executor the no-Ray/Ray switches ask for (``"auto"`` when neither is given)."""
-    return "local" if local else "ray" if ray else "auto"
 
 
 def scan_notes(summary) -> list[str]:
@@ -128,11 +132,11 @@ def scan_notes(summary) -> list[str]:
 
 
 def ray_start_note(timings: dict[str, float], seconds: float) -> str | None:
-    """A hint when starting local Ray took most of a scan (one machine: ``--local`` skips it)."""
+    """A hint when starting local Ray took most of a scan (one machine: ``--no-ray`` skips it)."""
     start = timings.get("setup_s", 0.0)
     if seconds <= 0 or start < 0.5 * seconds:
         return None
     return (
         f"note: starting local Ray took {start:.1f} s of this {seconds:.1f} s scan; on one machine "
-        "`--local` runs the same shards without Ray (same output)"
+        "`--no-ray` runs the same shards without Ray (same output)"
     )

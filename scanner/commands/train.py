@@ -7,7 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list, stage_progress
+from scanner.commands._common import (
+    echo_err,
+    input_dataset,
+    reports_input_errors,
+    run_out,
+    split_list,
+    stage_progress,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,8 +23,13 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @reports_input_errors
     def train(
-        data: Annotated[Path, typer.Option(help="Datasets directory (OUT/datasets: regime=/tf=/split=).")],
-        out: Annotated[Path, typer.Option(help="Models directory (OUT/models); one tf=/regime=/ per model.")],
+        out: Annotated[
+            Path,
+            typer.Option(help="Run directory: reads OUT/datasets, writes OUT/models and OUT/metrics.parquet."),
+        ],
+        data: Annotated[
+            Optional[Path], typer.Option(help="Datasets of another run (a run directory or its datasets).")
+        ] = None,
         tf: Annotated[
             Optional[list[str]], typer.Option(help="TF(s), comma-separated or repeated. Default: all.")
         ] = None,
@@ -84,12 +96,10 @@ def register(app: typer.Typer) -> None:
         reference: Annotated[
             bool, typer.Option(help="Start from the reference's settings (deepsea, lr 0.01, EMA, schedule).")
         ] = False,
-        metrics: Annotated[
-            Optional[Path], typer.Option(help="Metrics file. Default: OUT/metrics.parquet beside --out.")
-        ] = None,
         evaluate: Annotated[bool, typer.Option(help="Evaluate on val/test and write metrics and curves.")] = True,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
         ray: Annotated[bool, typer.Option(help="Use Ray (--no-ray: train in this process, one by one).")] = True,
+        metrics: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
     ) -> None:
         """Train one bound/unbound model per (TF, regime); evaluate it beside the motif-score, k-mer and
         site baselines on the test chromosomes."""
@@ -131,11 +141,18 @@ def register(app: typer.Typer) -> None:
             config = replace(TrainConfig.reference(), **{k: v for k, v in flags.items() if v is not None}).validate()
         else:
             config = config_from_flags(**flags)
-        metrics_path = metrics or out.parent / "metrics.parquet"
+        from scanner.store import RunDir
+
+        out = run_out(out, "models")
+        data = input_dataset(data, out, "datasets", "--data")
+        run = RunDir(out)
+        if metrics is not None:
+            echo_err("note: --metrics is going in the next release; `scanner evaluate --output FILE` writes elsewhere")
+        metrics_path = metrics or run.metrics_path
         with stage_progress("train", "models") as bar:
             results = train_models(
                 data,
-                out,
+                run.dataset("models").root,
                 config,
                 tfs=split_list(tf) or None,
                 regimes=split_list(regime) or None,
@@ -158,4 +175,4 @@ def register(app: typer.Typer) -> None:
             typer.echo(format_metrics(table))
             for line in below_baseline_warnings(table):
                 echo_err(f"warning: {line}")
-            echo_err(f"metrics: {metrics_path}; curves: {out}/tf=*/regime=*/roc.png, pr.png")
+            echo_err(f"metrics: {metrics_path}; curves: {run.dataset('models').root}/tf=*/regime=*/roc.png, pr.png")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import echo_err, reports_input_errors, split_list
+from scanner.commands._common import echo_err, input_dataset, reports_input_errors, run_out, split_list
 
 
 def register(app: typer.Typer) -> None:
@@ -16,8 +16,15 @@ def register(app: typer.Typer) -> None:
     @app.command("tune")
     @reports_input_errors
     def tune(
-        data: Annotated[Path, typer.Option(help="Datasets directory (OUT/datasets).")],
-        out: Annotated[Path, typer.Option(help="Models directory (OUT/models); the final models go here.")],
+        out: Annotated[
+            Path,
+            typer.Option(
+                help="Run directory: reads OUT/datasets, writes the final models (OUT/models) and trials (OUT/tune)."
+            ),
+        ],
+        data: Annotated[
+            Optional[Path], typer.Option(help="Datasets of another run (a run directory or its datasets).")
+        ] = None,
         tf: Annotated[
             Optional[list[str]], typer.Option(help="TF(s), comma-separated or repeated. Default: all.")
         ] = None,
@@ -30,17 +37,19 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of every trial and of the final model.")] = 0,
         cpus_per_trial: Annotated[float, typer.Option(help="CPUs (and torch threads) per trial.")] = 1.0,
         gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial when the cluster has GPUs.")] = 1.0,
-        storage: Annotated[
-            Optional[Path], typer.Option(help="Tune's experiments. Default: OUT/tune beside --out.")
-        ] = None,
+        storage: Annotated[Optional[Path], typer.Option(help="Tune's experiments. Default: OUT/tune.")] = None,
         resume: Annotated[bool, typer.Option(help="Continue a search found under --storage.")] = True,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
     ) -> None:
         """Search network size, learning rate, weight decay, dropout, motif initialisation and shift on
         the validation rows (Ray Tune, ASHA), then train and evaluate each final model."""
         from scanner.evaluate import below_baseline_warnings, format_metrics, metrics_table
+        from scanner.store import RunDir
         from scanner.train import TrainConfig
         from scanner.train.tune import TuneSettings, tune_models
+
+        out = run_out(out, "models")
+        data = input_dataset(data, out, "datasets", "--data")
 
         base = TrainConfig(
             epochs=epochs, ensemble=ensemble, seed=seed, cpus_per_model=cpus_per_trial, gpus_per_model=gpus_per_trial
@@ -50,7 +59,7 @@ def register(app: typer.Typer) -> None:
         )
         results = tune_models(
             data,
-            out,
+            RunDir(out).dataset("models").root,
             base,
             settings,
             tfs=split_list(tf) or None,

@@ -7,7 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from scanner.commands._common import reports_input_errors, split_list, stage_progress
+from scanner.commands._common import (
+    input_dataset,
+    no_ray_alias,
+    reports_input_errors,
+    run_out,
+    split_list,
+    stage_progress,
+)
 from scanner.errors import InputError
 
 
@@ -17,19 +24,21 @@ def register(app: typer.Typer) -> None:
     @app.command("variants")
     @reports_input_errors
     def variants(
-        models: Annotated[Path, typer.Option(help="Models directory (OUT/models: tf=/regime=).")],
-        out: Annotated[Path, typer.Option(help="Output directory (OUT/variants).")],
+        out: Annotated[
+            Path, typer.Option(help="Run directory: reads OUT/models and OUT/instances, writes OUT/variants.")
+        ],
         vcf: Annotated[Optional[Path], typer.Option(help="VCF, plain or gzip/bgzip.")] = None,
         sequences: Annotated[
             Optional[Path], typer.Option(help="TSV with columns id, ref, alt (instead of --vcf).")
         ] = None,
+        models: Annotated[
+            Optional[Path], typer.Option(help="Models of another run (a run directory or its models).")
+        ] = None,
         instances: Annotated[
             Optional[Path],
-            typer.Option(help="Instances directory (OUT/instances). Default: 'instances' beside --models."),
+            typer.Option(help="Instances (a run directory or its instances). Default: those of the models' run."),
         ] = None,
-        genome: Annotated[
-            Optional[Path], typer.Option(help="FASTA. Default: the genome of OUT/instances/_scan.json.")
-        ] = None,
+        genome: Annotated[Optional[Path], typer.Option(help="FASTA. Default: the genome the scan recorded.")] = None,
         tf: Annotated[Optional[list[str]], typer.Option(help="Model TF(s). Default: all.")] = None,
         regime: Annotated[Optional[list[str]], typer.Option(help="Model regime(s). Default: all.")] = None,
         rc_average: Annotated[bool, typer.Option(help="Average logits with the reverse complement's.")] = False,
@@ -50,16 +59,28 @@ def register(app: typer.Typer) -> None:
         ] = 0.1,
         features: Annotated[
             Optional[Path],
-            typer.Option(help="OUT/features: name the learned pattern each disagreeing allele falls in (VCF)."),
+            typer.Option(
+                help="Features (a run directory or its features): name the learned pattern each disagreeing "
+                "allele falls in (VCF)."
+            ),
         ] = None,
         actors: Annotated[Optional[int], typer.Option(help="Actor-pool size. Default: GPUs, else CPUs.")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray address. Default: start local Ray.")] = None,
-        local: Annotated[bool, typer.Option(help="Run in this process, without Ray.")] = False,
+        ray: Annotated[
+            Optional[bool], typer.Option("--ray/--no-ray", help="Use Ray (default; --no-ray: in this process).")
+        ] = None,
+        old_local: Annotated[bool, typer.Option("--local", hidden=True)] = False,
     ) -> None:
         """Write OUT/variants: scores/ (one row per allele, instance and model), comparison.parquet and
         correlations.parquet (regimes side by side)."""
+        from scanner.store import RunDir
         from scanner.variants import VariantConfig, score_sequences, score_vcf
 
+        ray = no_ray_alias(ray, old_local) is not False
+        out = run_out(out, "variants")
+        models = input_dataset(models, out, "models", "--models")
+        instances = None if instances is None else input_dataset(instances, out, "instances", "--instances")
+        features = None if features is None else input_dataset(features, out, "features", "--features")
         if (vcf is None) == (sequences is None):
             raise InputError("give exactly one of --vcf and --sequences", field="--vcf")
         config = VariantConfig(
@@ -76,20 +97,21 @@ def register(app: typer.Typer) -> None:
         ).validate()
         if sequences is not None and genome is not None:
             raise InputError("--genome is not used with --sequences", field="--genome")
+        target = RunDir(out).dataset("variants").root
         with stage_progress("variants", "alleles" if vcf is not None else "sequence pairs") as bar:
             common = dict(
                 tfs=split_list(tf) or None,
                 regimes=split_list(regime) or None,
-                use_ray=not local,
+                use_ray=ray,
                 address=address,
                 log=bar.write,
                 progress=bar,
             )
             if vcf is not None:
-                s = score_vcf(vcf, models, out, config, instances=instances, genome=genome, **common)
+                s = score_vcf(vcf, models, target, config, instances=instances, genome=genome, **common)
                 what = f"{s.alleles:,} allele(s)"
             else:
-                s = score_sequences(sequences, models, out, config, instances=instances, **common)
+                s = score_sequences(sequences, models, target, config, instances=instances, **common)
                 what = f"{s.alleles:,} sequence pair(s)"
         typer.echo(
             f"{s.rows:,} rows ({what} x instances x {len(s.models)} model(s)) in {s.files} file(s) "

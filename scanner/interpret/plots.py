@@ -70,7 +70,7 @@ def _site_rows(root: str | Path, chrom: str, start: int, method: str, model_tf: 
         raise InputError(
             f"{models.height} instances/models match {chrom}:{start}: "
             + "; ".join(" ".join(map(str, r)) for r in models.rows())
-            + "; choose with --model-tf/--regime",
+            + "; choose with --tf/--regime",
             source=root,
         )
     return df

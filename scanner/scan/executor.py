@@ -82,7 +82,7 @@ def choose_executor(
     Parameters
     ----------
     force : {None, "local", "ray"}
-        The switch (``--local`` / ``--ray``); None decides.
+        The switch (``--no-ray`` / ``--ray``, ``use_ray=False/True``); None decides.
     address : str, optional
         ``--address``.
     bases, motifs, cores : int
@@ -103,7 +103,7 @@ def choose_executor(
         raise ValueError(f"force must be one of {FORCE_CHOICES}, got {force!r}")
     env = os.environ if env is None else env
     if force == "local":
-        return ExecutorChoice("local", None, "--local: shards on threads of this process, no Ray")
+        return ExecutorChoice("local", None, "--no-ray: shards on threads of this process")
     if address:
         return ExecutorChoice("ray", address, f"Ray at {address} (--address)")
     if env.get("RAY_ADDRESS"):

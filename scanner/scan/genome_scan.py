@@ -397,7 +397,7 @@ def scan_genome(
     out_dir: str | Path,
     config: ScanConfig = ScanConfig(),
     *,
-    executor: str = "auto",
+    use_ray: bool | None = None,
     address: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
@@ -414,12 +414,12 @@ def scan_genome(
         Run directory; the dataset goes to ``out_dir/instances``.
     config : ScanConfig
         Scan settings.
-    executor : {"auto", "local", "ray"}
-        ``"auto"`` (default) applies :func:`scanner.scan.executor.choose_executor`: Ray when there is an
+    use_ray : bool, optional
+        None (default) applies :func:`scanner.scan.executor.choose_executor`: Ray when there is an
         address, ``RAY_ADDRESS``, a Ray in this process or a running local cluster, else threads of this
         process unless the work is large enough that starting a local Ray costs under 10% of it.
-        ``"local"`` forces threads of this process, ``"ray"`` forces Ray actors (connecting to
-        ``address`` or a running cluster, or starting local Ray in-process). Same output either way.
+        False forces threads of this process, True forces Ray actors (connecting to ``address`` or a
+        running cluster, or starting local Ray in-process). Same output either way.
     address : str, optional
         Ray address (``ray://host:10001``, ``auto``).
     overwrite : bool
@@ -438,6 +438,7 @@ def scan_genome(
         settings (without ``overwrite``).
     """
     t0 = time.perf_counter()
+    executor = "auto" if use_ray is None else "ray" if use_ray else "local"
     if executor != "ray":  # load the compiled scan kernels while the inputs are read and tables built
         loader = threading.Thread(target=_load_kernels, daemon=True)
         loader.start()
