@@ -49,11 +49,11 @@ def build_run(root: Path, n_windows: int, n_models: int = 2, seed: int = 0) -> t
     import polars as pl
     from test_features import W, planted_model
 
-    from scanner.apply import fetch_windows
     from scanner.genome import decode, open_genome
     from scanner.io import partition_dir, write_parquet_atomic
     from scanner.models import save_checkpoint
-    from scanner.simulate import SimulationConfig, read_truth, simulate
+    from scanner.predict.apply import fetch_windows
+    from scanner.simulate.genome import SimulationConfig, read_truth, simulate
 
     size = max(2.0, n_windows / (250 * 0.35) * 1.1)
     sim = simulate(

@@ -246,7 +246,7 @@ def _predict_inputs(work: Path, n: int, arch: str) -> tuple[Path, Path, Path]:
 def stage_predict(args: argparse.Namespace, device: str) -> dict:
     from predict import bare_loop
 
-    from scanner.predict import PredictConfig, predict
+    from scanner.predict.run import PredictConfig, predict
     from scanner.runtime import ray_session
 
     work = args.work / "predict"
@@ -277,8 +277,8 @@ def stage_predict(args: argparse.Namespace, device: str) -> dict:
     if device != "cpu":  # the same windows on the CPU and on the device
         import torch
 
-        from scanner.apply import predict_codes
         from scanner.models import load_checkpoint
+        from scanner.predict.apply import predict_codes
 
         codes = np.random.default_rng(0).integers(0, 4, (1024, 1000)).astype(np.uint8)
         model, _ = load_checkpoint(models / "tf=TOY" / "regime=pvalue")

@@ -1,6 +1,6 @@
 """Labelling a simulated 100 Mb genome with 3 TFs: time and peak memory of ``scanner label``.
 
-Setup (timed, reported, not compared): ``scanner.simulate`` writes a 100 Mb genome with ALPHA, BETA and
+Setup (timed, reported, not compared): ``scanner.simulate.genome`` writes a 100 Mb genome with ALPHA, BETA and
 GAMMA; ``scanner.scan.scan_genome`` (in-process) finds their instances at p < 1e-4.
 
 Contenders, each in its own child process so that its peak RSS (``wait4``'s ``ru_maxrss``) is its own:
@@ -15,7 +15,7 @@ Reference implementations on the same rows (no bedtools or pyranges in this envi
   sorted intervals and a running maximum of ends (the same exact semantics), against the polars
   ``join_asof`` kernels.
 * windows + GC of every instance: one pyfaidx fetch per row (``Genome.window``) then GC, against the
-  batched :func:`scanner.datasets.window_codes`.
+  batched :func:`scanner.labels.datasets.window_codes`.
 
 Run: ``python benchmarks/label.py [--size-mb 100] [--reuse-setup]``; writes
 ``benchmarks/results/label.json``.
@@ -57,7 +57,7 @@ def _sim_paths() -> dict:
 
 def phase_setup(size_mb: float) -> dict:
     from scanner.scan import ScanConfig, scan_genome
-    from scanner.simulate import SimulationConfig, simulate
+    from scanner.simulate.genome import SimulationConfig, simulate
 
     t0 = time.perf_counter()
     sim = simulate(WORK / "sim", SimulationConfig(size_mb=size_mb, tfs=TFS))
@@ -75,7 +75,7 @@ def phase_setup(size_mb: float) -> dict:
 
 
 def phase_label(use_ray: bool) -> dict:
-    from scanner.labels import LabelConfig, label
+    from scanner.labels.run import LabelConfig, label
 
     p = _sim_paths()
     out = WORK / ("out_ray" if use_ray else "out_local")
@@ -159,10 +159,10 @@ def phase_reference() -> dict:
     import numpy as np
     import polars as pl
 
-    from scanner.datasets import window_codes
     from scanner.genome import open_genome
-    from scanner.intervals import contained_in, overlaps_any, read_intervals
     from scanner.io import read_dataset
+    from scanner.labels.datasets import window_codes
+    from scanner.labels.intervals import contained_in, overlaps_any, read_intervals
     from scanner.schemas import INSTANCES
 
     p = _sim_paths()

@@ -164,7 +164,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-    from scanner.predict import PredictConfig, predict
+    from scanner.predict.run import PredictConfig, predict
     from scanner.runtime import ray_session
 
     t = time.perf_counter()

@@ -46,7 +46,7 @@ def make_inputs(work: Path, size_mb: float, n_motifs: int, seed: int) -> tuple[P
 
     from scanner.models import ModelSpec, build_model, save_checkpoint
     from scanner.motifs import load_motifs
-    from scanner.simulate import SimulationConfig, simulate
+    from scanner.simulate.genome import SimulationConfig, simulate
 
     sim = work / "sim"
     config = SimulationConfig(size_mb=size_mb, n_chroms=4, tfs=("ALPHA", "BETA", "GAMMA"), seed=seed)
@@ -97,7 +97,7 @@ def time_scan(genome: Path, motifs: list, out: Path, shard_bp: int, executor: st
 
 
 def time_predict(instances: Path, models: Path, out: Path, use_ray: bool, actors: int | None) -> dict:
-    from scanner.predict import PredictConfig, predict
+    from scanner.predict.run import PredictConfig, predict
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()

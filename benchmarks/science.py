@@ -60,11 +60,11 @@ def _test_logits(model_dir: Path, data: Path, tf: str, regime: str) -> tuple[np.
 def simulated(work: Path, seeds: int, log) -> dict:
     """Train each (TF, regime) of the demo's simulation once per seed; seed ensemble and baselines."""
     from scanner.demo import DemoConfig, noise_ceiling
-    from scanner.labels import LabelConfig, label
+    from scanner.labels.run import LabelConfig, label
     from scanner.metrics import average_precision, roc_auc
     from scanner.runtime import ray_session
     from scanner.scan import ScanConfig, scan_genome
-    from scanner.simulate import SimulationConfig, simulate
+    from scanner.simulate.genome import SimulationConfig, simulate
     from scanner.train import TrainConfig, checkpoint_dir, train_models
 
     demo = DemoConfig()
@@ -125,7 +125,7 @@ def simulated(work: Path, seeds: int, log) -> dict:
 
 
 def _pho4_label(work: Path, tag: str, peaks: Path, test: str, val: str) -> Path:
-    from scanner.labels import LabelConfig, label
+    from scanner.labels.run import LabelConfig, label
 
     out = work / tag
     label(

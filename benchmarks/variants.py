@@ -1,7 +1,7 @@
 """Throughput of ``scanner variants`` (in-process and through Ray) against a bare torch loop over the
 same windows and model.
 
-Everything is synthetic and seeded: a simulated genome (``scanner.simulate``, ``--size-mb``), scanned
+Everything is synthetic and seeded: a simulated genome (``scanner.simulate.genome``, ``--size-mb``), scanned
 for its ALPHA motif (``scanner.scan``, exact p-values), one small model with random weights and a 1 kb
 input, and a VCF of ``--n`` alleles drawn within 400 bp of random instances (so almost all sit in a
 window): 85% SNVs, 5% MNVs, 5% deletions, 5% insertions, REF from the genome.
@@ -49,7 +49,7 @@ def make_inputs(work: Path, n: int, size_mb: float, seed: int, seq_len: int) -> 
     from scanner.io import parquet_files
     from scanner.models import ModelSpec, build_model, save_checkpoint
     from scanner.scan import ScanConfig, scan_genome
-    from scanner.simulate import SimulationConfig, simulate
+    from scanner.simulate.genome import SimulationConfig, simulate
 
     paths = {"genome": work / "sim" / "genome.fa", "models": work / "models", "vcf": work / f"v{n}.vcf"}
     if not (work / "instances" / "_scan.json").exists():

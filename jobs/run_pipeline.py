@@ -2,7 +2,7 @@
 
     python run_pipeline.py run.toml [--until STAGE] [--force STAGE ...]
 
-Runs :func:`scanner.pipeline.run_pipeline` on the cluster the job belongs to (``address="auto"``:
+Runs :func:`scanner.run.pipeline.run_pipeline` on the cluster the job belongs to (``address="auto"``:
 the job's ``RAY_ADDRESS``), printing progress lines and, on every manifest change, one
 ``SCANNER_MANIFEST {json}`` line that ``scanner status`` reads when it cannot see the run directory.
 Exit status: 0 done, 2 bad input (the message is the last log line), 1 any other failure.
@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="append", default=[], help="re-run this stage even if complete")
     args = parser.parse_args(argv)
 
-    from scanner.config import load_config
     from scanner.errors import InputError
-    from scanner.manifest import format_status
-    from scanner.pipeline import manifest_printer, run_pipeline
+    from scanner.run.config import load_config
+    from scanner.run.manifest import format_status
+    from scanner.run.pipeline import manifest_printer, run_pipeline
 
     try:
         config = load_config(args.config)

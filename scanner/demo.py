@@ -137,11 +137,12 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
         For bad settings (e.g. an unknown TF or regime).
     """
     from scanner.evaluate import metrics_table
-    from scanner.labels import LabelConfig, label
-    from scanner.predict import PredictConfig, predict
+    from scanner.labels.run import LabelConfig, label
+    from scanner.predict.run import PredictConfig, predict
     from scanner.runtime import ray_session
     from scanner.scan import ScanConfig, scan_genome
-    from scanner.simulate import SimulationConfig, simulate
+    from scanner.simulate.genome import SimulationConfig, simulate
+    from scanner.store import RunDir
     from scanner.train import TrainConfig, train_models
 
     say = log or (lambda _m: None)
@@ -158,14 +159,15 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
     sim_cfg = SimulationConfig(
         size_mb=config.size_mb, sites_per_mb=config.sites_per_mb, tfs=config.tfs, seed=config.seed
     )
-    sim = simulate(out / "sim", sim_cfg)
+    run = RunDir(out)
+    sim = simulate(run.path("sim"), sim_cfg)
     done("simulate")
     with ray_session(config.address) if config.use_ray else nullcontext():
         scan = scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), use_ray=config.use_ray, overwrite=True)
         say(f"  instances: {scan.hits}")
         done("scan")
         lab = label(
-            out / "instances",
+            run.path("instances"),
             dict(sim.peaks),
             out,
             LabelConfig(regimes=tuple(config.regimes), seed=config.seed),
@@ -178,16 +180,16 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
         train_cfg = TrainConfig(epochs=config.epochs, ensemble=config.ensemble, seed=config.seed)
         results = train_models(
             lab.datasets,
-            out / "models",
+            run.path("models"),
             train_cfg,
             regimes=list(config.regimes),
             use_ray=config.use_ray,
-            metrics_path=out / "metrics.parquet",
+            metrics_path=run.metrics_path,
             log=say,
         )
         done("train + evaluate")
         summary = predict(
-            out / "instances", out / "models", out / "predictions", PredictConfig(), use_ray=config.use_ray
+            run.path("instances"), run.path("models"), run.path("predictions"), PredictConfig(), use_ray=config.use_ray
         )
         say(f"  predictions: {summary.rows} rows")
         done("predict")

@@ -28,7 +28,9 @@ from scanner.metrics import (  # noqa: F401  (re-exported)
     roc_auc_naive,
     roc_curve,
 )
+from scanner.models.checkpoint import record_path
 from scanner.schemas import METRICS
+from scanner.store import RunDir, part_name
 
 if TYPE_CHECKING:
     import torch
@@ -283,7 +285,7 @@ def plot_curves(
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
-        paths.append(write_bytes_atomic(buf.getvalue(), out_dir / f"{kind}.png"))
+        paths.append(write_bytes_atomic(buf.getvalue(), out_dir / part_name("models", kind)))
     return paths[0], paths[1]
 
 
@@ -460,7 +462,7 @@ def evaluate_checkpoint(
     model, meta = load_checkpoint(model_dir, map_location=device)
     tf, regime = meta.get("tf"), meta.get("regime")
     if not tf or not regime:
-        raise InputError("model.json lacks 'tf' or 'regime'", source=Path(model_dir) / "model.json")
+        raise InputError("model.json lacks 'tf' or 'regime'", source=record_path(model_dir))
     settings = meta.get("train_config") or {}
     baselines = None
     if baselines_fit and _has_train(data_root, tf, regime, settings.get("train_rows", "regime")):
@@ -522,8 +524,8 @@ def evaluate_models(
     InputError
         No models, a requested TF or regime without a model or data, missing partitions.
     """
-    from scanner.apply import discover_models
     from scanner.data_loading import available_partitions
+    from scanner.predict.apply import discover_models
 
     models = discover_models(models_root, tfs, regimes)
     have = available_partitions(data_root)
@@ -546,7 +548,7 @@ def evaluate_models(
     write_metrics(rows, metrics_path)
     if cross_tf:
         for regime in sorted({m.regime for m in models}):
-            plot_cross_tf(table, regime, Path(models_root) / f"cross_tf_{regime}.png")
+            plot_cross_tf(table, regime, RunDir.of("models", models_root).part("cross_tf", regime=regime))
     return table
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,8 @@ PUBLISHED = "_published.json"
 STAGING_DIR = ".staging"
 UNITS_DIR = "_units"
 LOCK_DIR = ".locks"
+METRICS_FILE = "metrics.parquet"
+MANIFEST_FILE = "manifest.json"
 TRASH_DIR = ".trash"
 
 
@@ -74,28 +77,73 @@ class DatasetSpec:
         Name of its pyarrow schema in :mod:`scanner.schemas` (None: not a Parquet dataset).
     record : str or None
         File name of its sidecar record inside the directory.
+    markers : str or None
+        Directory of per-unit markers kept after publishing (the scan's shards: reused by a later scan
+        with the same settings, and their timings read by benchmarks). Default None: a dataset's unit
+        markers (``_units``) are dropped when it is published.
+    parts : tuple of (str, str)
+        Named files or sub-directories inside the dataset (``("comparison", "comparison.parquet")``);
+        read and written through :meth:`Dataset.part`. Default none.
     """
 
     name: str
     keys: tuple[str, ...]
     schema: str | None
     record: str | None
+    markers: str | None = None
+    parts: tuple[tuple[str, str], ...] = ()
 
 
 #: Every dataset of a run (their schemas and partition keys are defined in :mod:`scanner.schemas`).
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("instances", schemas.INSTANCE_PARTITIONS, "INSTANCES", "_scan.json"),
+        DatasetSpec("instances", schemas.INSTANCE_PARTITIONS, "INSTANCES", "_scan.json", "_shards"),
         DatasetSpec("labelled", schemas.INSTANCE_PARTITIONS, "LABELLED", "_label.json"),
         DatasetSpec("datasets", schemas.DATASET_PARTITIONS, "DATASETS", "_datasets.json"),
-        DatasetSpec("models", MODEL_PARTITIONS, None, None),
+        DatasetSpec(
+            "models",
+            MODEL_PARTITIONS,
+            None,
+            None,
+            # per model (tf=/regime=/): the curves of scanner train/evaluate; per regime: the TF x TF matrix
+            parts=(("roc", "roc.png"), ("pr", "pr.png"), ("cross_tf", "cross_tf_{regime}.png")),
+        ),
         DatasetSpec("predictions", schemas.INSTANCE_PARTITIONS, "PREDICTIONS", "_predict.json"),
         DatasetSpec("attributions", schemas.ATTRIBUTION_PARTITIONS, "ATTRIBUTIONS", "_interpret.json"),
-        DatasetSpec("variants", schemas.VARIANT_PARTITIONS, "VARIANTS", "_variants.json"),
-        DatasetSpec("features", schemas.FEATURE_PARTITIONS, "FEATURES", "_features.json"),
+        DatasetSpec(
+            "variants",
+            schemas.VARIANT_PARTITIONS,
+            "VARIANTS",
+            "_variants.json",
+            parts=(
+                ("scores", "scores"),
+                ("comparison", "comparison.parquet"),
+                ("correlations", "correlations.parquet"),
+            ),
+        ),
+        DatasetSpec(
+            "features",
+            schemas.FEATURE_PARTITIONS,
+            "FEATURES",
+            "_features.json",
+            parts=(
+                ("patterns", "patterns"),
+                ("seqlets", "seqlets"),
+                ("comparison", "comparison.parquet"),
+                ("comparison_plot", "comparison.png"),
+            ),
+        ),
         DatasetSpec("sim", (), None, "simulation.json"),  # scanner simulate's genome, motifs, peaks, truth
-        DatasetSpec("interpret_benchmark", (), None, None),
+        DatasetSpec(
+            "interpret_benchmark",
+            (),
+            None,
+            "benchmark.json",
+            parts=(("table", "benchmark.parquet"), ("text", "benchmark.md"), ("plot", "benchmark.png")),
+        ),
+        DatasetSpec("tune", (), None, None),  # Ray Tune's experiments (scanner tune)
+        DatasetSpec("report", (), None, None, parts=(("page", "index.html"),)),  # scanner report's page, images
     )
 }
 
@@ -182,6 +230,52 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def part_name(dataset: str, part: str) -> str:
+    """The file or folder name of part ``part`` of dataset ``dataset`` (for modules that build the part
+    inside a staging area or a worker's output folder)."""
+    return dict(DATASETS[dataset].parts)[part]
+
+
+# ---- fingerprints (of inputs and settings: what a published output was made from) ------------------
+#: Files up to this size are fingerprinted by content (SHA-256); larger ones by size and mtime.
+CONTENT_HASH_LIMIT = 256 << 20
+
+
+def file_fingerprint(path: str | Path, cache: dict[str, str] | None = None) -> str:
+    """``sha256:<hex>`` of a file's bytes, or ``stat:<size>:<mtime_ns>`` above :data:`CONTENT_HASH_LIMIT`.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist.
+    """
+    path = Path(path)
+    key = str(path.resolve())
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError("input file not found", source=path) from None
+    if st.st_size > CONTENT_HASH_LIMIT:
+        value = f"stat:{st.st_size}:{st.st_mtime_ns}"
+    else:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        value = "sha256:" + h.hexdigest()
+    if cache is not None:
+        cache[key] = value
+    return value
+
+
+def hash_json(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj`` (sorted keys; paths and tuples as str / list)."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # ---- the run directory --------------------------------------------------------------------------------
 
 
@@ -216,10 +310,19 @@ class RunDir:
         root = Path(root)
         return cls(root.parent).dataset(name, root)
 
+    def path(self, name: str) -> Path:
+        """``OUT/<name>``: the directory of dataset ``name``."""
+        return self.dataset(name).root
+
     @property
     def metrics_path(self) -> Path:
         """``OUT/metrics.parquet``."""
-        return self.root / "metrics.parquet"
+        return self.root / METRICS_FILE
+
+    @property
+    def manifest_path(self) -> Path:
+        """``OUT/manifest.json``: what ``scanner run`` did, stage by stage."""
+        return self.root / MANIFEST_FILE
 
     def lock(self, what: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """Hold the writer lock of ``what`` (a dataset name, or ``"run"`` for a whole pipeline)."""
@@ -359,6 +462,21 @@ class Dataset:
         if len(values) > len(self.spec.keys):
             raise ValueError(f"{self.spec.name} has {len(self.spec.keys)} partition keys, got {len(values)} values")
         return partition_dir(root or self.root, list(zip(self.spec.keys, values, strict=False)))
+
+    def part(self, name: str, *, root: Path | None = None, **fields: object) -> Path:
+        """The named file or folder ``name`` of this dataset (see :attr:`DatasetSpec.parts`) under ``root``
+        (default the dataset directory; e.g. a staging area or one model's folder), its ``{field}``
+        placeholders filled from ``fields``.
+
+        Raises
+        ------
+        KeyError
+            For a name the dataset does not have.
+        """
+        parts = dict(self.spec.parts)
+        if name not in parts:
+            raise KeyError(f"{self.spec.name} has no part {name!r}; it has {sorted(parts)}")
+        return (root or self.root) / parts[name].format(**fields)
 
     @property
     def record_path(self) -> Path:

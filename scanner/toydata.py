@@ -19,6 +19,7 @@ import pyarrow as pa
 from scanner.genome import decode
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
 from scanner.schemas import DATASETS, INSTANCES
+from scanner.store import RunDir
 
 CORE = "CACGTG"
 PARTNER = "TGACTCA"
@@ -224,5 +225,6 @@ def write_toy_instances(
             for k in range(files_per_chrom):
                 d = partition_dir(root, [("tf", tf), ("chrom", chrom)])
                 write_parquet_atomic(sub.slice(bounds[k], bounds[k + 1] - bounds[k]), d / f"part-{k:05d}.parquet")
-    write_text_atomic(json.dumps({"genome": str(Path(genome_path).resolve())}), root / "_scan.json")
+    record = RunDir.of("instances", root).record_path  # a scan's record, naming the genome
+    write_text_atomic(json.dumps({"genome": str(Path(genome_path).resolve())}), record)
     return root

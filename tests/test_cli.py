@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from scanner import __version__
 from scanner.cli import app
-from scanner.labels import split_warnings
-from scanner.simulate import SimulationConfig, simulate
+from scanner.labels.run import split_warnings
+from scanner.simulate.genome import SimulationConfig, simulate
 
 runner = CliRunner()
 

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scanner.config import (
+from scanner.errors import InputError
+from scanner.interpret.benchmark import BenchmarkConfig
+from scanner.labels.run import LabelConfig
+from scanner.predict.run import PredictConfig
+from scanner.run.config import (
     InputsSection,
     RunConfig,
     dumps,
@@ -19,12 +23,8 @@ from scanner.config import (
     to_dict,
     with_overrides,
 )
-from scanner.errors import InputError
-from scanner.interpret.benchmark import BenchmarkConfig
-from scanner.labels import LabelConfig
-from scanner.predict import PredictConfig
 from scanner.scan import ScanConfig
-from scanner.simulate import SimulationConfig
+from scanner.simulate.genome import SimulationConfig
 from scanner.train import TrainConfig
 from scanner.variants import VariantConfig
 

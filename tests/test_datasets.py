@@ -9,11 +9,11 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from scanner.datasets import WindowReader, _strings, balance, build_datasets, window_codes
 from scanner.errors import InputError
 from scanner.genome import decode, open_genome
 from scanner.io import read_dataset
-from scanner.labels import LabelConfig
+from scanner.labels.datasets import WindowReader, _strings, balance, build_datasets, window_codes
+from scanner.labels.run import LabelConfig
 from scanner.schemas import DATASETS, LABELLED
 
 

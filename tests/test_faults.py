@@ -26,9 +26,9 @@ from polars.testing import assert_frame_equal
 # the loopback head fixture of test_jobs (module scope: this module starts its own head)
 from test_jobs import ray_head  # noqa: F401
 
-from scanner.config import from_dict, load_config
-from scanner.manifest import read_manifest
-from scanner.pipeline import run_pipeline
+from scanner.run.config import from_dict, load_config
+from scanner.run.manifest import read_manifest
+from scanner.run.pipeline import run_pipeline
 from scanner.store import RunDir
 
 KEY = ["chrom", "start", "end", "strand", "motif_id"]
@@ -129,7 +129,7 @@ def test_killed_driver_resumes_to_identical_output(reference, tmp_path):
 def test_worker_killed_during_predict_is_retried(reference, ray_head, tmp_path):  # noqa: F811
     from ray.util.state import list_actors
 
-    from scanner.jobs_api import JobsClient
+    from scanner.run.jobs_api import JobsClient
 
     out = tmp_path / "copy"
     shutil.copytree(reference, out)

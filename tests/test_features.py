@@ -35,7 +35,7 @@ def planted_model(name: str, width: int = W) -> tuple[torch.nn.Sequential, objec
     """A checkpointable model whose logit is relu(best log-odds score of motif ``name`` - half its max)."""
     from scanner.models import ModelSpec, build_model
     from scanner.motifs import Background, log_odds
-    from scanner.sim_rules import simulated_motif
+    from scanner.simulate.rules import simulated_motif
 
     lo = log_odds(simulated_motif(name), Background.uniform())
     w = lo.shape[0]
@@ -66,10 +66,10 @@ def planted_model(name: str, width: int = W) -> tuple[torch.nn.Sequential, objec
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    from scanner.apply import fetch_windows
     from scanner.genome import decode, open_genome
     from scanner.models import save_checkpoint
-    from scanner.simulate import SimulationConfig, read_truth, simulate
+    from scanner.predict.apply import fetch_windows
+    from scanner.simulate.genome import SimulationConfig, read_truth, simulate
 
     root = tmp_path_factory.mktemp("features_run")
     sim = simulate(root / "sim", SimulationConfig(size_mb=2, n_chroms=2, tfs=("ALPHA",), sites_per_mb=250, seed=0))
@@ -101,7 +101,7 @@ def result(run_dir):
 
 
 def test_discovery_recovers_the_planted_motifs(run_dir, result):
-    from scanner.simulate import read_truth
+    from scanner.simulate.genome import read_truth
 
     pats = pl.from_arrow(result.patterns)
     n = len(pl.read_parquet(run_dir / "datasets" / "**" / "*.parquet").filter(pl.col("label") == 1)) // 2

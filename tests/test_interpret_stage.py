@@ -12,7 +12,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from scanner.apply import fetch_windows
 from scanner.cli import app
 from scanner.errors import InputError
 from scanner.genome import one_hot, open_genome
@@ -20,6 +19,7 @@ from scanner.interpret import ism
 from scanner.interpret.run import InterpretConfig, interpret, select_instances
 from scanner.io import partition_dir, write_parquet_atomic
 from scanner.models import ModelSpec, build_model, load_checkpoint, save_checkpoint
+from scanner.predict.apply import fetch_windows
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
 
 W = 300

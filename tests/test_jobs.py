@@ -25,7 +25,7 @@ import tomli_w
 from typer.testing import CliRunner
 
 from scanner.errors import InputError
-from scanner.jobs_api import JobsClient
+from scanner.run.jobs_api import JobsClient
 
 pytestmark = pytest.mark.ray
 

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from scanner.cli import app
 from scanner.errors import InputError
 from scanner.genome import open_genome
-from scanner.intervals import contained_in, overlaps_any, read_intervals, summit_distance
 from scanner.io import partition_dir, read_dataset, write_parquet_atomic
-from scanner.labels import LabelConfig, label
+from scanner.labels.intervals import contained_in, overlaps_any, read_intervals, summit_distance
+from scanner.labels.run import LabelConfig, label
+from scanner.labels.splits import resolve_splits
 from scanner.schemas import DATASETS, INSTANCES, LABELLED
-from scanner.simulate import SimulationConfig, read_truth, simulate
-from scanner.splits import resolve_splits
+from scanner.simulate.genome import SimulationConfig, read_truth, simulate
 
 LENGTHS = {"chr1": 1000, "chr2": 500}
 

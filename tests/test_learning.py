@@ -23,9 +23,9 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """3 Mb, two TFs, open regime: ~600 ALPHA training rows, bound iff the partner is 40-150 bp away."""
-    from scanner.labels import LabelConfig, label
+    from scanner.labels.run import LabelConfig, label
     from scanner.scan import ScanConfig, scan_genome
-    from scanner.simulate import SimulationConfig, simulate
+    from scanner.simulate.genome import SimulationConfig, simulate
 
     out = tmp_path_factory.mktemp("learning")
     sim = simulate(out / "sim", SimulationConfig(size_mb=3, n_chroms=5, sites_per_mb=450, seed=1))

@@ -105,7 +105,7 @@ def test_published_output_survives_a_failed_rerun(inputs, tmp_path, monkeypatch)
     out = tmp_path / "run" / "predictions"
     assert _predict(inputs, out).exit_code == 0
     before = sorted((f.name, pq.read_table(f).num_rows) for f in parquet_files(out))
-    import scanner.predict as predict_mod
+    import scanner.predict.run as predict_mod
 
     def boom(*_a, **_k):
         raise OSError(errno.EIO, "Input/output error", str(out))

@@ -16,20 +16,17 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from scanner.config import from_dict
 from scanner.errors import InputError
-from scanner.manifest import (
+from scanner.run.config import from_dict
+from scanner.run.manifest import (
     Manifest,
     format_status,
-    output_files,
-    output_signature,
     parquet_rows,
     read_manifest,
-    run_lock,
     stage_eta,
     status_rows,
 )
-from scanner.pipeline import (
+from scanner.run.pipeline import (
     last_manifest_in_log,
     manifest_printer,
     run_pipeline,
@@ -37,6 +34,7 @@ from scanner.pipeline import (
     stage_outputs,
     stage_signature,
 )
+from scanner.store import RunDir, visible_files
 
 KEY = ["chrom", "start", "end", "strand", "motif_id"]
 
@@ -116,9 +114,10 @@ def test_every_stage_runs_and_is_recorded(base_run):
     pred = _table(cfg.out, "predictions")
     assert doc["stages"]["predict"]["rows"] == pred.height == inst.height  # one model
     assert pred.select(KEY).unique().height == inst.height
-    assert doc["stages"]["label"]["rows"] == parquet_rows(output_files(cfg.out, ["labelled/**/*.parquet"]))
+    run = RunDir(cfg.out)
+    assert doc["stages"]["label"]["rows"] == parquet_rows(run.dataset("labelled").files())
     assert stage_outputs(cfg.out, "label") == sorted(
-        f for f in output_files(cfg.out, ["labelled/**/*", "datasets/**/*"]) if not f.name.startswith(("_", "."))
+        visible_files(run.dataset("labelled").root) + visible_files(run.dataset("datasets").root)
     )
     assert doc["stages"]["evaluate"]["rows"] == pl.read_parquet(cfg.out / "metrics.parquet").height == 2
     assert (cfg.out / "interpret_benchmark" / "benchmark.parquet").is_file()
@@ -182,7 +181,7 @@ def test_interrupted_train_reuses_finished_models(run_copy):
 
 
 def test_a_failed_stage_is_recorded_and_retried(run_copy, monkeypatch):
-    import scanner.predict
+    import scanner.predict.run
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash in predict")
@@ -190,7 +189,7 @@ def test_a_failed_stage_is_recorded_and_retried(run_copy, monkeypatch):
     cfg = replace(
         run_copy, predict=replace(run_copy.predict, settings=replace(run_copy.predict.settings, batch_size=7))
     )
-    monkeypatch.setattr(scanner.predict, "predict", boom)
+    monkeypatch.setattr(scanner.predict.run, "predict", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_pipeline(cfg)
     doc = read_manifest(cfg.out)
@@ -217,8 +216,8 @@ def test_until_force_and_bad_stage_names(run_copy):
 
 
 def test_variants_stage_scores_a_vcf(run_copy, tmp_path):
-    from scanner import query as q
     from scanner.genome import open_genome
+    from scanner.results import query as q
 
     inst = _table(run_copy.out, "instances").sort("chrom", "start").head(3)
     lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
@@ -245,7 +244,7 @@ def test_variants_stage_scores_a_vcf(run_copy, tmp_path):
 
 
 def test_features_stage(run_copy):
-    from scanner import query as q
+    from scanner.results import query as q
 
     feats = {"splits": [], "max_windows": 120, "n_shuffles": 2, "modisco": {"min_seqlets": 10}}
     cfg = from_dict(tiny_config(run_copy.out, features=feats))
@@ -273,12 +272,31 @@ def test_a_scan_the_pipeline_did_not_make_is_not_replaced(run_copy, tmp_path):
 
 
 def test_one_driver_per_run_directory(tmp_path):
-    with run_lock(tmp_path):
-        with pytest.raises(InputError, match="another `scanner run` is using"):
-            with run_lock(tmp_path):
-                pass
-    with run_lock(tmp_path):  # released
-        pass
+    import subprocess
+    import sys
+
+    from scanner.store import LockedError
+
+    cfg = from_dict(tiny_config(tmp_path / "run"))
+    holder = subprocess.Popen(  # another driver holding the run directory
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from scanner.store import RunDir\n"
+            "with RunDir(sys.argv[1]).lock('run'):\n print('held', flush=True); time.sleep(60)",
+            str(cfg.out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=str(holder.pid)):
+            run_pipeline(cfg)
+        assert not (cfg.out / "instances").exists()  # refused before any work
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_bad_input_marks_the_stage_failed(tmp_path):
@@ -325,21 +343,6 @@ def test_manifest_life_cycle_and_eta(tmp_path):
     again2 = Manifest.open(tmp_path)  # a new driver finds "b" running: its old driver died
     again2.plan(["a", "b"], "cfg")
     assert again2.stages["b"].status == "failed" and "interrupted" in again2.stages["b"].error
-
-
-def test_output_signature_sees_size_changes_and_ignores_hidden_files(tmp_path):
-    (tmp_path / "d" / "x=1").mkdir(parents=True)
-    f = tmp_path / "d" / "x=1" / "part-0.parquet"
-    f.write_bytes(b"abc")
-    sig = output_signature(tmp_path, ["d/**/*.parquet"])
-    (tmp_path / "d" / "x=1" / ".part-1.parquet.123.tmp").write_bytes(b"partial")
-    (tmp_path / "d" / ".staging").mkdir()
-    (tmp_path / "d" / ".staging" / "p.parquet").write_bytes(b"zz")
-    assert output_signature(tmp_path, ["d/**/*.parquet"]) == sig
-    f.write_bytes(b"abcd")
-    assert output_signature(tmp_path, ["d/**/*.parquet"]) != sig
-    f.unlink()
-    assert output_signature(tmp_path, ["d/**/*.parquet"]) == output_signature(tmp_path / "nothing", ["*"])
 
 
 def test_not_a_manifest(tmp_path):
@@ -398,7 +401,7 @@ def test_report_has_every_section(base_run, tmp_path):
 
 
 def test_report_of_an_empty_directory(tmp_path):
-    from scanner.report import build_report
+    from scanner.results.report import build_report
 
     with pytest.raises(InputError, match="nothing to report"):
         build_report(tmp_path)

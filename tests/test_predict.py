@@ -11,12 +11,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-import scanner.apply as apply_mod
-from scanner.apply import discover_models, fetch_windows
+import scanner.predict.apply as apply_mod
 from scanner.errors import InputError
 from scanner.genome import one_hot, open_genome
 from scanner.io import parquet_files
-from scanner.predict import PredictConfig, predict
+from scanner.predict.apply import discover_models, fetch_windows
+from scanner.predict.run import PredictConfig, predict
 from scanner.schemas import INSTANCE_KEY, PREDICTIONS
 from scanner.toydata import write_toy_genome, write_toy_instances
 
@@ -82,7 +82,7 @@ def test_fetch_windows_equals_genome_window(tmp_path, monkeypatch):
 def test_items_are_equal_pieces_of_at_most_chunk_rows(run, tmp_path):
     import pyarrow.parquet as pq
 
-    from scanner.predict import plan_items
+    from scanner.predict.run import plan_items
 
     items = plan_items(run / "instances", discover_models(run / "models"), tmp_path / "p", PredictConfig(chunk_rows=7))
     by_file: dict[str, list] = {}
@@ -326,7 +326,7 @@ def test_device_path_equals_host_path(rc_average):
 def test_resume_with_another_executor_keeps_one_row_per_key(run, tmp_path, monkeypatch):
     """An interrupted run leaves nothing visible; a rerun (here without Ray, or another actor count) reuses
     every finished unit and publishes exactly one row per (instance, model)."""
-    import scanner.predict as predict_mod
+    import scanner.predict.run as predict_mod
 
     out = tmp_path / "pred"
     cfg = PredictConfig(chunk_rows=7)

@@ -18,9 +18,9 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from scanner import query as q
 from scanner.errors import InputError
 from scanner.io import parquet_files, partition_dir, write_parquet_atomic
+from scanner.results import query as q
 from scanner.schemas import INSTANCES, LABELLED, METRICS, PREDICTIONS, VARIANTS
 
 TFS = ["ALPHA", "BETA", "FOS::JUN"]

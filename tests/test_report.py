@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from scanner.cli import app
 from scanner.io import partition_dir, write_parquet_atomic
-from scanner.report import build_report
+from scanner.results.report import build_report
 from scanner.schemas import INSTANCES, METRICS, PREDICTIONS
 
 

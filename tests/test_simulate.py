@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from scanner.cli import app
 from scanner.errors import InputError
 from scanner.genome import encode, open_genome, reverse_complement
-from scanner.intervals import contained_in, read_intervals
+from scanner.labels.intervals import contained_in, read_intervals
 from scanner.motifs import Background, log_odds, read_motif_file
-from scanner.sim_rules import SIMULATED_TFS, score_threshold, simulated_motif
-from scanner.simulate import SimulationConfig, causal_mask, read_truth, simulate
+from scanner.simulate.genome import SimulationConfig, causal_mask, read_truth, simulate
+from scanner.simulate.rules import SIMULATED_TFS, score_threshold, simulated_motif
 
 SMALL = SimulationConfig(size_mb=1.0, n_chroms=10, tfs=("ALPHA", "BETA", "GAMMA"), seed=3)
 

@@ -91,7 +91,7 @@ def predicted(tmp_path_factory):
     import torch
 
     from scanner.models import ModelSpec, build_model, save_checkpoint
-    from scanner.predict import PredictConfig, predict
+    from scanner.predict.run import PredictConfig, predict
     from scanner.toydata import write_toy_genome, write_toy_instances
 
     torch.set_num_threads(1)

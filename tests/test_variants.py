@@ -22,7 +22,7 @@ from scanner.scan import (
     scan_chunk,
     scan_genome,
 )
-from scanner.simulate import SimulationConfig, simulate
+from scanner.simulate.genome import SimulationConfig, simulate
 from scanner.toydata import write_toy_genome
 from scanner.variants import (
     VariantConfig,
@@ -459,7 +459,7 @@ def test_alt_window_matches_the_haplotype(tmp_path):
 
 def test_created_hits_on_planted_words():
     from scanner.motifs import Background
-    from scanner.sim_rules import simulated_motif
+    from scanner.simulate.rules import simulated_motif
 
     pm = prepare_motifs([simulated_motif("ALPHA")], Background.uniform())[0]
     motifs = MotifSet.build([pm])
@@ -658,7 +658,7 @@ def _features_dir(root, patterns: dict[str, tuple[str, np.ndarray, str | None]])
 
 
 def test_disagreeing_variants_name_the_learned_pattern_they_fall_in(sim, tmp_path):
-    from scanner.sim_rules import simulated_motif
+    from scanner.simulate.rules import simulated_motif
 
     snv, _dele, fsnv, _c1, _c2, _far = _core_variants(sim)
     vcf = write_vcf(tmp_path / "v.vcf", [snv, fsnv])

@@ -42,7 +42,7 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")] = None,
 ) -> None:
     """Write a dataset as BED6 or narrowPeak (coordinate-sorted), or instances as FIMO's TSV."""
-    from scanner.export import export as run
+    from scanner.results.export import export as run
 
     flags = {"bed": bed, "narrowpeak": narrowpeak, "fimo": fimo, "fimo-text": fimo_text}
     chosen = [name for name, on in flags.items() if on]

@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
         target = RunDir(run_out(out, "interpret_benchmark")).dataset("interpret_benchmark").root
         sim_dir = None if sim is None else input_dataset(sim, out, "sim", "--sim")
         run_benchmark(target, config, sim_dir=sim_dir, log=echo_err)
-        typer.echo((target / "benchmark.md").read_text())
+        typer.echo(RunDir.of("interpret_benchmark", target).part("text").read_text())
 
     @app.command("plot-site")
     @reports_input_errors

@@ -79,9 +79,9 @@ def register(app: typer.Typer) -> None:
         old_regimes: Annotated[Optional[list[str]], typer.Option("--regimes", hidden=True)] = None,
     ) -> None:
         """Mark instances bound/unbound, in_open, split and GC; write balanced sets with 1 kb windows."""
-        from scanner.datasets import format_sizes
-        from scanner.labels import LabelConfig
-        from scanner.labels import label as run
+        from scanner.labels.datasets import format_sizes
+        from scanner.labels.run import LabelConfig
+        from scanner.labels.run import label as run
 
         regime = take_alias(regime, old_regimes, "--regimes", "--regime")
         out = run_out(out, "labelled")

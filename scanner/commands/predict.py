@@ -54,8 +54,8 @@ def register(app: typer.Typer) -> None:
         out = run_out(out, "predictions")
         instances = input_dataset(instances, out, "instances", "--instances")
         models = input_dataset(models, out, "models", "--models")
-        from scanner.predict import PredictConfig
-        from scanner.predict import predict as run_predict
+        from scanner.predict.run import PredictConfig
+        from scanner.predict.run import predict as run_predict
 
         config = PredictConfig(
             batch_size=batch_size,

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         """Answer one question about a run (polars over RUN/<dataset>/**/*.parquet)."""
         import polars as pl
 
-        from scanner import query as q
+        from scanner.results import query as q
 
         asked = [x is not None for x in (top_bound, near, variant, sql)] + [counts, tables]
         if sum(asked) != 1:

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write RUN/report/index.html: warnings, stages, training sets, metrics beside the baselines, ROC/PR
         curves, interpretation benchmark, features, top sites."""
-        from scanner.report import build_report
+        from scanner.results.report import build_report
 
         output = take_alias(output, old_out, "--out", "--output")
         res = build_report(run, out=output, top_sites=top_sites)

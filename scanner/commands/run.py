@@ -1,4 +1,4 @@
-"""``scanner run CONFIG.toml``: every stage in order, skipping the complete ones (see scanner.pipeline)."""
+"""``scanner run CONFIG.toml``: every stage in order, skipping the complete ones (see scanner.run.pipeline)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run simulate/scan/label/train/evaluate/predict/... in order; a stage is skipped when its
         output is complete and its inputs are unchanged (OUT/manifest.json records both)."""
-        from scanner.config import dumps, load_config, with_overrides
-        from scanner.manifest import format_status
-        from scanner.pipeline import run_pipeline
+        from scanner.run.config import dumps, load_config, with_overrides
+        from scanner.run.manifest import format_status
+        from scanner.run.pipeline import run_pipeline
 
         cfg = with_overrides(load_config(config), out=out.resolve() if out else None, address=address, use_ray=ray)
         if print_config:

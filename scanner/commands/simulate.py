@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         old_tfs: Annotated[Optional[list[str]], typer.Option("--tfs", hidden=True)] = None,
     ) -> None:
         """Simulate a genome whose TF binding follows documented sequence rules (see docs/labels.md)."""
-        from scanner.simulate import SimulationConfig
-        from scanner.simulate import simulate as run
+        from scanner.simulate.genome import SimulationConfig
+        from scanner.simulate.genome import simulate as run
         from scanner.store import RunDir
 
         n_chroms = take_alias(n_chroms, old_chroms, "--chroms (a count)", "--n-chroms")

@@ -20,7 +20,7 @@ Header = Annotated[Optional[list[str]], typer.Option("--header", help=_HEADER_HE
 
 
 def _client(address: str | None, header: list[str] | None):
-    from scanner.jobs_api import JobsClient
+    from scanner.run.jobs_api import JobsClient
 
     headers = {}
     for h in header or []:
@@ -33,8 +33,8 @@ def _client(address: str | None, header: list[str] | None):
 
 def _status_text(client, job_id: str | None, out: Path | None) -> tuple[str, bool]:
     """The status screen and whether it is final (job ended / run not running)."""
-    from scanner.jobs_api import format_job
-    from scanner.manifest import format_status, read_manifest
+    from scanner.run.jobs_api import format_job
+    from scanner.run.manifest import format_status, read_manifest
 
     lines: list[str] = []
     final = True
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         all_jobs: Annotated[bool, typer.Option("--all", help="Also list jobs that are not scanner runs.")] = False,
     ) -> None:
         """List the cluster's scanner jobs, newest first: ID, state, start, duration, run directory."""
-        from scanner.jobs_api import format_job
+        from scanner.run.jobs_api import format_job
 
         client = _client(address, header)
         listed = client.list_jobs(all_jobs=all_jobs)
@@ -139,7 +139,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print a job's log (driver output: stage progress, errors)."""
-        from scanner.pipeline import MANIFEST_LOG_PREFIX
+        from scanner.run.pipeline import MANIFEST_LOG_PREFIX
 
         client = _client(address, header)
 

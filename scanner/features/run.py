@@ -33,16 +33,16 @@ from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig
 from scanner.features.workers import PATTERNS_DIR, SEQLETS_DIR, PatternFinder, WindowAttributor, model_key, raise_errors
 from scanner.io import partition_dir, read_dataset, write_bytes_atomic, write_parquet_atomic
-from scanner.manifest import file_fingerprint, hash_json
+from scanner.models.checkpoint import weights_path
 from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import FEATURE_COMPARISON, FEATURE_SEQLETS, FEATURES
-from scanner.store import RunDir, tree_signature
+from scanner.store import RunDir, file_fingerprint, hash_json, part_name, tree_signature
 
 if TYPE_CHECKING:
     from scanner.progress import ProgressFn
 
-COMPARISON_FILE = "comparison.parquet"
+COMPARISON_FILE = part_name("features", "comparison")
 
 
 @dataclass
@@ -185,7 +185,7 @@ def features(
     fingerprint = hash_json(
         {
             "source": tree_signature(source_root),
-            "models": {k: file_fingerprint(Path(d) / "model.pt") for k, d in dirs.items()},
+            "models": {k: file_fingerprint(weights_path(d)) for k, d in dirs.items()},
             "databases": [file_fingerprint(d) for d in dbs],
             "config": asdict(config),
         }
@@ -241,7 +241,7 @@ def features(
             pl.from_arrow(patterns), pl.from_arrow(seqlets), mdf, contrast=config.contrast, similarity=config.similarity
         )
         write_parquet_atomic(comparison, staging / COMPARISON_FILE)
-        plot_comparison(comparison, staging / "comparison.png")
+        plot_comparison(comparison, staging / part_name("features", "comparison_plot"))
         record = {
             "source": str(source_root.resolve()),
             "models_root": str(models_root.resolve()),
@@ -368,9 +368,10 @@ def _run_on_ray(
 
 
 def default_databases(run_dir: str | Path) -> list[Path]:
-    """The run's own motif files: ``sim/motifs.meme`` and ``sim/context_motifs.meme`` when present."""
-    sim = Path(run_dir) / "sim"
-    return [p for p in (sim / "motifs.meme", sim / "context_motifs.meme") if p.is_file()]
+    """The run's own motif files: those of its simulation (``scanner simulate``), when it has one."""
+    from scanner.simulate.genome import motif_files
+
+    return motif_files(RunDir(run_dir).path("sim"))
 
 
 def run_features(
@@ -405,13 +406,13 @@ def run_features(
     FeaturesResult
         ``result.comparison`` is the patterns x regimes table; print ``result.lines``.
     """
-    run = Path(run_dir)
-    dbs = [*(default_databases(run) if own_motifs else []), *map(Path, databases)]
-    source = run / ("datasets" if config.source == "datasets" else "predictions")
+    run = RunDir(run_dir)
+    dbs = [*(default_databases(run_dir) if own_motifs else []), *map(Path, databases)]
+    source = run.path("datasets" if config.source == "datasets" else "predictions")
     return features(
         source,
-        run / "models",
-        run / "features",
+        run.path("models"),
+        run.path("features"),
         config,
         databases=dbs,
         use_ray=use_ray,

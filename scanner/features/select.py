@@ -16,6 +16,7 @@ import pyarrow as pa
 from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig
 from scanner.io import parquet_files, partition_dir
+from scanner.models.checkpoint import record_path
 
 #: Schema of the selection handed to the attribution workers.
 SELECTED = pa.schema(
@@ -44,7 +45,7 @@ def model_width(models_root: str | Path, tf: str, regime: str) -> int:
     """
     import json
 
-    js = partition_dir(models_root, [("tf", tf), ("regime", regime)]) / "model.json"
+    js = record_path(partition_dir(models_root, [("tf", tf), ("regime", regime)]))
     if not js.is_file():
         raise InputError(f"no model for tf '{tf}', regime '{regime}' (expected {js})", source=models_root)
     try:
@@ -131,7 +132,7 @@ def _from_datasets(root: Path, models_root: Path, config: FeaturesConfig) -> obj
     for (regime, tf), splits in sorted(parts.items()):
         if (config.tfs and tf not in config.tfs) or (config.regimes and regime not in config.regimes):
             continue
-        if not (partition_dir(models_root, [("tf", tf), ("regime", regime)]) / "model.json").is_file():
+        if not record_path(partition_dir(models_root, [("tf", tf), ("regime", regime)])).is_file():
             continue
         width = model_width(models_root, tf, regime)
         for split in sorted(splits):
@@ -174,9 +175,9 @@ def _from_datasets(root: Path, models_root: Path, config: FeaturesConfig) -> obj
 def _from_predictions(root: Path, models_root: Path, config: FeaturesConfig, genome: str | Path | None) -> object:
     import polars as pl
 
-    from scanner.apply import fetch_windows
     from scanner.genome import decode, open_genome
     from scanner.interpret.run import InterpretConfig, resolve_genome, select_instances
+    from scanner.predict.apply import fetch_windows
 
     sel = pl.from_arrow(
         select_instances(
@@ -187,7 +188,7 @@ def _from_predictions(root: Path, models_root: Path, config: FeaturesConfig, gen
     g = open_genome(resolve_genome(root, genome))
     try:
         for (tf, regime), part in sel.group_by(["tf", "regime"], maintain_order=True):
-            if not (partition_dir(models_root, [("tf", tf), ("regime", regime)]) / "model.json").is_file():
+            if not record_path(partition_dir(models_root, [("tf", tf), ("regime", regime)])).is_file():
                 continue
             width = model_width(models_root, tf, regime)
             starts = part.get_column("start").to_numpy().astype(np.int64)

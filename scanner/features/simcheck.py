@@ -1,6 +1,6 @@
 """Did the models learn the rules ``scanner simulate`` wrote? Issue 16's checks on a features result.
 
-On the simulated default (``scanner.sim_rules``: ALPHA is bound in open chromatin AND with an ALPHA_P
+On the simulated default (``scanner.simulate.rules``: ALPHA is bound in open chromatin AND with an ALPHA_P
 partner 40-150 bp away; BETA in open chromatin, which is encoded as clusters of PIONEER motifs with
 raised GC), :func:`check_simulated_rules` evaluates, from the features tables alone:
 

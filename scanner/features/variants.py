@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from scanner.errors import InputError
+from scanner.store import RunDir
 
 
 def _prepared_patterns(patterns: object, pvalue: float) -> dict[tuple[str, str], list[tuple[str, str | None, object]]]:
@@ -146,6 +147,6 @@ def pattern_columns(
 def check_features_dir(path: str | Path) -> Path:
     """``path`` if it holds a features output, else :class:`InputError` naming ``--features``."""
     p = Path(path)
-    if not (p / "patterns").is_dir():
+    if not RunDir.of("features", p).part("patterns").is_dir():
         raise InputError("no features here (expected patterns/ from scanner features)", source=p, field="--features")
     return p

@@ -20,9 +20,10 @@ import pyarrow as pa
 from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig
 from scanner.io import encode_partition_value, partition_dir, write_bytes_atomic, write_parquet_atomic
+from scanner.store import part_name
 
-PATTERNS_DIR = "patterns"
-SEQLETS_DIR = "seqlets"
+PATTERNS_DIR = part_name("features", "patterns")
+SEQLETS_DIR = part_name("features", "seqlets")
 
 
 def track_span(width: int, flank: int) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from scanner.errors import InputError
+from scanner.store import RunDir
 
 #: The reference's simulated benchmark (per-position auROC), DeepSEA and DanQ columns.
 REFERENCE_AUROC = {
@@ -112,7 +113,7 @@ class BenchmarkConfig:
 
 def windows_for_cores(genome: Any, cores: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Codes (n, W) of the windows centred on ``cores`` (rows with chrom/start/end), and window starts."""
-    from scanner.apply import fetch_windows
+    from scanner.predict.apply import fetch_windows
 
     chroms = np.asarray(cores["chrom"].to_list(), dtype=object)
     starts = cores["start"].to_numpy().astype(np.int64)
@@ -216,7 +217,7 @@ def run_benchmark(
     from scanner.interpret.plots import plot_benchmark
     from scanner.io import write_parquet_atomic, write_text_atomic
     from scanner.models import ModelSpec
-    from scanner.simulate import SimulationConfig, causal_mask, read_truth, simulate
+    from scanner.simulate.genome import SimulationConfig, causal_mask, read_truth, simulate
 
     say = log or (lambda _m: None)
     cfg = config.resolved()
@@ -324,7 +325,8 @@ def run_benchmark(
             .otherwise(pl.col("max_abs_diff_vs_naive"))
             .alias("max_abs_diff_vs_naive")
         )
-    write_parquet_atomic(table.to_arrow(), out / "benchmark.parquet")
+    bench = RunDir.of("interpret_benchmark", out)
+    write_parquet_atomic(table.to_arrow(), bench.part("table"))
     meta = {
         "config": asdict(cfg),
         "simulation": str(Path(sim_dir).resolve()),
@@ -336,9 +338,9 @@ def run_benchmark(
         "positives": int(truth_mask.sum()),
         "positions": int(truth_mask.size),
     }
-    write_text_atomic(json.dumps(meta, indent=2, default=str), out / "benchmark.json")
-    write_text_atomic(markdown_table(table, meta), out / "benchmark.md")
-    plot_benchmark(table, out / "benchmark.png")
+    write_text_atomic(json.dumps(meta, indent=2, default=str), bench.record_path)
+    write_text_atomic(markdown_table(table, meta), bench.part("text"))
+    plot_benchmark(table, bench.part("plot"))
     genome.close()
     return table
 

@@ -45,6 +45,7 @@ from scanner.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
+from scanner.models.checkpoint import record_path, weights_path
 from scanner.progress import counter
 from scanner.runtime import bind_constructor
 from scanner.schemas import ATTRIBUTIONS, PREDICTIONS
@@ -235,8 +236,8 @@ def explain_rows(
     dict of str to pyarrow.Table
         Per method, rows sorted by instance (as given) then position.
     """
-    from scanner.apply import fetch_windows
     from scanner.genome import one_hot
+    from scanner.predict.apply import fetch_windows
 
     n = rows.num_rows
     if n == 0:
@@ -426,7 +427,7 @@ def _model_dirs(models_root: Path, selected: pa.Table) -> dict[tuple[str, str], 
     out = {}
     for model_tf, regime in pairs:
         d = partition_dir(models_root, [("tf", model_tf), ("regime", regime)])
-        if not (d / "model.json").is_file():
+        if not record_path(d).is_file():
             raise InputError(
                 f"no model for tf '{model_tf}', regime '{regime}' (expected {d}/model.json)",
                 source=models_root,
@@ -490,8 +491,7 @@ def interpret(
         (without ``overwrite``), or a model the fast ISM path cannot propagate (use ``ism-naive``).
         Checked before any work starts.
     """
-    from scanner.manifest import file_fingerprint, hash_json
-    from scanner.store import RunDir, tree_signature
+    from scanner.store import RunDir, file_fingerprint, hash_json, tree_signature
 
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
@@ -514,7 +514,7 @@ def interpret(
             {
                 "predictions": tree_signature(predictions_root),
                 "genome": str(genome_path.resolve()),
-                "models": {f"{k[0]}/{k[1]}": file_fingerprint(d / "model.pt") for k, d in dirs.items()},
+                "models": {f"{k[0]}/{k[1]}": file_fingerprint(weights_path(d)) for k, d in dirs.items()},
                 # chunk_rows stays in: it names the work units' files, so another chunking is another area
                 "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor")},
                 "outputs": [bedgraph, bigwig],

@@ -14,6 +14,20 @@ from scanner.models.spec import ModelSpec, build_model
 if TYPE_CHECKING:
     import torch
 
+#: A checkpoint's files, inside one model's folder (``OUT/models/tf=<tf>/regime=<regime>/``).
+WEIGHTS_FILE = "model.pt"
+RECORD_FILE = "model.json"
+
+
+def weights_path(directory: str | Path) -> Path:
+    """``directory/model.pt``: the state_dict of a checkpoint."""
+    return Path(directory) / WEIGHTS_FILE
+
+
+def record_path(directory: str | Path) -> Path:
+    """``directory/model.json``: the spec and metadata of a checkpoint."""
+    return Path(directory) / RECORD_FILE
+
 
 def save_checkpoint(model: torch.nn.Module, spec: ModelSpec, directory: str | Path, meta: dict[str, Any]) -> Path:
     """Write ``directory/model.pt`` (state_dict) and ``directory/model.json`` atomically.
@@ -39,9 +53,9 @@ def save_checkpoint(model: torch.nn.Module, spec: ModelSpec, directory: str | Pa
     directory = Path(directory)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    write_bytes_atomic(buf.getvalue(), directory / "model.pt")
+    write_bytes_atomic(buf.getvalue(), weights_path(directory))
     payload = {"spec": spec.resolved().to_dict(), **meta}
-    write_text_atomic(json.dumps(payload, indent=2, sort_keys=True, default=str), directory / "model.json")
+    write_text_atomic(json.dumps(payload, indent=2, sort_keys=True, default=str), record_path(directory))
     return directory
 
 
@@ -61,7 +75,7 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> tuple[t
     import torch
 
     directory = Path(directory)
-    js, pt = directory / "model.json", directory / "model.pt"
+    js, pt = record_path(directory), weights_path(directory)
     for f in (js, pt):
         if not f.is_file():
             raise InputError("checkpoint file is missing", source=f)

@@ -2,7 +2,7 @@
 
 Coordinates: FIMO's ``start``/``stop`` are 1-based inclusive (``start = start + 1``, ``stop = end``
 of the 0-based half-open dataset). BED and narrowPeak exports of every dataset are in
-:mod:`scanner.export`.
+:mod:`scanner.results.export`.
 
 q-values (``fimo.tsv`` flavour) follow FIMO: Benjamini-Hochberg per motif over every window the scan
 tested for that motif, ``m = 2 x`` (windows of the motif's length made of A/C/G/T only, and not
@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from scanner.errors import InputError
 from scanner.io import parquet_files, read_dataset
 from scanner.schemas import INSTANCES
+from scanner.store import DATASETS
 
 #: The column header of ``fimo.tsv`` (and of ``fimo --text``, whose q-values are empty).
 FIMO_COLUMNS = (
@@ -46,7 +47,7 @@ FIMO_COLUMNS = (
     "matched_sequence",
 )
 
-SCAN_META = "_scan.json"
+SCAN_META = DATASETS["instances"].record  # layout owned by scanner.store
 #: Bases read per call when counting windows.
 _CHUNK = 8_000_000
 

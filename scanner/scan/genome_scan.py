@@ -29,7 +29,6 @@ import numpy as np
 from scanner.errors import InputError
 from scanner.genome import Genome, chrom_mismatch_message, open_genome
 from scanner.io import partition_dir, write_parquet_atomic, write_text_atomic
-from scanner.manifest import hash_json
 from scanner.motifs import Background, Motif, load_motifs, read_background
 from scanner.motifs.background import background_from_counts
 from scanner.scan.chunk import scan_chunk
@@ -38,12 +37,13 @@ from scanner.scan.executor import choose_executor
 from scanner.scan.prepare import LookupPlan, PreparedMotif, build_lookup_plan, prepare_motifs
 from scanner.scan.shards import Shard, plan_shards
 from scanner.scan.table_cache import resolve_cache_dir
+from scanner.store import DATASETS, PUBLISHED, hash_json
 
 if TYPE_CHECKING:
     from scanner.store import Staging
 
-SCAN_META = "_scan.json"
-SHARD_DIR = "_shards"
+SCAN_META = DATASETS["instances"].record  # the scan's record (layout owned by scanner.store)
+SHARD_DIR = DATASETS["instances"].markers
 
 
 @dataclass(frozen=True)
@@ -519,7 +519,7 @@ def scan_genome(
 def _adopt(published: Path, staging: Path) -> None:
     """Hard-link a finished scan's files (parts and shard markers) into a staging area of the same settings."""
     for f in published.rglob("*"):
-        if f.is_file() and f.name != "_published.json":
+        if f.is_file() and f.name != PUBLISHED:
             dst = staging / f.relative_to(published)
             if not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,7 @@ def partition_baselines(
         For a missing partition (the message lists what exists).
     """
     from scanner.data_loading import partition_files
-    from scanner.datasets import ALL_ROWS
+    from scanner.labels.datasets import ALL_ROWS
 
     if train_rows == ALL_ROWS:
         train = read_rows(

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from scanner.data_loading import RowFilter, count_rows, label_values, partition_files, window_width
-from scanner.datasets import ALL_ROWS
 from scanner.errors import InputError
 from scanner.io import open_parquet
+from scanner.labels.datasets import ALL_ROWS
 from scanner.motifs import Background, Motif
 from scanner.train.config import TrainConfig
 
@@ -186,10 +186,10 @@ def run_motifs(data_root: str | Path) -> tuple[list[Motif], Background] | None:
     candidates = []
     inst = (ds.record() or {}).get("instances")
     if inst:
-        candidates.append(Path(inst))
-    candidates.append(ds.run.dataset("instances").root)
-    for inst in candidates:
-        if (inst / "_scan.json").is_file():
-            meta = load_scan_meta(inst)
+        candidates.append(RunDir.of("instances", inst))
+    candidates.append(ds.run.dataset("instances"))
+    for scan in candidates:
+        if scan.record_path.is_file():
+            meta = load_scan_meta(scan.root)
             return meta.motifs, meta.background
     return None

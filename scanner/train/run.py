@@ -19,7 +19,8 @@ from typing import Any
 
 from scanner.errors import InputError
 from scanner.io import hive_children
-from scanner.manifest import hash_json
+from scanner.models.checkpoint import record_path
+from scanner.store import RunDir, hash_json
 from scanner.train.config import TrainConfig
 from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train_model
 
@@ -54,7 +55,7 @@ def models_output(
         keep = [k for k in existing if k not in set(jobs)]
         if current is not None:
             for tf, regime in jobs:
-                meta_path = ds.partition(tf, regime) / "model.json"
+                meta_path = record_path(ds.partition(tf, regime))
                 if (tf, regime) in existing and meta_path.is_file():
                     with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, KeyError, OSError):
                         if current(tf, regime, json.loads(meta_path.read_text())):
@@ -62,7 +63,7 @@ def models_output(
         staging = ds.staging(fingerprint, carry=keep)
         done = {}
         for tf, regime in jobs:
-            meta_path = staging.path(tf, regime) / "model.json"  # written last: its presence means complete
+            meta_path = record_path(staging.path(tf, regime))  # written last: its presence means complete
             if meta_path.is_file():
                 done[(tf, regime)] = result_from_meta(json.loads(meta_path.read_text()), meta_path.parent)
         yield staging, done
@@ -249,7 +250,7 @@ def train_models(
     results.sort(key=lambda r: order[(r.tf, r.regime)])
     if evaluate:
         rows = [r for res in results for r in res.metrics]
-        write_metrics(rows, Path(metrics_path) if metrics_path else out_root.parent / "metrics.parquet")
+        write_metrics(rows, Path(metrics_path) if metrics_path else RunDir.of("models", out_root).run.metrics_path)
     return results
 
 

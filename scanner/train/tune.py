@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.errors import InputError
+from scanner.store import RunDir
 from scanner.train.config import TrainConfig
 from scanner.train.run import models_output
 from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train_model
@@ -294,7 +295,8 @@ def tune_models(
     settings.validate()
     jobs = resolve_jobs(data_root, tfs, regimes)
     out_root = Path(out_root)
-    storage = Path(storage) if storage else out_root.parent / "tune"
+    run = RunDir.of("models", out_root).run
+    storage = Path(storage) if storage else run.path("tune")
     results = []
     settings_doc = {"base": asdict(base), "search": asdict(settings), "storage": str(storage)}
     with models_output(out_root, Path(data_root), settings_doc, jobs) as (staging, _done):
@@ -309,5 +311,5 @@ def tune_models(
         replace(r, final=replace(r.final, checkpoint=str(checkpoint_dir(out_root, r.tf, r.regime)))) for r in results
     ]
     rows = [m for r in results for m in r.final.metrics]
-    write_metrics(rows, Path(metrics_path) if metrics_path else out_root.parent / "metrics.parquet")
+    write_metrics(rows, Path(metrics_path) if metrics_path else run.metrics_path)
     return results

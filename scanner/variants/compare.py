@@ -24,9 +24,10 @@ import pyarrow as pa
 
 from scanner.io import parquet_files, write_parquet_atomic
 from scanner.schemas import SEQUENCE_KEY, VARIANT_CORRELATIONS, VARIANT_KEY, variant_comparison_schema
+from scanner.store import part_name
 
-COMPARISON_FILE = "comparison.parquet"
-CORRELATIONS_FILE = "correlations.parquet"
+COMPARISON_FILE = part_name("variants", "comparison")
+CORRELATIONS_FILE = part_name("variants", "correlations")
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from scanner.apply import ModelRef, sigmoid
 from scanner.errors import InputError
+from scanner.predict.apply import ModelRef, sigmoid
+from scanner.store import part_name
 
-SCORES_DIR = "scores"
+SCORES_DIR = part_name("variants", "scores")
 
 
 @dataclass(frozen=True)

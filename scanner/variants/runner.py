@@ -54,7 +54,7 @@ class VariantScorer:
     """
 
     def __init__(self, genome_path: str | None, prepared: list, config: dict[str, Any], threads: float = 1) -> None:
-        from scanner.apply import ModelCache
+        from scanner.predict.apply import ModelCache
         from scanner.runtime import set_torch_threads, torch_device
 
         set_torch_threads(threads)

@@ -29,12 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scanner.apply import ModelRef, discover_models, resolve_genome
 from scanner.errors import InputError
 from scanner.genome import open_genome
 from scanner.io import parquet_files, partition_dir
-from scanner.manifest import file_fingerprint, hash_json
-from scanner.store import RunDir, tree_signature
+from scanner.models.checkpoint import weights_path
+from scanner.predict.apply import ModelRef, discover_models, resolve_genome
+from scanner.store import RunDir, file_fingerprint, hash_json, tree_signature
 from scanner.variants.alleles import (
     nearest_gap,
     pair_windows,
@@ -208,7 +208,12 @@ def score_vcf(
     say = log or (lambda _m: None)
     config.validate()
     models_root, out_root = Path(models_root), Path(out_root)
-    instances_root = Path(instances) if instances is not None else models_root.parent / "instances"
+    inst = (
+        RunDir.of("instances", instances)
+        if instances is not None
+        else RunDir.of("models", models_root).run.dataset("instances")
+    )
+    instances_root = inst.root
     check_out(out_root, models_root, instances_root)
     models = discover_models(models_root, tfs, regimes)
     meta = load_scan_meta(instances_root)
@@ -222,11 +227,9 @@ def score_vcf(
                 field="--max-allele-length",
             )
     model_tfs = list(dict.fromkeys(m.tf for m in models))
-    prepared = prepared_by_tf(meta, model_tfs, instances_root / "_scan.json")
+    prepared = prepared_by_tf(meta, model_tfs, inst.record_path)
     warnings += [
-        f"no instances of TF {tf} under {instances_root}"
-        for tf in model_tfs
-        if not (instances_root / f"tf={tf}").is_dir()
+        f"no instances of TF {tf} under {instances_root}" for tf in model_tfs if not inst.partition(tf).is_dir()
     ]
     g = open_genome(genome_path)
     try:
@@ -246,7 +249,7 @@ def score_vcf(
             "vcf": file_fingerprint(vcf),
             "instances": tree_signature(instances_root),
             "genome": str(Path(genome_path).resolve()),
-            "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in models],
+            "models": [[m.tf, m.regime, file_fingerprint(weights_path(m.path))] for m in models],
             "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor", "batch_size")},
         }
     )

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scanner.apply import ModelRef, predict_codes
 from scanner.genome import N_CODE, encode
+from scanner.predict.apply import ModelRef, predict_codes
 from scanner.schemas import VARIANT_SEQUENCES
 from scanner.variants.alleles import trim_alleles
 from scanner.variants.items import VariantConfig, VariantItem, model_columns

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from scanner.apply import ModelRef, discover_models
 from scanner.errors import InputError
 from scanner.io import partition_dir
-from scanner.manifest import file_fingerprint, hash_json
-from scanner.store import RunDir, tree_signature
+from scanner.models.checkpoint import weights_path
+from scanner.predict.apply import ModelRef, discover_models
+from scanner.store import RunDir, file_fingerprint, hash_json, tree_signature
 from scanner.variants.items import SCORES_DIR, VariantConfig, VariantItem, VariantSummary
 from scanner.variants.runner import check_out, prepared_by_tf, run_items, staged_items
 from scanner.variants.seq_kernel import fit_to_window, score_sequence_item  # noqa: F401  (re-exported)
@@ -164,16 +164,20 @@ def score_sequences(
     models = discover_models(models_root, tfs, regimes)
     rows = read_sequences(sequences)
     model_tfs = list(dict.fromkeys(m.tf for m in models))
-    root = Path(instances) if instances is not None else models_root.parent / "instances"
+    inst = (
+        RunDir.of("instances", instances)
+        if instances is not None
+        else RunDir.of("models", models_root).run.dataset("instances")
+    )
     warnings = []
-    if instances is not None or (root / "_scan.json").is_file():
-        prepared = prepared_by_tf(load_scan_meta(root), model_tfs, root / "_scan.json", strict=False)
+    if instances is not None or inst.record_path.is_file():
+        prepared = prepared_by_tf(load_scan_meta(inst.root), model_tfs, inst.record_path, strict=False)
         lacking = [tf for tf in model_tfs if tf not in prepared]
         if lacking:
             warnings.append(f"no motif for {', '.join(lacking)} in the scan: their site columns are null")
     else:
         prepared = {}
-        warnings.append(f"no scan metadata at {root / '_scan.json'}: the site p-value columns are null")
+        warnings.append(f"no scan metadata at {inst.record_path}: the site p-value columns are null")
     lengths = [len(s) for c in ("ref", "alt") for s in rows.column(c).to_pylist()]
     for w in sorted({m.seq_len for m in models}):
         cropped = sum(n > w for n in lengths)
@@ -197,8 +201,8 @@ def score_sequences(
     fingerprint = hash_json(
         {
             "sequences": file_fingerprint(sequences),
-            "scan": tree_signature(root) if prepared else None,
-            "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in models],
+            "scan": tree_signature(inst.root) if prepared else None,
+            "models": [[m.tf, m.regime, file_fingerprint(weights_path(m.path))] for m in models],
             "config": {k: v for k, v in asdict(config).items() if k not in ("actors", "cpus_per_actor", "batch_size")},
         }
     )
@@ -216,7 +220,7 @@ def score_sequences(
         )
         lines = write_comparison(staging.root, SCORES_DIR, config)
         summary, record = _seq_summary(
-            out_root, sequences, root, prepared, models, model_tfs, config, rows, written, lines, warnings, t0
+            out_root, sequences, inst.root, prepared, models, model_tfs, config, rows, written, lines, warnings, t0
         )
         staging.write_record(record)
         staging.publish()

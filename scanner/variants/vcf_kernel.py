@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scanner.apply import ModelRef, fetch_windows, predict_codes
 from scanner.errors import InputError
 from scanner.genome import Genome, encode
+from scanner.predict.apply import ModelRef, fetch_windows, predict_codes
 from scanner.schemas import VARIANTS
 from scanner.variants.alleles import (
     alt_window,

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from scanner.errors import InputError
 from scanner.io import parquet_files
+from scanner.store import DATASETS, RunDir
 
 #: Formats per dataset kind (the flag names of ``scanner export``).
 FORMATS = {
@@ -45,6 +46,7 @@ FORMATS = {
 }
 #: Directories a run directory holds (a path with one of these is a run, not a dataset).
 _RUN_CHILDREN = ("instances", "labelled", "datasets", "models", "predictions", "attributions", "variants", "sim")
+assert set(_RUN_CHILDREN) <= set(DATASETS)
 _BED_COLUMNS = ("chrom", "start", "end", "name", "score", "strand", "signal", "pvalue", "qvalue", "peak")
 
 
@@ -58,13 +60,12 @@ class ExportResult:
 
 
 def _hint(path: Path) -> str:
-    from scanner.query import available
+    from scanner.results.query import available, table_path
 
     have = [t for t in available(path) if t in ("instances", "predictions", "variants")]
     if not have:
         return "its datasets (RUN/instances, RUN/predictions, RUN/variants/scores)"
-    rel = {"variants": "variants/scores"}
-    return ", ".join(f"scanner export {path / rel.get(t, t)} --bed" for t in have)
+    return ", ".join(f"scanner export {table_path(path, t)} --bed" for t in have)
 
 
 def dataset_kind(path: str | Path) -> str:
@@ -83,19 +84,23 @@ def dataset_kind(path: str | Path) -> str:
         raise InputError(
             "give a dataset directory (RUN/instances, RUN/predictions or RUN/variants/scores)", source=path
         )
-    if (path / "genome.fa").is_file() and (path / "motifs.meme").is_file():
+    from scanner.simulate.genome import is_simulation
+
+    sim = RunDir.of("sim", path)
+    if sim.record_path.is_file() or is_simulation(path):
         raise InputError(
             "this is `scanner simulate`'s output (genome, motifs, peaks), not a dataset; export what the scan "
-            f"wrote: scanner export {path.parent / 'instances'} --bed",
+            f"wrote: scanner export {sim.run.path('instances')} --bed",
             source=path,
         )
-    if (path / "scores").is_dir():
-        raise InputError(f"export the scores: scanner export {path / 'scores'} --bed", source=path)
-    if (path / "manifest.json").is_file() or any((path / c).is_dir() for c in _RUN_CHILDREN):
+    scores = RunDir.of("variants", path).part("scores")
+    if scores.is_dir():
+        raise InputError(f"export the scores: scanner export {scores} --bed", source=path)
+    if RunDir(path).manifest_path.is_file() or any(RunDir(path).path(c).is_dir() for c in _RUN_CHILDREN):
         raise InputError(f"this is a run directory; export one of its datasets: {_hint(path)}", source=path)
     files = parquet_files(path)
     if not files:
-        if (path / "_scan.json").is_file():
+        if RunDir.of("instances", path).record_path.is_file():
             return "instances"
         raise InputError(
             "no Parquet dataset here; give RUN/instances, RUN/predictions or RUN/variants/scores", source=path
@@ -254,7 +259,7 @@ def export(path: str | Path, fmt: str, out: TextIO, *, genome: str | Path | None
     kind = dataset_kind(path)
     if fmt not in FORMATS[kind]:
         fix = (
-            f"--{fmt} writes motif instances: scanner export {path.parent / 'instances'} --{fmt}"
+            f"--{fmt} writes motif instances: scanner export {RunDir(path.parent).path('instances')} --{fmt}"
             if fmt.startswith("fimo")
             else f"choose one of {', '.join('--' + f for f in FORMATS[kind])}"
         )

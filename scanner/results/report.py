@@ -35,6 +35,7 @@ from urllib.parse import unquote
 import polars as pl
 
 from scanner.errors import InputError
+from scanner.store import RunDir
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,9 @@ def _hive_value(path: Path, key: str) -> str | None:
 
 
 def _section_stages(run: Path) -> str | None:
-    from scanner.manifest import read_manifest, status_rows
+    from scanner.run.manifest import read_manifest, status_rows
 
-    if not (run / "manifest.json").is_file():
+    if not RunDir(run).manifest_path.is_file():
         return None
     rows = status_rows(read_manifest(run))
     df = pl.DataFrame(rows).select("stage", "status", "progress", "rows", "elapsed", "note")
@@ -107,7 +108,7 @@ THRESHOLD = 0.5
 
 def _predicted(run: Path) -> pl.DataFrame | None:
     """Per (TF, regime), own-TF model: instances, predicted bound (prob_bound >= 0.5), min and max prob_bound."""
-    from scanner import query as q
+    from scanner.results import query as q
 
     if "predictions" not in q.available(run):
         return None
@@ -127,7 +128,7 @@ def _predicted(run: Path) -> pl.DataFrame | None:
 
 
 def _section_instances(run: Path) -> str | None:
-    from scanner import query as q
+    from scanner.results import query as q
 
     have = q.available(run)
     if "instances" not in have:
@@ -174,7 +175,7 @@ def _section_training_sets(run: Path) -> str | None:
 
 def _sizes(run: Path) -> pl.DataFrame | None:
     """The training sets' sizes table (the datasets record's ``sizes``), or None."""
-    from scanner.datasets import ALL_ROWS
+    from scanner.labels.datasets import ALL_ROWS
     from scanner.store import RunDir
 
     try:
@@ -194,7 +195,7 @@ def report_warnings(run: str | Path) -> list[str]:
     instance predicted bound, or none, or one constant ``prob_bound``); test auROC undefined, at or
     below chance, or below the best baseline (own-TF models; ``beats_baselines`` of ``metrics.parquet``).
     """
-    from scanner.labels import split_warnings
+    from scanner.labels.run import split_warnings
 
     run = Path(run)
     out: list[str] = []
@@ -210,7 +211,7 @@ def report_warnings(run: str | Path) -> list[str]:
             out.append(f"model {name} predicts all {r['n']:,} of its instances bound (prob_bound >= 0.5): degenerate")
         elif r["bound"] == 0:
             out.append(f"model {name} predicts none of its {r['n']:,} instances bound (prob_bound >= 0.5)")
-    path = run / "metrics.parquet"
+    path = RunDir(run).metrics_path
     if path.is_file():
         m = pl.read_parquet(path).filter((pl.col("split") == "test") & (pl.col("model_tf") == pl.col("tf")))
         for r in m.sort("tf", "regime").iter_rows(named=True):
@@ -237,7 +238,7 @@ def _section_warnings(warnings: list[str]) -> str | None:
 
 
 def _section_metrics(run: Path) -> str | None:
-    path = run / "metrics.parquet"
+    path = RunDir(run).metrics_path
     if not path.is_file():
         return None
     df = pl.read_parquet(path).sort("regime", "tf", "model_tf", "split")
@@ -262,11 +263,12 @@ def _section_metrics(run: Path) -> str | None:
 
 
 def _section_curves(run: Path, out: Path, images: list[Path]) -> str | None:
-    models = run / "models"
+    models = RunDir(run).dataset("models")
     cards = []
-    for roc in sorted(models.glob("tf=*/regime=*/roc.png")):
+    for roc in sorted(models.root.glob(f"tf=*/regime=*/{models.part('roc', root=Path()).name}")):
         tf, regime = _hive_value(roc, "tf"), _hive_value(roc, "regime")
-        pngs = [roc] + ([roc.with_name("pr.png")] if roc.with_name("pr.png").is_file() else [])
+        pr = models.part("pr", root=roc.parent)
+        pngs = [roc] + ([pr] if pr.is_file() else [])
         for p in pngs:
             copy = out / f"{p.stem}_{tf}_{regime}.png"
             copy.write_bytes(p.read_bytes())
@@ -276,7 +278,7 @@ def _section_curves(run: Path, out: Path, images: list[Path]) -> str | None:
             + "".join(_img(p, 330) for p in pngs)
             + "</div>"
         )
-    heat = sorted(models.glob("cross_tf_*.png"))
+    heat = sorted(models.root.glob(models.part("cross_tf", root=Path(), regime="*").name))
     if not cards and not heat:
         return None
     text = (
@@ -294,8 +296,8 @@ def _section_curves(run: Path, out: Path, images: list[Path]) -> str | None:
 
 
 def _section_benchmark(run: Path, out: Path, images: list[Path]) -> str | None:
-    root = run / "interpret_benchmark"
-    table = root / "benchmark.parquet"
+    bench = RunDir(run).dataset("interpret_benchmark")
+    table = bench.part("table")
     if not table.is_file():
         return None
     df = pl.read_parquet(table)
@@ -303,14 +305,14 @@ def _section_benchmark(run: Path, out: Path, images: list[Path]) -> str | None:
         "<h2>Interpretation benchmark</h2><p class='note'>Simulated sequences with known causal context "
         "positions: per-position auROC/auPRC of |attribution| against them, and cost.</p>" + _table(df, left=1)
     )
-    meta = root / "benchmark.json"
+    meta = bench.record_path
     if meta.is_file():
         m = json.loads(meta.read_text())
         text += (
             f"<p class='note'>model test auROC {m.get('model_test_auroc', float('nan')):.3f}; "
             f"{m.get('positives', '?')} causal of {m.get('positions', '?')} positions</p>"
         )
-    png = root / "benchmark.png"
+    png = bench.part("plot")
     if png.is_file():
         copy = out / "interpret_benchmark.png"
         copy.write_bytes(png.read_bytes())
@@ -322,8 +324,9 @@ def _section_benchmark(run: Path, out: Path, images: list[Path]) -> str | None:
 def _section_features(run: Path, out: Path, images: list[Path], logos: int = 3) -> str | None:
     from scanner.features.compare import format_comparison
 
-    root = run / "features"
-    comp_path = root / "comparison.parquet"
+    feats = RunDir(run).dataset("features")
+    root = feats.root
+    comp_path = feats.part("comparison")
     if not comp_path.is_file():
         return None
     comp = pl.read_parquet(comp_path)
@@ -342,13 +345,13 @@ def _section_features(run: Path, out: Path, images: list[Path], logos: int = 3) 
         wide = wide.select("feature", "sign", *regimes, "status")
         text += f"<h3>{html.escape(str(tf))} ({html.escape(str(method))})</h3>" + _table(wide, left=2, digits=2)
     text += "<pre class='note'>" + html.escape("\n".join(format_comparison(comp))) + "</pre>"
-    png = root / "comparison.png"
+    png = feats.part("comparison_plot")
     if png.is_file():
         copy = out / "features_comparison.png"
         copy.write_bytes(png.read_bytes())
         images.append(copy)
         text += _img(png, 900)
-    pats = root / "patterns"
+    pats = feats.part("patterns")
     if pats.is_dir():
         df = (
             pl.scan_parquet(pats / "**" / "*.parquet", hive_partitioning=False)
@@ -376,8 +379,8 @@ def _section_features(run: Path, out: Path, images: list[Path], logos: int = 3) 
 
 
 def _section_sites(run: Path, out: Path, images: list[Path], top_sites: int) -> str | None:
-    from scanner import query as q
     from scanner.interpret.plots import plot_site
+    from scanner.results import query as q
 
     if "attributions" not in q.available(run) or top_sites < 1:
         return None
@@ -407,7 +410,7 @@ def _section_sites(run: Path, out: Path, images: list[Path], top_sites: int) -> 
         png = out / f"site_{i + 1:02d}_{r['model_tf']}_{r['regime']}_{r['chrom']}_{r['start']}.png"
         try:
             plot_site(
-                run / "attributions",
+                RunDir(run).path("attributions"),
                 r["chrom"],
                 r["start"],
                 png,
@@ -454,7 +457,7 @@ def build_report(run: str | Path, *, out: str | Path | None = None, top_sites: i
     run = Path(run)
     if not run.is_dir():
         raise InputError("run directory not found", source=run)
-    out = Path(out) if out is not None else run / "report"
+    out = Path(out) if out is not None else RunDir(run).path("report")
     out.mkdir(parents=True, exist_ok=True)
     images: list[Path] = []
     warnings = report_warnings(run)
@@ -483,7 +486,7 @@ def build_report(run: str | Path, *, out: str | Path | None = None, top_sites: i
     )
     from scanner.io import write_text_atomic
 
-    path = write_text_atomic(page, out / "index.html")
+    path = write_text_atomic(page, RunDir(run).dataset("report", out).part("page"))
     return ReportResult(
         path=path, sections=tuple(n for n, _ in present), images=tuple(images), warnings=tuple(warnings)
     )

@@ -35,13 +35,22 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from scanner.apply import ModelCache, ModelRef, discover_models, fetch_windows, predict_codes, resolve_genome, sigmoid
 from scanner.errors import InputError
 from scanner.genome import Genome, open_genome
 from scanner.io import hive_children, open_parquet, parquet_files, partition_dir, write_parquet_atomic
-from scanner.manifest import file_fingerprint, hash_json
+from scanner.models.checkpoint import weights_path
+from scanner.predict.apply import (
+    ModelCache,
+    ModelRef,
+    discover_models,
+    fetch_windows,
+    predict_codes,
+    resolve_genome,
+    sigmoid,
+)
 from scanner.runtime import bind_constructor
 from scanner.schemas import INSTANCES, PREDICTIONS
+from scanner.store import file_fingerprint, hash_json
 
 
 @dataclass(frozen=True)
@@ -423,7 +432,7 @@ def predict(
             {
                 "instances": tree_signature(instances_root),
                 "genome": str(Path(genome_path).resolve()),
-                "models": [[m.tf, m.regime, file_fingerprint(Path(m.path) / "model.pt")] for m in used],
+                "models": [[m.tf, m.regime, file_fingerprint(weights_path(m.path))] for m in used],
                 "settings": {"rc_average": config.rc_average, "cross_tf": config.cross_tf},
                 "tfs": run_tfs,
             }

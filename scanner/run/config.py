@@ -38,10 +38,10 @@ from scanner.errors import InputError
 from scanner.features.config import FeaturesConfig
 from scanner.interpret.benchmark import BenchmarkConfig
 from scanner.interpret.run import InterpretConfig
-from scanner.labels import LabelConfig
-from scanner.predict import PredictConfig
+from scanner.labels.run import LabelConfig
+from scanner.predict.run import PredictConfig
 from scanner.scan.genome_scan import ScanConfig
-from scanner.simulate import SimulationConfig
+from scanner.simulate.genome import SimulationConfig
 from scanner.train import TrainConfig
 from scanner.variants import VariantConfig
 

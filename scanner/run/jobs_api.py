@@ -148,7 +148,7 @@ class JobsClient:
         InputError
             Bad config, unreachable Jobs API, or a job ID already in use.
         """
-        from scanner.config import dumps, load_config
+        from scanner.run.config import dumps, load_config
 
         config = load_config(config_path)
         config = replace(config, address=None)  # the job uses the cluster it runs on
@@ -258,11 +258,12 @@ class JobsClient:
     def manifest(self, info: JobInfo) -> dict[str, Any] | None:
         """The run manifest of a scanner job: ``OUT/manifest.json`` if readable here, else the last
         one the job printed to its log; None when neither exists yet."""
-        from scanner.manifest import read_manifest
-        from scanner.pipeline import last_manifest_in_log
+        from scanner.run.manifest import read_manifest
+        from scanner.run.pipeline import last_manifest_in_log
+        from scanner.store import RunDir
 
         if info.out:
-            path = Path(info.out) / "manifest.json"
+            path = RunDir(info.out).manifest_path
             if path.is_file():
                 try:
                     return read_manifest(path)

@@ -37,7 +37,7 @@ from scanner.runtime import bind_constructor
 from scanner.schemas import DATASETS, INSTANCE_KEY
 
 if TYPE_CHECKING:
-    from scanner.labels import LabelConfig
+    from scanner.labels.config import LabelConfig
     from scanner.progress import ProgressFn
 
 SPLITS = ("train", "val", "test")
@@ -406,8 +406,7 @@ def build_datasets(
     polars.DataFrame
         Sizes: regime, tf, split, n, n_pos, n_neg, short_bins, unmatched_pos.
     """
-    from scanner.manifest import hash_json
-    from scanner.store import RunDir
+    from scanner.store import RunDir, hash_json
 
     root = Path(root)
     ds = RunDir.of("datasets", root)

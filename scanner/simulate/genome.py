@@ -41,7 +41,7 @@ gets a peak. Core sites are sampled from their motif and kept only when they sco
 random sequence also holds the usual chance (weak) matches of every motif, which get no peak unless
 they fall inside one. ``open_only_per_mb`` open regions per Mb carry no core.
 
-The TFs, their motifs, rules and designs are defined in :mod:`scanner.sim_rules`. Coordinates are
+The TFs, their motifs, rules and designs are defined in :mod:`scanner.simulate.rules`. Coordinates are
 0-based half-open everywhere.
 """
 
@@ -60,9 +60,14 @@ from scanner.errors import InputError
 from scanner.genome import open_genome
 from scanner.io import write_parquet_atomic, write_text_atomic
 from scanner.motifs import Motif, write_meme
-from scanner.sim_rules import SIMULATED_TFS, sample_sites, simulated_motif
+from scanner.simulate.rules import SIMULATED_TFS, sample_sites, simulated_motif
+from scanner.store import RunDir
 
 #: Slot size: one locus per slot; its content stays within ``_REACH`` bp of the slot centre.
+#: The simulation's motif files: the simulated TFs' core motifs, and the context (partner, pioneer) motifs.
+MOTIF_FILES = ("motifs.meme", "context_motifs.meme")
+GENOME_FILE = "genome.fa"
+
 _SLOT = 1000
 _REACH = 400
 _CORE_JITTER = 40
@@ -623,7 +628,7 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
         rule[sel] = SIMULATED_TFS[tf].rule(loci.open[sel], loci.partner[sel] == 1)
     bound = (rule ^ (rng.random(len(rule)) < cfg.flip_rate)) & (loci.tf < loci.n_tfs)
 
-    genome_path = out / "genome.fa"
+    genome_path = out / GENOME_FILE
     _write_genome(genome_path, chroms, loci, sites, cfg, rng)
     truth_path = write_parquet_atomic(_truth_table(cfg, chroms, loci, sites, names, rule, bound), out / "truth.parquet")
     peaks: dict[str, Path] = {}
@@ -647,8 +652,8 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
         }
     ).filter(pl.col("end") > pl.col("start"))
     black_path = write_text_atomic(_bed_text(black, chrom_names, "blacklist"), out / "blacklist.bed")
-    motif_path = write_meme([motifs[t] for t in cfg.tfs], out / "motifs.meme")
-    ctx_path = write_meme([motifs[m] for m in names if m not in cfg.tfs], out / "context_motifs.meme")
+    motif_path = write_meme([motifs[t] for t in cfg.tfs], out / MOTIF_FILES[0])
+    ctx_path = write_meme([motifs[m] for m in names if m not in cfg.tfs], out / MOTIF_FILES[1])
 
     counts = {
         "chromosomes": cfg.n_chroms,
@@ -662,7 +667,9 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
         counts[f"{tf}.cores"] = int(sel.sum())
         counts[f"{tf}.rule_bound"] = int(rule[sel].sum())
         counts[f"{tf}.bound"] = int(bound[sel].sum())
-    write_text_atomic(json.dumps({"config": asdict(cfg), "counts": counts}, indent=2) + "\n", out / "simulation.json")
+    write_text_atomic(
+        json.dumps({"config": asdict(cfg), "counts": counts}, indent=2) + "\n", RunDir.of("sim", out).record_path
+    )
     open_genome(genome_path).close()  # validates the index just written
     return SimulationResult(
         out_dir=out,
@@ -676,6 +683,16 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
         chrom_lengths={c.name: c.length for c in chroms},
         counts=counts,
     )
+
+
+def motif_files(sim_dir: str | Path) -> list[Path]:
+    """The motif files a simulation in ``sim_dir`` wrote (core motifs, then context motifs), if any."""
+    return [Path(sim_dir) / name for name in MOTIF_FILES if (Path(sim_dir) / name).is_file()]
+
+
+def is_simulation(path: str | Path) -> bool:
+    """Whether ``path`` holds a simulation's output (its genome and core motifs)."""
+    return (Path(path) / GENOME_FILE).is_file() and (Path(path) / MOTIF_FILES[0]).is_file()
 
 
 def read_truth(path: str | Path) -> pl.DataFrame:

@@ -22,28 +22,21 @@ elapsed time and an estimated time left (the running stage's rate times its rema
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from scanner.errors import InputError
 from scanner.io import write_text_atomic
+from scanner.store import MANIFEST_FILE
 
-MANIFEST = "manifest.json"
-LOCK = ".scanner-run.lock"
+MANIFEST = MANIFEST_FILE  # the name is the run directory's (scanner.store)
 FORMAT_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed")
-
-#: Files up to this size are fingerprinted by content (SHA-256); larger ones by size and mtime.
-CONTENT_HASH_LIMIT = 256 << 20
 
 
 @dataclass
@@ -242,96 +235,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return data
 
 
-# ---- one driver per run directory --------------------------------------------------------------
-
-
-@contextmanager
-def run_lock(out: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` for the life of one driver (released even if it is killed).
-
-    Raises
-    ------
-    InputError
-        If another live process holds the lock (two drivers would write the same files).
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                "another `scanner run` is using this run directory; wait for it or stop it", source=out
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 # ---- fingerprints --------------------------------------------------------------------------------
-
-
-def file_fingerprint(path: str | Path, cache: dict[str, str] | None = None) -> str:
-    """``sha256:<hex>`` of a file's bytes, or ``stat:<size>:<mtime_ns>`` above :data:`CONTENT_HASH_LIMIT`.
-
-    Raises
-    ------
-    InputError
-        If the file does not exist.
-    """
-    path = Path(path)
-    key = str(path.resolve())
-    if cache is not None and key in cache:
-        return cache[key]
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise InputError("input file not found", source=path) from None
-    if st.st_size > CONTENT_HASH_LIMIT:
-        value = f"stat:{st.st_size}:{st.st_mtime_ns}"
-    else:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        value = "sha256:" + h.hexdigest()
-    if cache is not None:
-        cache[key] = value
-    return value
-
-
-def hash_json(obj: Any) -> str:
-    """SHA-256 of the canonical JSON of ``obj`` (sorted keys; paths and tuples as str / list)."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def output_files(root: str | Path, patterns: Iterable[str]) -> list[Path]:
-    """Files under ``root`` matching any glob pattern, hidden names (``.``) excluded, sorted."""
-    root = Path(root)
-    if not root.exists():
-        return []
-    found: set[Path] = set()
-    for pattern in patterns:
-        for p in root.glob(pattern):
-            rel = p.relative_to(root)
-            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found.add(p)
-    return sorted(found)
-
-
-def output_signature(root: str | Path, patterns: Iterable[str]) -> str:
-    """Signature of a stage's outputs: SHA-256 over (relative name, size) of :func:`output_files`.
-
-    Empty output gives the signature of an empty list, so a stage that wrote nothing is recognised
-    as long as it still wrote nothing.
-    """
-    root = Path(root)
-    items = [(str(p.relative_to(root)), p.stat().st_size) for p in output_files(root, patterns)]
-    return hash_json(items)
 
 
 def parquet_rows(files: Iterable[Path]) -> int:

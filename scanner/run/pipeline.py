@@ -16,7 +16,7 @@ Stages (those that apply to the config, in this order)::
 
 Every stage is the same public function its command calls (:func:`scanner.scan.scan_genome`,
 :func:`scanner.labels.label`, ...); this module only decides which to call, records what happened in
-the manifest (:mod:`scanner.manifest`) and shares one Ray session between them. The inputs hash of a
+the manifest (:mod:`scanner.run.manifest`) and shares one Ray session between them. The inputs hash of a
 stage covers its settings, the content (or size and mtime, for files over 256 MiB) of the external
 files it reads, and the output signature of the stages it reads, so a change anywhere upstream
 re-runs exactly the stages downstream of it. A driver killed mid-run and started again skips the
@@ -39,11 +39,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from scanner.config import RunConfig, to_dict
 from scanner.errors import InputError
-from scanner.manifest import Manifest, file_fingerprint, hash_json, parquet_rows, run_lock
 from scanner.progress import tee
-from scanner.store import RunDir, visible_files
+from scanner.run.config import RunConfig, to_dict
+from scanner.run.manifest import Manifest, parquet_rows
+from scanner.store import METRICS_FILE, RunDir, file_fingerprint, hash_json, visible_files
 
 if TYPE_CHECKING:
     from scanner.progress import Progress
@@ -145,7 +145,7 @@ def run_pipeline(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with run_lock(out), ExitStack() as stack:
+    with RunDir(out).lock("run"), ExitStack() as stack:
         runner = _Runner(config, out, stack, log or (lambda _m: None))
         runner.manifest.on_save = on_manifest
         runner.manifest.plan(planned, hash_json(to_dict(config)))
@@ -165,6 +165,7 @@ class _Runner:
     def __init__(self, config: RunConfig, out: Path, stack: ExitStack, log: Callable[[str], None]) -> None:
         self.config = config
         self.out = out
+        self.run = RunDir(out)
         self.stack = stack
         self.log = log
         self.manifest = Manifest.open(out)
@@ -177,7 +178,7 @@ class _Runner:
     def inputs(self) -> _Inputs:
         c = self.config
         if c.simulate is not None:
-            sim = self.out / "sim"
+            sim = self.run.path("sim")
             return _Inputs(
                 genome=sim / "genome.fa",
                 motifs=(str(sim / "motifs.meme"),),
@@ -275,9 +276,9 @@ class _Runner:
         return {"config": asdict(self.config.simulate)}
 
     def _run_simulate(self, owned: bool) -> str:
-        from scanner.simulate import simulate
+        from scanner.simulate.genome import simulate
 
-        res = simulate(self.out / "sim", self.config.simulate)
+        res = simulate(self.run.path("sim"), self.config.simulate)
         self.manifest.progress("simulate", 1, 1)
         return f"{res.counts['bases']:,} bp, {res.counts['loci']} loci"
 
@@ -323,13 +324,13 @@ class _Runner:
         }
 
     def _run_label(self, owned: bool) -> str:
-        from scanner.labels import label
+        from scanner.labels.run import label
 
         if self.config.use_ray:
             self.ensure_ray()
         i = self.inputs
         res = label(
-            self.out / "instances",
+            self.run.path("instances"),
             i.peaks,
             self.out,
             self.config.label,
@@ -371,8 +372,8 @@ class _Runner:
                 self.bar(done, total)
 
         train_models(
-            self.out / "datasets",
-            self.out / "models",
+            self.run.path("datasets"),
+            self.run.path("models"),
             t.settings,
             tfs=list(t.tfs) or None,
             regimes=list(t.regimes) or None,
@@ -403,12 +404,12 @@ class _Runner:
         if self.config.use_ray:
             self.ensure_ray()
         e, t = self.config.evaluate, self.config.train
-        final = self.out / "metrics.parquet"
+        final = self.run.metrics_path
         tmp = self.out / f".metrics.{uuid.uuid4().hex[:8]}.parquet"
         try:
             table = evaluate_models(
-                self.out / "datasets",
-                self.out / "models",
+                self.run.path("datasets"),
+                self.run.path("models"),
                 tmp,
                 tfs=list(t.tfs) or None,
                 regimes=list(t.regimes) or None,
@@ -443,16 +444,16 @@ class _Runner:
         }
 
     def _run_predict(self, owned: bool) -> str:
-        from scanner.predict import predict
+        from scanner.predict.run import predict
 
         cfg = self.config.predict.settings
         tfs, regimes = self._predict_filters()
         if self.config.use_ray:
             self.ensure_ray()
         summary = predict(
-            self.out / "instances",
-            self.out / "models",
-            self.out / "predictions",
+            self.run.path("instances"),
+            self.run.path("models"),
+            self.run.path("predictions"),
             cfg,
             genome=self.inputs.genome,
             tfs=tfs,
@@ -484,9 +485,9 @@ class _Runner:
             self.ensure_ray()
         s = self.config.interpret
         summary = interpret(
-            self.out / "predictions",
-            self.out / "models",
-            self.out / "attributions",
+            self.run.path("predictions"),
+            self.run.path("models"),
+            self.run.path("attributions"),
             s.settings,
             genome=self.inputs.genome,
             use_ray=self.config.use_ray,
@@ -523,9 +524,9 @@ class _Runner:
             self.ensure_ray()
         f = self.config.features
         res = features(
-            self.out / ("datasets" if f.settings.source == "datasets" else "predictions"),
-            self.out / "models",
-            self.out / "features",
+            self.run.path("datasets" if f.settings.source == "datasets" else "predictions"),
+            self.run.path("models"),
+            self.run.path("features"),
             f.settings,
             databases=self._feature_databases(),
             genome=self.inputs.genome,
@@ -562,13 +563,13 @@ class _Runner:
         v = self.config.variants
         settings = v.settings
         if self.config.features is not None and settings.features is None:
-            settings = replace(settings, features=str(self.out / "features"))
+            settings = replace(settings, features=str(self.run.path("features")))
         summary = score_vcf(
             v.vcf,
-            self.out / "models",
-            self.out / "variants",
+            self.run.path("models"),
+            self.run.path("variants"),
             settings,
-            instances=self.out / "instances",
+            instances=self.run.path("instances"),
             genome=self.inputs.genome,
             tfs=list(v.tfs) or None,
             regimes=list(v.regimes) or None,
@@ -585,7 +586,7 @@ class _Runner:
     # ---- interpretation benchmark -----------------------------------------------------------------
     def _benchmark_sim(self) -> Path | None:
         sim, bm = self.config.simulate, self.config.interpret_benchmark
-        return self.out / "sim" if sim is not None and bm is not None and bm.tf in sim.tfs else None
+        return self.run.path("sim") if sim is not None and bm is not None and bm.tf in sim.tfs else None
 
     def _inputs_interpret_benchmark(self) -> dict[str, Any]:
         sim = self._benchmark_sim()
@@ -598,7 +599,7 @@ class _Runner:
         from scanner.interpret.benchmark import run_benchmark
 
         table = run_benchmark(
-            self.out / "interpret_benchmark",
+            self.run.path("interpret_benchmark"),
             self.config.interpret_benchmark,
             sim_dir=self._benchmark_sim(),
             log=self.log,
@@ -659,9 +660,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "train", ("models",), None, "models", _always, _Runner._inputs_train, _Runner._run_train, names="model.*"
     ),
-    StageSpec(
-        "evaluate", ("metrics",), "metrics.parquet", "step", _always, _Runner._inputs_evaluate, _Runner._run_evaluate
-    ),
+    StageSpec("evaluate", ("metrics",), METRICS_FILE, "step", _always, _Runner._inputs_evaluate, _Runner._run_evaluate),
     StageSpec(
         "predict", ("predictions",), "predictions", "items", _always, _Runner._inputs_predict, _Runner._run_predict
     ),

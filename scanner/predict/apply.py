@@ -5,7 +5,7 @@ finds the FASTA a scan was made on; :func:`fetch_windows` cuts the W-bp window c
 (``window_start = (start + end) // 2 - W // 2``, N-padded off the chromosome ends; 0-based
 half-open coordinates); :func:`predict_codes` runs a model over window codes in batches;
 :class:`ModelCache` loads each checkpoint once per process with its batch normalisation folded.
-Used by ``scanner predict`` (:mod:`scanner.predict`), ``scanner variants`` and ``scanner interpret``.
+Used by ``scanner predict`` (:mod:`scanner.predict.run`), ``scanner variants`` and ``scanner interpret``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from scanner.errors import InputError
 from scanner.genome import Genome, one_hot
 from scanner.io import hive_children
+from scanner.models.checkpoint import record_path
 
 #: Largest genome span fetched at once when gathering windows (bp).
 MAX_SPAN = 1 << 22
@@ -54,7 +55,7 @@ def discover_models(
     found = []
     for tf, tdir in hive_children(root, "tf"):
         for regime, rdir in hive_children(tdir, "regime"):
-            js = rdir / "model.json"
+            js = record_path(rdir)
             if not js.is_file():
                 continue
             try:

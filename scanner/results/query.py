@@ -19,20 +19,33 @@ from pathlib import Path
 import polars as pl
 
 from scanner.errors import InputError
+from scanner.store import RunDir
 
-#: Table name -> directory (or file) under the run directory.
-TABLES: dict[str, str] = {
-    "instances": "instances",
-    "labelled": "labelled",
-    "datasets": "datasets",
-    "predictions": "predictions",
-    "attributions": "attributions",
-    "variants": "variants/scores",
-    "metrics": "metrics.parquet",
-    "features": "features/patterns",
-    "feature_seqlets": "features/seqlets",
-    "feature_comparison": "features/comparison.parquet",
+#: Table name -> (dataset, part): a dataset of the run, or one named part of it (layout: scanner.store);
+#: ``metrics`` is the run's metrics file.
+TABLES: dict[str, tuple[str, str | None]] = {
+    "instances": ("instances", None),
+    "labelled": ("labelled", None),
+    "datasets": ("datasets", None),
+    "predictions": ("predictions", None),
+    "attributions": ("attributions", None),
+    "variants": ("variants", "scores"),
+    "metrics": ("metrics", None),
+    "features": ("features", "patterns"),
+    "feature_seqlets": ("features", "seqlets"),
+    "feature_comparison": ("features", "comparison"),
 }
+
+
+def table_path(run: str | Path, name: str) -> Path:
+    """Where table ``name`` of run directory ``run`` lives (a directory of Parquet, or one file)."""
+    dataset, part = TABLES[name]
+    r = RunDir(run)
+    if dataset == "metrics":
+        return r.metrics_path
+    ds = r.dataset(dataset)
+    return ds.part(part) if part else ds.root
+
 
 _LOCUS = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,_]+)(?:-(?P<end>[\d,_]+))?$")
 
@@ -49,7 +62,7 @@ def _finished_empty_scan(path: Path) -> bool:
     """A finished scan that found nothing: ``_scan.json`` says complete, and no instance file exists."""
     import json
 
-    meta = path / "_scan.json"
+    meta = RunDir.of("instances", path).record_path
     if not meta.is_file() or _has_parquet(path):
         return False
     try:
@@ -59,7 +72,7 @@ def _finished_empty_scan(path: Path) -> bool:
 
 
 def _has_table(run: Path, name: str) -> bool:
-    path = run / TABLES[name]
+    path = table_path(run, name)
     return _has_parquet(path) or (name == "instances" and _finished_empty_scan(path))
 
 
@@ -83,8 +96,9 @@ def check_run(run: str | Path) -> Path:
         raise InputError("run directory not found", source=run)
     if available(run):
         return run
-    inside = {rel.split("/")[0]: name for name, rel in TABLES.items()}
-    if run.name in inside or (run.parent.name == "variants" and run.name == "scores"):
+    inside = {dataset for dataset, _ in TABLES.values()}
+    parts = {table_path(run.parent.parent, name).relative_to(run.parent.parent) for name in TABLES}
+    if run.name in inside or run.relative_to(run.parent.parent) in parts:
         top = run.parent if run.name in inside else run.parent.parent
         raise InputError(f"this is a dataset inside a run; give the run directory: scanner query {top} ...", source=run)
     raise InputError(
@@ -106,7 +120,7 @@ def dataset(run: str | Path, name: str) -> pl.LazyFrame:
         raise InputError("run directory not found", source=run)
     if name not in TABLES:
         raise InputError(f"unknown table {name!r}; tables: {', '.join(TABLES)}", field="--table")
-    path = run / TABLES[name]
+    path = table_path(run, name)
     if not _has_table(run, name):
         have = available(run)
         raise InputError(
@@ -212,10 +226,10 @@ def why_empty(run: str | Path, *, table: str | None = None, tfs: list[str] | Non
     run = Path(run)
     if table is None:
         return "no row matches the question"
-    if table == "instances" and _finished_empty_scan(run / TABLES["instances"]):
+    if table == "instances" and _finished_empty_scan(table_path(run, "instances")):
         from scanner.scan.export import empty_reason
 
-        return empty_reason(run / TABLES["instances"]) or "the scan found 0 instances"
+        return empty_reason(table_path(run, "instances")) or "the scan found 0 instances"
     lf = dataset(run, table)
     n = lf.select(pl.len()).collect().item()
     if n == 0:

@@ -2,7 +2,7 @@
 
 What :func:`scanner.simulate.simulate` plants: each TF's core motif (:func:`simulated_motif`), the rule
 that decides whether a core site is bound (:class:`SimulatedTF`) and the mix of designs its loci follow
-(:class:`Design`); the rules are described in :mod:`scanner.simulate` and docs/labels.md. Core sites are
+(:class:`Design`); the rules are described in :mod:`scanner.simulate.genome` and docs/labels.md. Core sites are
 sampled from their motif above an exact score threshold (:func:`score_threshold`).
 """
 
@@ -24,7 +24,7 @@ def _motif_from_consensus(motif_id: str, name: str, consensus: str, nsites: int 
         main, other = (0.85, 0.05) if ch.isupper() else (0.55, 0.15)
         probs[i] = other
         probs[i, "ACGT".index(ch.upper())] = main
-    return Motif(motif_id, name, probs, nsites, source="scanner.simulate")
+    return Motif(motif_id, name, probs, nsites, source="scanner.simulate.genome")
 
 
 #: Consensus of every simulated motif (non-palindromic, mutually dissimilar; see module docstring).

@@ -9,12 +9,12 @@ Semantics (0-based half-open coordinates throughout)
   peaks without a summit (BED, or narrowPeak column 10 = -1) use their midpoint ``(start + end) // 2``.
 * ``in_open``: the site lies inside one open-chromatin interval (same containment rule).
 * blacklist: instances *overlapping* a blacklist interval by at least one base are dropped.
-* ``split``: by chromosome, see :func:`scanner.splits.resolve_splits`.
+* ``split``: by chromosome, see :func:`scanner.labels.splits.resolve_splits`.
 * ``gc``: GC fraction of the A/C/G/T bases of the ``W``-bp window
   ``[(start + end) // 2 - W // 2, ... + W)``; ``window_padded`` when the window runs off the chromosome.
 
-Intervals are read and overlapped by :mod:`scanner.intervals` (polars ``join_asof`` joins, never a
-Python loop over rows); splits come from :mod:`scanner.splits`. :func:`label` runs the whole
+Intervals are read and overlapped by :mod:`scanner.labels.intervals` (polars ``join_asof`` joins, never a
+Python loop over rows); splits come from :mod:`scanner.labels.splits`. :func:`label` runs the whole
 ``scanner label`` stage.
 """
 
@@ -31,16 +31,15 @@ import polars as pl
 
 from scanner.errors import InputError
 from scanner.genome import chrom_mismatch_message, open_genome
-from scanner.intervals import contained_in, overlaps_any, read_intervals, summit_distance
 from scanner.io import hive_children, parquet_files, read_dataset, write_parquet_atomic
+from scanner.labels.config import REGIMES, LabelConfig
+from scanner.labels.intervals import contained_in, overlaps_any, read_intervals, summit_distance
+from scanner.labels.splits import resolve_splits
 from scanner.progress import counter
 from scanner.schemas import INSTANCES, LABELLED
-from scanner.splits import resolve_splits
 
 if TYPE_CHECKING:
     from scanner.progress import ProgressFn
-
-REGIMES = ("pvalue", "gc", "open", "random")
 
 
 # ---- GC of windows --------------------------------------------------------------------------------
@@ -50,67 +49,6 @@ def window_starts(start: pl.Expr | pl.Series, end: pl.Expr | pl.Series, width: i
 
 
 # ---- the stage ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LabelConfig:
-    """Settings of ``scanner label`` (each maps onto a flag).
-
-    Parameters
-    ----------
-    window : int
-        Window width W in bp. Default 1000.
-    summit_distance : int, optional
-        Bound = within this many bp of a summit (instead of inside a peak). Default None.
-    val_chroms, test_chroms : tuple of str, optional
-        Explicit splits; None applies :func:`resolve_splits`'s rule. Default None.
-    regimes : tuple of str, optional
-        Regimes to build; None = all four (``open`` only when open chromatin is given).
-    mask_core : bool
-        Replace the motif site in each window by N. Default False.
-    seed : int
-        Seed of the negative sampling. Default 0.
-    pvalue_bin : float
-        Width of the -log10 p bins. Default 0.1.
-    gc_tolerance : float
-        Width of the GC bins of the ``gc`` regime (matched negatives differ by less). Default 0.02.
-    batch_size : int
-        Rows per window-fetch batch. Default 2048.
-    all_rows : bool
-        Also write every labelled instance of the training chromosomes, unbalanced, as the DATASETS
-        partitions ``regime=all/tf=<tf>/split=train`` (each site once, on its better strand): the rows
-        ``scanner train --train-rows all`` trains on. Default False (one more window per training
-        instance on disk).
-    """
-
-    window: int = 1000
-    summit_distance: int | None = None
-    val_chroms: tuple[str, ...] | None = None
-    test_chroms: tuple[str, ...] | None = None
-    regimes: tuple[str, ...] | None = None
-    mask_core: bool = False
-    seed: int = 0
-    pvalue_bin: float = 0.1
-    gc_tolerance: float = 0.02
-    batch_size: int = 2048
-    all_rows: bool = False
-
-    def __post_init__(self) -> None:
-        if self.window < 1:
-            raise InputError(f"window must be >= 1 bp, got {self.window}", field="--window")
-        if self.summit_distance is not None and self.summit_distance < 0:
-            raise InputError(f"summit distance must be >= 0, got {self.summit_distance}", field="--summit-distance")
-        if self.regimes is not None:
-            bad = [r for r in self.regimes if r not in REGIMES]
-            if bad or not self.regimes:
-                raise InputError(
-                    f"unknown regime(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(REGIMES)}",
-                    field="--regimes",
-                )
-        if not self.pvalue_bin > 0 or not 0 < self.gc_tolerance <= 1:
-            raise InputError("pvalue_bin must be > 0 and gc_tolerance in (0, 1]", field="--gc-tolerance")
-        if self.batch_size < 1:
-            raise InputError("batch size must be >= 1", field="--batch-size")
-
-
 @dataclass(frozen=True)
 class LabelResult:
     """What :func:`label` wrote: directories, per-TF counts and the partition sizes table."""
@@ -281,13 +219,13 @@ def label(
     InputError
         Bad peak/BED files, unknown chromosomes, no TF with both instances and peaks, bad splits.
     """
-    from scanner.datasets import build_datasets, fetch_windows
+    from scanner.labels.datasets import build_datasets, fetch_windows
     from scanner.store import RunDir
 
     cfg = config or LabelConfig()
     instances, out = Path(instances), Path(out)
     run = RunDir(out)
-    run.check_no_overlap(out / "labelled", {"instances directory": instances})
+    run.check_no_overlap(run.path("labelled"), {"instances directory": instances})
     run.check_writable()
     available = instance_tfs(instances)
     matched, skipped = _match_tfs({k: Path(v) for k, v in peaks.items()}, available)
@@ -395,7 +333,7 @@ def split_warnings(sizes: pl.DataFrame, min_rows: int = MIN_SPLIT_ROWS) -> list[
     Parameters
     ----------
     sizes : polars.DataFrame
-        The sizes table of :func:`scanner.datasets.build_datasets` (regime, tf, split, n, n_pos, n_neg).
+        The sizes table of :func:`scanner.labels.datasets.build_datasets` (regime, tf, split, n, n_pos, n_neg).
     min_rows : int
         Fewer rows than this is warned about. Default :data:`MIN_SPLIT_ROWS`.
 
@@ -405,7 +343,7 @@ def split_warnings(sizes: pl.DataFrame, min_rows: int = MIN_SPLIT_ROWS) -> list[
         E.g. ``"TF ALPHA, regime open, test split: 3 rows (3 bound, 0 unbound): one class only, fewer than
         50 rows; its auROC is undefined; choose other --test-chroms?"``.
     """
-    from scanner.datasets import ALL_ROWS
+    from scanner.labels.datasets import ALL_ROWS
 
     out = []
     for r in sizes.filter(pl.col("regime") != ALL_ROWS).iter_rows(named=True):
@@ -430,7 +368,7 @@ def split_warnings(sizes: pl.DataFrame, min_rows: int = MIN_SPLIT_ROWS) -> list[
 
 def _write_labelled(labelled: pl.DataFrame, ds: Any, tfs: list[str], record: dict[str, Any]) -> None:
     """One file per (tf, chrom), published in one step; other TFs' partitions are carried over."""
-    from scanner.manifest import hash_json
+    from scanner.store import hash_json
 
     fingerprint = hash_json({"rows": int(labelled.hash_rows(seed=0).sum()), "n": labelled.height, "record": record})
     others = [(t,) for t, _ in hive_children(ds.root, "tf") if t not in tfs]
