@@ -178,3 +178,92 @@ def test_progress_lines_off_a_terminal_and_on_one():
     text = out.getvalue()
     assert "\r\x1b[Ktrained ALPHA/gc\ntrain: 1/4 models (25%)" in text
     assert text.endswith("; ALPHA/gc epoch 3\n") and text.count("\n") == 2
+
+
+FLAT_MEME = """MEME version 4
+
+ALPHABET= ACGT
+
+strands: + -
+
+Background letter frequencies
+A 0.25 C 0.25 G 0.25 T 0.25
+
+MOTIF FLAT1 ALPHA
+letter-probability matrix: alength= 4 w= 4 nsites= 20 E= 0
+0.25 0.25 0.25 0.25
+0.25 0.25 0.25 0.25
+0.25 0.25 0.25 0.25
+0.25 0.25 0.25 0.25
+"""
+
+
+def test_a_scan_with_no_hit_is_an_empty_result_for_every_later_command(tmp_path):
+    """A motif that cannot reach p < 1e-4 scans to nothing: every later command ends with exit 0 and says
+    why, by hand and in `scanner run`, and query/export return empty tables."""
+    from scanner.toydata import write_toy_genome
+
+    genome = write_toy_genome(tmp_path / "g.fa", {"chr1": 20_000, "chr2": 8_000, "chr3": 8_000}, seed=4)
+    motifs = tmp_path / "flat.meme"
+    motifs.write_text(FLAT_MEME)
+    peaks = tmp_path / "p.bed"
+    peaks.write_text("chr1\t100\t400\n")
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    rd = str(tmp_path / "run")
+    why = "the scan found 0 instances"
+    steps = [
+        (["scan", "-g", str(genome), "-m", str(motifs), "--out", rd, "--no-ray"], "cannot reach the threshold"),
+        (
+            [
+                "label",
+                "--out",
+                rd,
+                "--peaks",
+                f"ALPHA={peaks}",
+                "--val-chroms",
+                "chr2",
+                "--test-chroms",
+                "chr3",
+                "--no-ray",
+            ],
+            why,
+        ),
+        (["train", "--out", rd, "--no-ray"], "nothing to train"),
+        (["predict", "--out", rd, "--no-ray"], why),
+        (["interpret", "--out", rd, "--no-ray"], why),
+        (["features", "--out", rd, "--no-ray"], why),
+        (["variants", "--out", rd, "--vcf", str(vcf), "--no-ray"], why),
+        (["query", rd, "--top-bound", "5"], why),
+        (["query", rd, "--counts", "--table", "labelled"], why),
+        (["export", f"{rd}/instances", "--bed"], why),
+        (["export", f"{rd}/predictions", "--bed"], why),
+    ]
+    runner = CliRunner()
+    for args, says in steps:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args, res.output)
+        assert says in res.output and "Traceback" not in res.output, (args, res.output)
+    from scanner.results import query
+
+    for table in ("instances", "labelled", "predictions"):  # empty tables with their schemas
+        df = query.dataset(rd, table).collect()
+        assert df.height == 0 and "chrom" in df.columns, table
+
+    # the same through the pipeline: every stage done, the ones with nothing to do say so
+    from scanner.run.config import from_dict
+    from scanner.run.pipeline import run_pipeline
+
+    cfg = from_dict(
+        {
+            "out": str(tmp_path / "piped"),
+            "use_ray": False,
+            "inputs": {"genome": str(genome), "motifs": [str(motifs)], "peaks": {"ALPHA": str(peaks)}},
+            "label": {"val_chroms": ["chr2"], "test_chroms": ["chr3"]},
+            "interpret": {"top": 5},
+        }
+    )
+    result = run_pipeline(cfg, log=lambda _m: None)
+    stages = result.manifest["stages"]
+    assert all(s["status"] == "done" for s in stages.values()), stages
+    assert why in stages["evaluate"]["note"] and why in stages["interpret"]["note"]

@@ -162,6 +162,20 @@ def run_out(out: Path, dataset: str) -> Path:
     return out
 
 
+def empty_scan(out: Path) -> str | None:
+    """Why the run ``out`` has nothing downstream of its scan (a finished scan with no hit), or None."""
+    from scanner.scan.export import empty_reason
+    from scanner.store import RunDir
+
+    inst = RunDir(out).path("instances")
+    if not inst.is_dir():
+        return None
+    try:
+        return empty_reason(inst)
+    except InputError:
+        return None
+
+
 def input_dataset(given: Path | None, out: Path, dataset: str, flag: str) -> Path:
     """Where a command reads ``dataset``: ``given`` (that dataset, or a run directory holding it) or,
     by default, the one in the run directory ``out``.

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from scanner.commands._common import (
+    empty_scan,
     input_dataset,
     reports_input_errors,
     run_out,
@@ -90,6 +91,10 @@ def register(app: typer.Typer) -> None:
         if out is None:
             raise InputError("missing --out (the run directory)", field="--out")
         out = run_out(out, "features")
+        why = empty_scan(out) if datasets is None else None
+        if why:  # a finished scan with no hit: nothing downstream, a valid empty result
+            typer.echo(f"note: nothing to explain: {why}", err=True)
+            return
         if source not in ("datasets", "predictions"):
             raise InputError(f"must be datasets or predictions, got {source!r}", field="--source")
         src = input_dataset(datasets, out, source, "--datasets")

@@ -9,6 +9,7 @@ import typer
 
 from scanner.commands._common import (
     echo_err,
+    empty_scan,
     input_dataset,
     reports_input_errors,
     run_out,
@@ -84,6 +85,10 @@ def register(app: typer.Typer) -> None:
         from scanner.store import RunDir
 
         out = run_out(out, "attributions")
+        why = empty_scan(out) if predictions is None else None
+        if why:  # a finished scan with no hit: nothing downstream, a valid empty result
+            echo_err(f"note: nothing to explain: {why}")
+            return
         predictions = input_dataset(predictions, out, "predictions", "--predictions")
         models = input_dataset(models, out, "models", "--models")
 

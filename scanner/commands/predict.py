@@ -15,6 +15,7 @@ from scanner.commands._common import (
     split_list,
     stage_progress,
 )
+from scanner.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +54,18 @@ def register(app: typer.Typer) -> None:
 
         out = run_out(out, "predictions")
         instances = input_dataset(instances, out, "instances", "--instances")
-        models = input_dataset(models, out, "models", "--models")
+        try:
+            models = input_dataset(models, out, "models", "--models")
+        except InputError as missing:  # a finished scan with no hit needs no model: an empty result
+            from scanner.scan.export import empty_reason
+
+            try:
+                empty = models is None and empty_reason(instances)
+            except InputError:
+                empty = None
+            if not empty:
+                raise missing from None
+            models = RunDir(out).path("models")
         from scanner.predict.run import PredictConfig
         from scanner.predict.run import predict as run_predict
 
@@ -78,6 +90,8 @@ def register(app: typer.Typer) -> None:
                 log=bar.write,
                 progress=bar,
             )
+        for note in s.notes:
+            echo_err(f"note: {note}")
         typer.echo(
             f"{s.rows:,} prediction rows ({s.instances:,} instances x applicable models, "
             f"{len(s.models)} model(s)) in {s.files} file(s) under {s.out} ({s.seconds:.1f} s)"

@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
                 f"{r.tf}/{r.regime}: {len(r.members)} network(s) on {r.n_train:,} rows, kept epoch/run {kept}, "
                 f"{r.samples_per_s:,.0f} samples/s -> {r.checkpoint}"
             )
-        if evaluate:
+        if evaluate and results:
             table = metrics_table([m for r in results for m in r.metrics])
             typer.echo(format_metrics(table))
             for line in below_baseline_warnings(table):

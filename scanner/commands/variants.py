@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from scanner.commands._common import (
+    empty_scan,
     input_dataset,
     no_ray_alias,
     reports_input_errors,
@@ -78,6 +79,10 @@ def register(app: typer.Typer) -> None:
 
         ray = no_ray_alias(ray, old_local) is not False
         out = run_out(out, "variants")
+        why = empty_scan(out) if models is None and instances is None else None
+        if why:  # a finished scan with no hit: no instance window to score, a valid empty result
+            typer.echo(f"note: nothing to score: {why}", err=True)
+            return
         models = input_dataset(models, out, "models", "--models")
         instances = None if instances is None else input_dataset(instances, out, "instances", "--instances")
         features = None if features is None else input_dataset(features, out, "features", "--features")

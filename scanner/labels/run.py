@@ -228,7 +228,16 @@ def label(
     run.check_no_overlap(run.path("labelled"), {"instances directory": instances})
     run.check_writable()
     available = instance_tfs(instances)
-    matched, skipped = _match_tfs({k: Path(v) for k, v in peaks.items()}, available)
+    empty = None
+    if not available:  # a finished scan with no hit is a valid, empty input (anything else is an error)
+        from scanner.scan.export import empty_reason
+
+        empty = empty_reason(instances)
+    if empty:
+        matched, skipped = {}, sorted(peaks)
+        _warn(f"nothing to label: {empty}; the labelled instances and training sets are empty")
+    else:
+        matched, skipped = _match_tfs({k: Path(v) for k, v in peaks.items()}, available)
     genome_path = run.dataset("instances", instances).genome(genome)
     g = open_genome(genome_path)
     lengths = dict(g.lengths)
@@ -274,19 +283,23 @@ def label(
                 "peaks": peak_iv.height,
             }
         )
-    labelled = pl.concat(tables).with_row_index("_row")
-    on_rows = counter(progress, labelled.height)
-    on_rows(0)  # the total, before the first batch
-    gc = fetch_windows(
-        labelled.select("_row", "chrom", "start", "end", "window_start"),
-        genome_path,
-        cfg.window,
-        output="gc",
-        batch_size=cfg.batch_size,
-        use_ray=use_ray,
-        on_rows=on_rows,
-    )
-    labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row").select(LABELLED.names)
+    if tables:
+        labelled = pl.concat(tables).with_row_index("_row")
+        on_rows = counter(progress, labelled.height)
+        on_rows(0)  # the total, before the first batch
+        gc = fetch_windows(
+            labelled.select("_row", "chrom", "start", "end", "window_start"),
+            genome_path,
+            cfg.window,
+            output="gc",
+            batch_size=cfg.batch_size,
+            use_ray=use_ray,
+            on_rows=on_rows,
+        )
+        labelled = labelled.join(gc, on="_row", how="left", maintain_order="left").drop("_row")
+        labelled = labelled.select(LABELLED.names)
+    else:
+        labelled = pl.from_arrow(LABELLED.empty_table())
     for tf, split in (
         labelled.group_by("tf", "split").agg(pl.col("bound").any()).filter(~pl.col("bound")).select("tf", "split")
     ).iter_rows():
@@ -302,6 +315,7 @@ def label(
         "splits": split_of,
         "counts": counts,
         "skipped": skipped,
+        "empty": empty,
     }
     labelled_dir, datasets_dir = run.dataset("labelled").root, run.dataset("datasets").root
     with run.lock("labelled"), run.lock("datasets"):
@@ -320,7 +334,14 @@ def label(
         )
     for line in split_warnings(sizes):
         _warn(line)
-    return LabelResult(labelled_dir, datasets_dir, pl.DataFrame(counts), sizes, skipped)
+    counts_df = pl.DataFrame(counts) if counts else pl.DataFrame(schema=_COUNT_SCHEMA)
+    return LabelResult(labelled_dir, datasets_dir, counts_df, sizes, skipped)
+
+
+_COUNT_SCHEMA = {
+    k: pl.String if k == "tf" else pl.Int64
+    for k in ("tf", "instances", "blacklisted", "labelled", "bound", "in_open", "peaks")
+}
 
 
 #: A training set split with fewer rows than this is warned about: its auROC moves by ~0.05 with one row.

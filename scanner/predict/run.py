@@ -114,7 +114,7 @@ class PredictSummary:
     ``timings``: ``first_item_s``, seconds from the call to the first work item's start (Ray's start-up
     as the run saw it: actors starting, importing torch, loading models; plus the driver's planning),
     and ``items_s``, from the first item's start to the last one's end (the steady part; ``rows /
-    items_s`` is the throughput once running).
+    items_s`` is the throughput once running). ``notes``: why nothing was scored, when so.
     """
 
     out: str
@@ -125,6 +125,7 @@ class PredictSummary:
     models: tuple[ModelRef, ...]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 # ---- discovery -------------------------------------------------------------------------------------
@@ -143,12 +144,14 @@ def plan_items(
     An item is rows ``[lo, hi)`` of one file, the file cut into equal pieces of at most ``chunk_rows``
     rows; its output is ``out_root/tf=<tf>/chrom=<chrom>/<stem>-r<lo>-<hi>.parquet``.
 
-    Instance TFs with no applicable model are skipped (only without ``cross_tf``).
+    Instance TFs with no applicable model are skipped (only without ``cross_tf``). A finished scan
+    with no hit is a valid empty input: no item.
 
     Raises
     ------
     InputError
-        If there are no instance files, or a requested TF has none.
+        If there are no instance files (and the directory is not a finished, empty scan), or a
+        requested TF has none.
     """
     root = Path(instances_root)
     if not root.is_dir():
@@ -156,6 +159,10 @@ def plan_items(
     items: list[WorkItem] = []
     present = hive_children(root, "tf")
     if not present:
+        from scanner.scan.export import empty_reason
+
+        if empty_reason(root):  # raises for a directory that is no scan, or a scan not finished
+            return []
         raise InputError("no instance partitions found (expected tf=<tf>/chrom=<chrom>/*.parquet)", source=root)
     for want in tfs or ():
         if want not in {t for t, _ in present}:
@@ -415,7 +422,8 @@ def predict(
     ds = RunDir.of("predictions", out_root)
     ds.run.check_no_overlap(out_root, {"instances directory": instances_root, "models directory": models_root})
     ds.check_writable()
-    models = discover_models(models_root, None if config.cross_tf else tfs, regimes)
+    empty_scan = instances_root.is_dir() and not hive_children(instances_root, "tf")
+    models = [] if empty_scan else discover_models(models_root, None if config.cross_tf else tfs, regimes)
     genome_path = resolve_genome(instances_root, genome)
     items = plan_items(instances_root, models, out_root, config, tfs=tfs)
     with open_genome(genome_path) as g:
@@ -425,6 +433,12 @@ def predict(
     for ref in used:  # fail early on a checkpoint that does not load (wrong shape, missing file)
         load_checkpoint(ref.path)
     run_tfs = sorted({it.tf for it in items})
+    notes: tuple[str, ...] = ()
+    if not items:
+        from scanner.scan.export import empty_reason
+
+        notes = (f"nothing to score: {empty_reason(instances_root)}; the predictions are empty",)
+        say(notes[0])
     with ds.run.lock(out_root.name):
         ds.run.recover()
         previous = _previous_record(ds, instances_root, Path(genome_path), adopt_moved=adopt_moved)
@@ -477,6 +491,7 @@ def predict(
             models=used,
             seconds=time.perf_counter() - t0,
             timings=_span_timings(spans, t0_wall),
+            notes=notes,
         )
         by_tf = {tf: v for tf, v in (previous or {}).get("models_by_tf", {}).items() if tf in kept}
         for tf in run_tfs:

@@ -102,6 +102,8 @@ def dataset_kind(path: str | Path) -> str:
     if not files:
         if RunDir.of("instances", path).record_path.is_file():
             return "instances"
+        if path.name == "predictions" and RunDir.of("predictions", path).published() is not None:
+            return "predictions"  # published with no row (the scan found nothing)
         raise InputError(
             "no Parquet dataset here; give RUN/instances, RUN/predictions or RUN/variants/scores", source=path
         )
@@ -228,6 +230,15 @@ def _empty_note(path: Path, kind: str) -> str:
         from scanner.scan.export import empty_reason
 
         return empty_reason(path) or "no instances"
+    if kind == "predictions":
+        from scanner.scan.export import empty_reason
+
+        rec = RunDir.of("predictions", path).record() or {}
+        try:
+            why = empty_reason(rec["instances"]) if rec.get("instances") else None
+        except InputError:
+            why = None
+        return f"no prediction: {why}" if why else "the dataset has no rows"
     if kind == "variants":
         return "no allele of the VCF lies in an instance window of a TF with a model (nothing was scored)"
     return "the dataset has no rows"

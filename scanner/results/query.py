@@ -71,9 +71,27 @@ def _finished_empty_scan(path: Path) -> bool:
         return False
 
 
+def _published_empty(run: Path, name: str) -> bool:
+    """A whole dataset published with no row (e.g. the predictions of a scan that found nothing)."""
+    dataset, part = TABLES[name]
+    if dataset == "metrics" or part is not None:
+        return False
+    ds = RunDir(run).dataset(dataset)
+    return ds.published() is not None and not _has_parquet(ds.root)
+
+
+def _empty_frame(name: str) -> pl.LazyFrame:
+    """An empty table with the dataset's schema."""
+    import scanner.schemas as schemas
+    from scanner.store import DATASETS
+
+    schema = getattr(schemas, DATASETS[TABLES[name][0]].schema)
+    return pl.LazyFrame(schema=pl.from_arrow(schema.empty_table()).schema)
+
+
 def _has_table(run: Path, name: str) -> bool:
     path = table_path(run, name)
-    return _has_parquet(path) or (name == "instances" and _finished_empty_scan(path))
+    return _has_parquet(path) or (name == "instances" and _finished_empty_scan(path)) or _published_empty(run, name)
 
 
 def available(run: str | Path) -> list[str]:
@@ -126,10 +144,8 @@ def dataset(run: str | Path, name: str) -> pl.LazyFrame:
         raise InputError(
             f"this run has no {name} (yet); it has: {', '.join(have) or 'nothing'}", source=path, field="--table"
         )
-    if name == "instances" and _finished_empty_scan(path):
-        from scanner.schemas import INSTANCES
-
-        return pl.LazyFrame(schema=pl.from_arrow(INSTANCES.empty_table()).schema)
+    if (name == "instances" and _finished_empty_scan(path)) or _published_empty(run, name):
+        return _empty_frame(name)
     if path.is_file():
         return pl.scan_parquet(path)
     return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=True)
@@ -226,7 +242,9 @@ def why_empty(run: str | Path, *, table: str | None = None, tfs: list[str] | Non
     run = Path(run)
     if table is None:
         return "no row matches the question"
-    if table == "instances" and _finished_empty_scan(table_path(run, "instances")):
+    if (table == "instances" or _published_empty(Path(run), table)) and _finished_empty_scan(
+        table_path(run, "instances")
+    ):
         from scanner.scan.export import empty_reason
 
         return empty_reason(table_path(run, "instances")) or "the scan found 0 instances"

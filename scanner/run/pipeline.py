@@ -229,6 +229,18 @@ class _Runner:
             thread.join()
 
     # ---- one stage ---------------------------------------------------------------------------------
+    def empty_scan(self) -> str | None:
+        """Why the run has no instance (a finished scan with no hit), or None."""
+        from scanner.scan.export import empty_reason
+
+        inst = self.run.path("instances")
+        if not inst.is_dir():
+            return None
+        try:
+            return empty_reason(inst)
+        except InputError:
+            return None
+
     def run_stage(self, name: str, *, force: bool = False) -> bool:
         """Run ``name`` unless it is complete; True when it ran."""
         stage = REGISTRY[name]
@@ -254,7 +266,10 @@ class _Runner:
             self.bar = Progress(name, _CONSOLE_UNITS[name])
             self.log = self.bar.write
         try:
-            note = stage.run(self, owned)
+            why = self.empty_scan() if stage.needs_rows else None
+            note = f"nothing to do: {why}" if why else stage.run(self, owned)
+            if why:
+                self.log(f"[{name}] {note}")
         except BaseException as exc:
             self.manifest.fail(name, f"{type(exc).__name__}: {exc}")
             raise
@@ -636,6 +651,7 @@ class StageSpec:
     inputs: Callable[[_Runner], dict[str, Any]]
     run: Callable[[_Runner, bool], str]
     names: str | None = None  # only output files of these names (train: its checkpoints, not the curves)
+    needs_rows: bool = False  # nothing to do after a scan with no hit (a valid, empty result)
 
 
 def _always(_c: RunConfig) -> bool:
@@ -660,7 +676,16 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "train", ("models",), None, "models", _always, _Runner._inputs_train, _Runner._run_train, names="model.*"
     ),
-    StageSpec("evaluate", ("metrics",), METRICS_FILE, "step", _always, _Runner._inputs_evaluate, _Runner._run_evaluate),
+    StageSpec(
+        "evaluate",
+        ("metrics",),
+        METRICS_FILE,
+        "step",
+        _always,
+        _Runner._inputs_evaluate,
+        _Runner._run_evaluate,
+        needs_rows=True,
+    ),
     StageSpec(
         "predict", ("predictions",), "predictions", "items", _always, _Runner._inputs_predict, _Runner._run_predict
     ),
@@ -672,6 +697,7 @@ STAGES: tuple[StageSpec, ...] = (
         lambda c: c.interpret is not None,
         _Runner._inputs_interpret,
         _Runner._run_interpret,
+        needs_rows=True,
     ),
     StageSpec(
         "features",
@@ -681,6 +707,7 @@ STAGES: tuple[StageSpec, ...] = (
         lambda c: c.features is not None,
         _Runner._inputs_features,
         _Runner._run_features,
+        needs_rows=True,
     ),
     StageSpec(
         "variants",
@@ -690,6 +717,7 @@ STAGES: tuple[StageSpec, ...] = (
         lambda c: c.variants is not None,
         _Runner._inputs_variants,
         _Runner._run_variants,
+        needs_rows=True,
     ),
     StageSpec(
         "interpret_benchmark",

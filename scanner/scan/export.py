@@ -77,7 +77,7 @@ def empty_reason(instances_dir: str | Path) -> str | None:
     meta = scan_record(d)
     if meta is None:
         raise InputError(
-            "no instances here and no _scan.json: not a scan output (run `scanner scan -o RUN`, then export "
+            "no instances here and no _scan.json: not a scan output (run `scanner scan --out RUN`, then export "
             "RUN/instances)",
             source=d,
         )

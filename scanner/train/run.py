@@ -22,7 +22,7 @@ from scanner.io import hive_children
 from scanner.models.checkpoint import record_path
 from scanner.store import RunDir, hash_json
 from scanner.train.config import TrainConfig
-from scanner.train.stage import TrainResult, checkpoint_dir, resolve_jobs, train_model
+from scanner.train.stage import TrainResult, checkpoint_dir, empty_datasets, resolve_jobs, train_model
 
 
 @contextmanager
@@ -201,6 +201,9 @@ def train_models(
     from scanner.evaluate import write_metrics
 
     config.validate()
+    if empty_datasets(data_root):
+        (log or print)(f"nothing to train: the training sets in {data_root} are empty (the scan found no instance)")
+        return []
     jobs = resolve_jobs(data_root, tfs, regimes, need_test=evaluate)
     data_root, out_root = Path(data_root), Path(out_root)
     say = log or (lambda _m: None)

@@ -468,6 +468,16 @@ def train_model(
     )
 
 
+def empty_datasets(data_root: str | Path) -> bool:
+    """Whether ``data_root`` holds training sets that ``scanner label`` published empty (a scan with no
+    hit): a valid, empty input to train, with nothing to do."""
+    from scanner.store import RunDir
+
+    ds = RunDir.of("datasets", data_root)
+    rec = ds.record() if ds.record_path.is_file() else None
+    return rec is not None and not rec.get("sizes") and not available_partitions(data_root)
+
+
 def resolve_jobs(
     data_root: str | Path, tfs: Sequence[str] | None, regimes: Sequence[str] | None, *, need_test: bool = True
 ) -> list[tuple[str, str]]:
