@@ -164,7 +164,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] | Non
     done("simulate")
     with ray_session(config.address) if config.use_ray else nullcontext():
         scan = scan_genome(sim.genome, [str(sim.motifs)], out, ScanConfig(), use_ray=config.use_ray, overwrite=True)
-        say(f"  instances: {scan.hits}")
+        say("  instances: " + ", ".join(f"{n:,} {tf}" for tf, n in scan.hits.items()))
         done("scan")
         lab = label(
             run.path("instances"),
