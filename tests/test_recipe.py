@@ -319,6 +319,24 @@ def test_kmer_branch_counts_canonical_kmers_and_the_ensemble_averages():
         assert model.member_logits(x).shape == (3, 4)
 
 
+def test_kmer_counting_equals_the_kmer_convolution():
+    """The no-gradient fast path (integer k-mer codes) gives the convolution branch's numbers, N included."""
+    import torch
+
+    net = _sitectx(members=1)
+    x = _onehot_batch(5, 240, seed=7)
+    x[1, :, 50:60] = 0.25  # an N run
+    x[2, :, 0] = 0.25  # an N at the first column
+    x[3, :, 237:] = 0.25  # Ns at the end
+    with torch.no_grad():
+        slow = net.composition(net.kmer_indicators(x))
+        fast = net.kmer_frequencies(x)
+        fast_nc = net.kmer_frequencies(x.flip(2).flip(2).transpose(1, 2).contiguous().transpose(1, 2))
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_nc, slow, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fast[1], fast[0])
+
+
 def test_fit_wide_starts_the_network_as_the_regression():
     """After the fitted start the network's logit is the logistic regression's decision function."""
     import torch
