@@ -104,6 +104,10 @@ def main() -> None:
     runs = []
     for _ in range(args.repeats):
         shutil.rmtree(run, ignore_errors=True)
+        for _ in range(60):  # let the previous run's load settle (up to 2 min)
+            if os.getloadavg()[0] < 1:
+                break
+            time.sleep(2)
         load = os.getloadavg()[0]
         wall, peak, rc = _run_measured([exe, "demo", "--out", str(run)], log)
         text = log.read_text()
