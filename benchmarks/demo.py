@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from _marked import rewrite_marked
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -71,17 +73,6 @@ def _run_measured(cmd: list[str], log: Path) -> tuple[float, int, int]:
         stop.set()
         th.join()
     return wall, peak, rc
-
-
-def _rewrite(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- demo:name -->`` and ``<!-- /demo:name -->`` (kept on one line)."""
-    text = path.read_text()
-    a, b = f"<!-- demo:{name} -->", f"<!-- /demo:{name} -->"
-    if a not in text or b not in text:
-        return
-    head, rest = text.split(a, 1)
-    _, tail = rest.split(b, 1)
-    path.write_text(f"{head}{a}{body}{b}{tail}")
 
 
 def _minutes(s: float) -> str:
@@ -154,8 +145,8 @@ def main() -> None:
     print("stages (fastest run):", stage_line)
     print(models)
     for p in (ROOT / "README.md", HERE / "RESULTS.md"):
-        _rewrite(p, "summary", summary)
-    _rewrite(HERE / "RESULTS.md", "stages", stage_line)
+        rewrite_marked(p, "demo:summary", summary, inline=True)
+    rewrite_marked(HERE / "RESULTS.md", "demo:stages", stage_line, inline=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _marked import rewrite_marked
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -219,16 +220,6 @@ def _yeast_table(y: dict) -> str:
     return "\n".join(lines)
 
 
-def _rewrite(path: Path, name: str, body: str) -> None:
-    text = path.read_text()
-    a, b = f"<!-- science:{name} -->", f"<!-- /science:{name} -->"
-    if a not in text or b not in text:
-        return
-    head, rest = text.split(a, 1)
-    _, tail = rest.split(b, 1)
-    path.write_text(f"{head}{a}\n{body}\n{b}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per simulated model")
@@ -261,12 +252,12 @@ def main() -> None:
         table = _sim_table(result["simulated"]["rows"])
         print(table)
         for p in (ROOT / "README.md", ROOT / "docs" / "models.md", HERE / "RESULTS.md"):
-            _rewrite(p, "sim", table)
+            rewrite_marked(p, "science:sim", table)
     if result["yeast"]:
         table = _yeast_table(result["yeast"])
         print(table)
         for p in (ROOT / "README.md", ROOT / "docs" / "models.md", HERE / "RESULTS.md"):
-            _rewrite(p, "yeast", table)
+            rewrite_marked(p, "science:yeast", table)
 
 
 if __name__ == "__main__":
